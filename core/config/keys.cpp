@@ -1,0 +1,158 @@
+// Every configuration key of tess, by section. Defaults follow the TESS 2
+// reference (docs/method.md); a deviation is a key whose default is the
+// reference's behaviour. docs/configs.md is generated from this file.
+#include "core/config/schema.h"
+
+namespace tess::config {
+namespace {
+
+void add_run(Schema& s) {
+  s.section("run", "What the run is and where it writes.");
+  s.required("run.stage", Type::String,
+             "Which trainer runs: causal LM, stage 1 adaptation, stage 2 instruction tuning, or reward model.")
+      .choices({"ar", "adaptation", "instruction", "reward"});
+  s.add("run.name", "run", "Name shown in logs and metrics.");
+  s.add("run.dir", "runs/run", "Run directory: effective config, logs, metrics, checkpoints.");
+  s.add("run.seed", 1234, "Seed of every named random generator of the run.").min(0);
+  s.add("run.device", "auto", "Where tensors live; auto picks CUDA when available.")
+      .choices({"auto", "cpu", "cuda"});
+  s.add("run.threads", 0, "Intra-op CPU threads; 0 lets Torch decide.").min(0);
+}
+
+void add_model(Schema& s) {
+  s.section("model", "The decoder: an HF-format checkpoint directory, or a fresh one built from the shape keys.");
+  s.add("model.path", "", "HF-format model directory (config.json + safetensors) to start from; empty builds a fresh model.");
+  s.add("model.architecture", "llama", "Decoder family of a fresh model.").choices({"llama", "mistral"});
+  s.add("model.vocab_size", 32000, "Vocabulary size of a fresh model (the tokenizer's size when one is given).").min(2);
+  s.add("model.hidden_size", 256, "Hidden size of a fresh model.").min(1);
+  s.add("model.intermediate_size", 688, "SwiGLU inner size of a fresh model.").min(1);
+  s.add("model.num_layers", 4, "Decoder layers of a fresh model.").min(1);
+  s.add("model.num_heads", 4, "Attention heads of a fresh model.").min(1);
+  s.add("model.num_kv_heads", 4, "Key/value heads (grouped-query attention) of a fresh model.").min(1);
+  s.add("model.rope_theta", 10000.0, "Rotary embedding base of a fresh model.").above(0);
+  s.add("model.rms_norm_eps", 1e-5, "RMSNorm epsilon of a fresh model.").above(0);
+  s.add("model.max_position_embeddings", 2048, "Longest sequence of a fresh model.").min(1);
+  s.add("model.sliding_window", 0, "Sliding-window attention span (Mistral); 0 = full attention.").min(0);
+  s.add("model.tie_word_embeddings", false, "Share the input embedding and the LM head of a fresh model.");
+  s.add("model.dtype", "float32", "Parameter dtype.").choices({"float32", "bfloat16"});
+  s.add("model.attention", "auto", "Attention mask; auto = causal for stage ar, bidirectional for diffusion stages.")
+      .choices({"auto", "causal", "bidirectional"});
+  s.add("model.activation_checkpointing", false, "Recompute each layer's activations in backward to save memory.");
+  s.add("model.add_pad_token", true, "Add a [PAD] token (and grow the embeddings) when the tokenizer has none, as the reference does.");
+}
+
+void add_data(Schema& s) {
+  s.section("data", "Training and validation data, tokenizer and span masking.");
+  s.add("data.tokenizer", "", "SentencePiece model file; empty uses the tokenizer of model.path.");
+  s.add("data.train", std::vector<std::string>{}, "Training inputs: token-shard directories (stage ar/adaptation) or chat JSONL files (instruction/reward).");
+  s.add("data.validation", std::vector<std::string>{}, "Validation inputs, same kinds as data.train.");
+  s.add("data.seq_len", 512, "Sequence length L of every training example.").min(4);
+  s.add("data.skip_bad_records", false, "Skip malformed JSONL records (reported with their line numbers) instead of failing.");
+  s.add("data.prefetch", 4, "Batches prepared ahead of the training step by the background loader.").min(0);
+  s.add("data.ul2.objectives", std::vector<std::string>{"prefix_lm", "t5_short", "t5_long", "extreme_8", "extreme_3", "extreme_48"},
+        "UL2 objectives drawn with equal chance per batch (stage 1).")
+      .choices({"prefix_lm", "t5_short", "t5_long", "extreme_8", "extreme_3", "extreme_48"});
+  s.add("data.chat.turns", "first", "Which turns of a conversation are used: the first user/assistant pair, or all (earlier turns as clean context).")
+      .choices({"first", "all"});
+  s.add("data.chat.system_message", false, "Keep a leading system message in the prompt.");
+  s.add("data.chat.too_long", "truncate_prompt", "Examples longer than seq_len: cut the prompt from the left (keeping template markers) or drop them.")
+      .choices({"truncate_prompt", "drop"});
+}
+
+void add_diffusion(Schema& s) {
+  s.section("diffusion", "Simplex diffusion: noise schedule, self-conditioning and loss normalisation.");
+  s.add("diffusion.simplex_value", 5.0, "Simplex value k: a token is +k at its id and -k elsewhere.").above(0);
+  s.add("diffusion.timesteps", 5000, "Training diffusion steps T.").min(1);
+  s.add("diffusion.schedule", "cosine_improved", "Noise schedule of abar.")
+      .choices({"cosine_improved", "linear", "cosine_capped"});
+  s.add("diffusion.self_condition", "logits_mean", "How the previous prediction is combined with the noisy simplex.")
+      .choices({"none", "logits_mean", "logits_addition", "logits_max", "logits_multiply"});
+  s.add("diffusion.self_condition_prob", 0.5, "Chance per batch that training runs the no-grad self-conditioning pass.").range(0, 1);
+  s.add("diffusion.embedding_grad", false, "Let gradients flow into E through the softmax(x_t) @ E input projection (the reference detaches it).");
+  s.add("diffusion.loss_normalization", "global_tokens", "Average the loss over all span tokens of the optimizer step (global) or per micro-batch as the reference does.")
+      .choices({"global_tokens", "micro_batch"});
+}
+
+void add_train(Schema& s) {
+  s.section("train", "Optimisation loop.");
+  s.add("train.batch_size", 8, "Sequences per micro-batch per process.").min(1);
+  s.add("train.grad_accum", 1, "Micro-batches accumulated per optimizer step.").min(1);
+  s.add("train.max_steps", 1000, "Optimizer steps to run; 0 = run train.epochs instead.").min(0);
+  s.add("train.epochs", 0.0, "Passes over the data when max_steps is 0.").min(0);
+  s.add("train.lr", 1e-5, "Peak learning rate.").above(0);
+  s.add("train.lr_schedule", "constant", "Learning-rate shape after warmup.").choices({"constant", "linear", "cosine"});
+  s.add("train.warmup_steps", 0, "Linear warmup steps (used when warmup_ratio is 0).").min(0);
+  s.add("train.warmup_ratio", 0.0, "Warmup as a fraction of all steps.").range(0, 1);
+  s.add("train.min_lr_ratio", 0.0, "Floor of the decaying schedules as a fraction of lr.").range(0, 1);
+  s.add("train.weight_decay", 0.0, "AdamW weight decay.").min(0);
+  s.add("train.decay_norms_and_embeddings", false, "Apply weight decay to norms, biases and embeddings too.");
+  s.add("train.adam_beta1", 0.9, "AdamW beta1.").range(0, 1);
+  s.add("train.adam_beta2", 0.999, "AdamW beta2.").range(0, 1);
+  s.add("train.adam_eps", 1e-8, "AdamW epsilon.").above(0);
+  s.add("train.grad_clip", 1.0, "Clip the global gradient norm to this value; 0 disables.").min(0);
+  s.add("train.precision", "fp32", "Arithmetic: fp32, bf16 autocast, or bf16 weights with an fp32 master copy.")
+      .choices({"fp32", "bf16_autocast", "bf16_master"});
+  s.add("train.nonfinite_policy", "abort", "What a NaN/Inf loss or gradient does (decided on all ranks together).")
+      .choices({"skip", "rollback", "abort"});
+  s.add("train.eval_every", 0, "Run validation every N steps; 0 = never.").min(0);
+  s.add("train.eval_batches", 8, "Validation batches per evaluation.").min(1);
+}
+
+void add_dist(Schema& s) {
+  s.section("dist", "Data parallelism over c10d (NCCL on GPUs, Gloo on CPU); rank and world size come from the torchrun environment.");
+  s.add("dist.backend", "auto", "Process-group backend; auto = NCCL with CUDA, else Gloo.").choices({"auto", "nccl", "gloo"});
+  s.add("dist.bucket_mb", 25.0, "Gradient all-reduce bucket size in MiB.").above(0);
+  s.add("dist.zero", 0, "ZeRO stage: 0 = replicated optimizer state, 1 = optimizer state sharded across ranks.").range(0, 1);
+  s.add("dist.timeout_s", 300.0, "A collective that takes longer fails the run, naming the missing rank.").above(0);
+}
+
+void add_checkpoint(Schema& s) {
+  s.section("checkpoint", "Sharded checkpoints and resume.");
+  s.add("checkpoint.every", 500, "Save every N optimizer steps; 0 = only at the end and on SIGTERM/SIGINT.").min(0);
+  s.add("checkpoint.keep_last", 3, "Checkpoints kept; older ones are deleted after a successful save.").min(1);
+  s.add("checkpoint.resume", "auto", "auto = latest checkpoint of run.dir if any; none = start fresh; or a checkpoint directory.");
+  s.add("checkpoint.verify", true, "Check every file's SHA-256 against the manifest when resuming.");
+}
+
+void add_eval(Schema& s) {
+  s.section("eval", "Sampling and evaluation.");
+  s.add("eval.steps", 100, "Diffusion sampling steps N.").min(1);
+  s.add("eval.span_length", 256, "Tokens generated per answer (the fixed span).").min(1);
+  s.add("eval.top_p", 0.99, "Nucleus sampling mass; 0 = argmax.").range(0, 1);
+  s.add("eval.temperature", 1.0, "Softmax temperature of token choice.").above(0);
+  s.add("eval.batch_size", 8, "Prompts sampled together.").min(1);
+  s.add("eval.guidance_scale", 0.0, "Reward-guidance step size; 0 disables guidance.").min(0);
+  s.add("eval.reward_model", "", "Reward model directory for guidance and the reward metric.");
+}
+
+void add_log(Schema& s) {
+  s.section("log", "Logging, metrics and progress output.");
+  s.add("log.level", "info", "Console and file log level.").choices({"trace", "debug", "info", "warn", "error"});
+  s.add("log.every", 10, "Write metrics every N optimizer steps.").min(1);
+  s.add("log.all_ranks", false, "Print every rank's log lines to the console (files always get them).");
+  s.add("log.tensorboard", true, "Write TensorBoard event files to the run directory.");
+  s.add("log.progress_interval_s", 10.0, "Seconds between plain progress lines when the output is not a terminal.").above(0);
+}
+
+Schema build() {
+  Schema s;
+  add_run(s);
+  add_model(s);
+  add_data(s);
+  add_diffusion(s);
+  add_train(s);
+  add_dist(s);
+  add_checkpoint(s);
+  add_eval(s);
+  add_log(s);
+  return s;
+}
+
+}  // namespace
+
+const Schema& schema() {
+  static const Schema instance = build();
+  return instance;
+}
+
+}  // namespace tess::config

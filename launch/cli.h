@@ -1,0 +1,27 @@
+#pragma once
+// The `tess` command line. Each subcommand lives in launch/commands/ and
+// registers itself on the app; run() is the whole program (main() only calls
+// it), so tests can drive the CLI in-process too.
+#include <functional>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace tess::cli {
+
+// What a chosen subcommand does once parsing succeeded; returns the exit code.
+using Action = std::function<int()>;
+
+void add_config_command(CLI::App& app, Action& action);
+// Subcommands whose implementation has not landed yet: they parse, print
+// their --help, and otherwise exit non-zero saying so.
+void add_pending_commands(CLI::App& app, Action& action);
+
+// "tess 0.1.0 (git abc123)\nLibTorch 2.15.0, CUDA ..."
+std::string version_text();
+
+int run(int argc, char** argv);
+
+}  // namespace tess::cli

@@ -1,0 +1,40 @@
+// Subcommands that are part of the product's surface but whose implementation
+// has not landed in this version. They show their purpose in --help and fail
+// clearly instead of pretending to work.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "launch/cli.h"
+
+namespace tess::cli {
+
+void add_pending_commands(CLI::App& app, Action& action) {
+  struct Pending {
+    const char* name;
+    const char* description;
+  };
+  static const Pending pending[] = {
+      {"train", "Train a model from a YAML config (stages ar, adaptation, instruction, reward)"},
+      {"generate", "Sample answers from a diffusion (or AR) model, optionally reward-guided"},
+      {"eval", "Evaluate a model: exact match, multiple choice, perplexity, diversity, reward, speed"},
+      {"tokenize", "Train tokenizers and turn corpora and chat sets into training data"},
+      {"launch", "Start N local training processes with the torchrun environment"},
+      {"checkpoint", "Verify checkpoints and export them as HF model directories"},
+      {"bench", "Measure peak, training, sampling, data and checkpoint throughput (JSON)"},
+      {"model", "Inspect a model directory: info, one forward pass"},
+      {"debug", "Inspect diffusion internals: noise schedules, one diffusion forward"},
+  };
+  for (const auto& p : pending) {
+    auto* cmd = app.add_subcommand(p.name, p.description);
+    cmd->allow_extras();
+    std::string name = p.name;
+    cmd->callback([&action, name] {
+      action = [name] {
+        fmt::print(stderr, "error: `tess {}` is not implemented yet in this version of tess\n", name);
+        return 3;
+      };
+    });
+  }
+}
+
+}  // namespace tess::cli

@@ -1,0 +1,82 @@
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+
+#include "core/util/format.h"
+#include "core/util/progress.h"
+#include "core/util/sha256.h"
+#include "tests/support/test_support.h"
+
+using namespace tess::util;
+
+TEST_CASE("sha256 matches the FIPS 180-2 test vectors", "[unit][util]") {
+  CHECK(sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") ==
+        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  // Streaming in uneven pieces gives the same digest as one call.
+  std::string million(1000000, 'a');
+  Sha256 h;
+  for (size_t i = 0; i < million.size(); i += 777) h.update(million.substr(i, 777));
+  CHECK(h.hex_digest() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  tess::test::TempDir dir;
+  CHECK(sha256_file_hex(dir.write("f", "abc")) == sha256_hex("abc"));
+}
+
+TEST_CASE("human-readable numbers", "[unit][util]") {
+  CHECK(human_count(950) == "950");
+  CHECK(human_count(1234567) == "1.23M");
+  CHECK(human_count(12345) == "12.3k");
+  CHECK(human_duration(42) == "42s");
+  CHECK(human_duration(187) == "3:07");
+  CHECK(human_duration(3723) == "1:02:03");
+  CHECK(human_duration(-1) == "?");
+  CHECK(human_bytes(512) == "512 B");
+  CHECK(human_bytes(1536) == "1.5 KiB");
+}
+
+TEST_CASE("progress prints plain lines with rate, ETA and fields when not a terminal", "[unit][util]") {
+  tess::test::TempDir dir;
+  auto path = dir / "progress.txt";
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  double now = 0;
+  {
+    Progress::Options opt;
+    opt.unit = "step";
+    opt.out = f;
+    opt.tty = false;
+    opt.plain_interval_s = 5;
+    opt.clock = [&] { return now; };
+    Progress p("train", 100, opt);
+    now = 2;
+    p.update(10);  // before the first interval: nothing printed
+    now = 10;
+    p.set_field("loss", "2.50");
+    p.update(50);  // 50 steps in 10 s: 5 step/s, 50 left -> ETA 10 s
+    CHECK(p.rate() == Approx(5.0));
+    now = 20;
+    p.set_field("loss", "1.25");
+    p.update(100);
+    p.finish();
+  }
+  std::fclose(f);
+  auto text = tess::test::read_file(path);
+  CHECK(text ==
+        "train  50% [############............] 50/100 step [10s<10s, 5 step/s] loss=2.50\n"
+        "train 100% [########################] 100/100 step [20s<0s, 5 step/s] loss=1.25\n");
+}
+
+TEST_CASE("a disabled progress bar prints nothing", "[unit][util]") {
+  tess::test::TempDir dir;
+  auto path = dir / "p.txt";
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  {
+    Progress::Options opt;
+    opt.out = f;
+    opt.enabled = false;
+    Progress p("x", 10, opt);
+    p.advance(10);
+  }
+  std::fclose(f);
+  CHECK(tess::test::read_file(path).empty());
+}
