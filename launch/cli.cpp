@@ -16,6 +16,7 @@ int run(int argc, char** argv) {
   util::setup_logging({});
   CLI::App app{"tess: train, sample and evaluate TESS 2-style simplex diffusion language models"};
   app.require_subcommand(0, 1);  // none: show help (unknown options are reported first)
+  app.failure_message(CLI::FailureMessage::help);  // a parse error shows the relevant help
   app.add_flag_callback(
       "--version",
       [] {
@@ -26,6 +27,8 @@ int run(int argc, char** argv) {
 
   Action action;
   add_config_command(app, action);
+  add_model_command(app, action);
+  add_tokenize_command(app, action);
   add_pending_commands(app, action);
 
   try {

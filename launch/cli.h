@@ -15,6 +15,8 @@ namespace tess::cli {
 using Action = std::function<int()>;
 
 void add_config_command(CLI::App& app, Action& action);
+void add_model_command(CLI::App& app, Action& action);     // tess model info|forward
+void add_tokenize_command(CLI::App& app, Action& action);  // tess tokenize train-spm|...
 // Subcommands whose implementation has not landed yet: they parse, print
 // their --help, and otherwise exit non-zero saying so.
 void add_pending_commands(CLI::App& app, Action& action);

@@ -229,7 +229,7 @@ std::string render_markdown(const Schema& schema) {
     out += "|---|---|---|---|---|\n";
     for (const auto& k : schema.keys()) {
       if (k.section() != sec.name) continue;
-      std::string def = k.required() ? "*required*" : "`" + format_value(*k.default_value) + "`";
+      std::string def = k.required() ? std::string("*required*") : fmt::format("`{}`", format_value(*k.default_value));
       std::string allowed = k.allowed_text();
       if (allowed == "any value") allowed = "";
       std::string doc = k.doc;

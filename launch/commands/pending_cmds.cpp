@@ -17,11 +17,9 @@ void add_pending_commands(CLI::App& app, Action& action) {
       {"train", "Train a model from a YAML config (stages ar, adaptation, instruction, reward)"},
       {"generate", "Sample answers from a diffusion (or AR) model, optionally reward-guided"},
       {"eval", "Evaluate a model: exact match, multiple choice, perplexity, diversity, reward, speed"},
-      {"tokenize", "Train tokenizers and turn corpora and chat sets into training data"},
       {"launch", "Start N local training processes with the torchrun environment"},
       {"checkpoint", "Verify checkpoints and export them as HF model directories"},
       {"bench", "Measure peak, training, sampling, data and checkpoint throughput (JSON)"},
-      {"model", "Inspect a model directory: info, one forward pass"},
       {"debug", "Inspect diffusion internals: noise schedules, one diffusion forward"},
   };
   for (const auto& p : pending) {

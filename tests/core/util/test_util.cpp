@@ -4,6 +4,10 @@
 
 #include "core/util/format.h"
 #include "core/util/progress.h"
+#include "core/util/rng.h"
+#include "core/util/error.h"
+
+#include <torch/torch.h>
 #include "core/util/sha256.h"
 #include "tests/support/test_support.h"
 
@@ -79,4 +83,29 @@ TEST_CASE("a disabled progress bar prints nothing", "[unit][util]") {
   }
   std::fclose(f);
   CHECK(tess::test::read_file(path).empty());
+}
+
+TEST_CASE("named rng streams: seeded, independent by name, and restorable exactly", "[unit][util]") {
+  Rng a(42, "noise"), b(42, "noise"), c(42, "span_mask"), d(43, "noise");
+  auto first = a.next_u64();
+  CHECK(first == b.next_u64());
+  CHECK(first != c.next_u64());
+  CHECK(first != d.next_u64());
+  CHECK(derive_seed(42, "noise") == a.seed());
+
+  auto saved = a.state();
+  std::vector<uint64_t> expected;
+  for (int i = 0; i < 5; ++i) expected.push_back(a.next_u64());
+  auto t1 = torch::randn({4}, a.generator());
+  a.set_state(saved);
+  for (int i = 0; i < 5; ++i) CHECK(a.next_u64() == expected[i]);
+  CHECK(torch::equal(torch::randn({4}, a.generator()), t1));
+
+  for (int i = 0; i < 1000; ++i) {
+    auto v = a.uniform_int(3, 7);
+    CHECK((v >= 3 && v <= 7));
+    double u = a.uniform();
+    CHECK((u >= 0.0 && u < 1.0));
+  }
+  CHECK_THROWS_AS(a.set_state({1, 2, 3}), tess::Error);
 }

@@ -1,0 +1,43 @@
+#pragma once
+// HF-format model directories in and out: config.json + safetensors weights
+// (one file or shards with model.safetensors.index.json) with HF's parameter
+// names, so that a tess checkpoint opens in transformers and a downloaded
+// Mistral/Llama (or a released TESS 2 diffusion checkpoint) opens in tess.
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "core/model/decoder.h"
+
+namespace tess::model {
+
+struct LoadOptions {
+  std::optional<std::string> dtype;  // override config.json's dtype ("float32", "bfloat16")
+};
+
+struct LoadedModel {
+  Decoder decoder{nullptr};
+  // Tensors of the checkpoint that are not decoder parameters (e.g. TESS 2's
+  // timestep_embed.weight). The caller (the diffusion head) takes what it
+  // knows; anything left over is an error there, never silently dropped.
+  std::map<std::string, torch::Tensor> extra_tensors;
+};
+
+// Loads `dir`. Every decoder parameter must be present with the shape the
+// config implies (errors name the directory, the tensor and the expected
+// shape); tied models need no lm_head.weight.
+LoadedModel load_hf_model(const std::filesystem::path& dir, const LoadOptions& options = {});
+
+// The decoder's parameters under HF names (lm_head.weight omitted when tied,
+// as save_pretrained does).
+std::map<std::string, torch::Tensor> hf_state_dict(DecoderImpl& decoder);
+
+// Writes config.json and the weights (plus `extra_tensors`) into `dir`,
+// sharded when `max_shard_bytes` > 0 and the weights are larger. Weight files
+// already in `dir` are replaced.
+void save_hf_model(const std::filesystem::path& dir, DecoderImpl& decoder,
+                   const std::map<std::string, torch::Tensor>& extra_tensors = {},
+                   uint64_t max_shard_bytes = 0);
+
+}  // namespace tess::model

@@ -1,0 +1,122 @@
+// `tess model info|forward|init`: inspect model directories and run one
+// forward pass, the way users debug a checkpoint (and the way tests check
+// tess against HF transformers).
+#include <torch/torch.h>
+
+#include <iostream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "core/model/hf_checkpoint.h"
+#include "core/model/safetensors.h"
+#include "core/util/error.h"
+#include "core/util/format.h"
+#include "launch/cli.h"
+
+namespace tess::cli {
+namespace {
+
+struct ModelArgs {
+  std::string model;
+  std::string ids;
+  std::string attention;
+  std::string output;
+  std::string preset = "tiny";
+  uint64_t seed = 0;
+};
+
+std::vector<int64_t> parse_ids(const std::string& text, int64_t vocab) {
+  std::vector<int64_t> ids;
+  std::istringstream in(text);
+  std::string tok;
+  while (in >> tok) {
+    int64_t v = 0;
+    try {
+      size_t used = 0;
+      v = std::stoll(tok, &used);
+      if (used != tok.size()) throw std::invalid_argument(tok);
+    } catch (const std::exception&) {
+      throw Error(fmt::format("--ids: '{}' is not an integer token id", tok));
+    }
+    if (v < 0 || v >= vocab) throw Error(fmt::format("--ids: token id {} is outside the vocabulary [0, {})", v, vocab));
+    ids.push_back(v);
+  }
+  if (ids.empty()) throw Error("--ids: give at least one token id, e.g. --ids \"1 5 9\"");
+  return ids;
+}
+
+int info(const ModelArgs& a) {
+  auto loaded = model::load_hf_model(a.model);
+  const auto& c = loaded.decoder->config();
+  int64_t params = 0;
+  for (const auto& p : loaded.decoder->parameters()) params += p.numel();
+  std::cout << fmt::format("model      {}\n", a.model)
+            << fmt::format("type       {} ({} attention by default)\n", c.model_type, model::attention_name(c.attention))
+            << fmt::format("shape      {} layers, hidden {}, intermediate {}, heads {} (kv {}), head_dim {}\n",
+                           c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads,
+                           c.num_key_value_heads, c.resolved_head_dim())
+            << fmt::format("vocab      {} (bos {}, eos {}, pad {}), tied embeddings: {}\n", c.vocab_size,
+                           c.bos_token_id, c.eos_token_id, c.pad_token_id, c.tie_word_embeddings ? "yes" : "no")
+            << fmt::format("positions  rope_theta {}, max {}, sliding window {}\n", c.rope_theta,
+                           c.max_position_embeddings, c.sliding_window > 0 ? std::to_string(c.sliding_window) : "none")
+            << fmt::format("parameters {} ({}), dtype {}\n", params, util::human_count(static_cast<double>(params)),
+                           c.torch_dtype);
+  for (const auto& [name, t] : loaded.extra_tensors)
+    std::cout << fmt::format("extra      {} {}\n", name, c10::str(t.sizes()));
+  return 0;
+}
+
+int forward(const ModelArgs& a) {
+  auto loaded = model::load_hf_model(a.model, {std::string("float32")});
+  auto& decoder = *loaded.decoder;
+  decoder.eval();
+  auto ids = parse_ids(a.ids, decoder.config().vocab_size);
+  model::ForwardOptions opt;
+  if (!a.attention.empty()) opt.attention = model::parse_attention(a.attention);
+  torch::NoGradGuard no_grad;
+  auto input = torch::tensor(ids, torch::kInt64).unsqueeze(0);
+  auto logits = decoder.forward(input, opt).to(torch::kFloat32).contiguous();
+  model::write_safetensors(a.output, {{"logits", logits}});
+  std::cout << fmt::format("wrote logits [1, {}, {}] ({} attention) to {}\n", ids.size(), logits.size(2),
+                           model::attention_name(opt.attention.value_or(decoder.config().attention)), a.output);
+  return 0;
+}
+
+int init(const ModelArgs& a) {
+  auto config = model::ModelConfig::preset(a.preset);
+  model::Decoder decoder(config, a.seed);
+  model::save_hf_model(a.output, *decoder);
+  std::cout << fmt::format("wrote a fresh '{}' model (seed {}, {} parameters) to {}\n", a.preset, a.seed,
+                           util::human_count(static_cast<double>(config.num_parameters())), a.output);
+  return 0;
+}
+
+}  // namespace
+
+void add_model_command(CLI::App& app, Action& action) {
+  auto args = std::make_shared<ModelArgs>();
+  auto* cmd = app.add_subcommand("model", "Inspect a model directory: info, one forward pass, a fresh model");
+  cmd->require_subcommand(1);
+
+  auto* i = cmd->add_subcommand("info", "Print a model's config, parameter count and dtype");
+  i->add_option("--model", args->model, "HF-format model directory")->required();
+  i->callback([&action, args] { action = [args] { return info(*args); }; });
+
+  auto* f = cmd->add_subcommand("forward", "Run one fp32 forward pass and write its logits [1, L, V] to safetensors");
+  f->add_option("--model", args->model, "HF-format model directory")->required();
+  f->add_option("--ids", args->ids, "Token ids, space-separated: \"1 5 9\"")->required();
+  f->add_option("--attention", args->attention, "causal or bidirectional (default: the model's own)")
+      ->check(CLI::IsMember({"causal", "bidirectional"}));
+  f->add_option("--output", args->output, "Safetensors file to write (tensor 'logits')")->required();
+  f->callback([&action, args] { action = [args] { return forward(*args); }; });
+
+  auto* n = cmd->add_subcommand("init", "Write a freshly initialised model of a preset shape");
+  n->add_option("--preset", args->preset, "tiny, tinyllama-1.1b, mistral-7b-v0.1 or llama-3-8b")->capture_default_str();
+  n->add_option("--seed", args->seed, "Initialisation seed")->capture_default_str();
+  n->add_option("--output", args->output, "Directory to write")->required();
+  n->callback([&action, args] { action = [args] { return init(*args); }; });
+}
+
+}  // namespace tess::cli

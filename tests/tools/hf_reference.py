@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""HF transformers as an independent reference for tess's decoder.
+
+  golden OUT_DIR     build tiny random Llama/Mistral models with HF, save them
+                     with HF's own save_pretrained (safetensors) and record HF's
+                     logits in causal and bidirectional mode (committed under
+                     tests/data/hf_tiny/, regenerate with this command)
+  logits MODEL_DIR IDS_CSV OUT   load MODEL_DIR with HF and write its logits
+                     (causal, bidirectional) for IDS to OUT (safetensors)
+
+Bidirectional = the same model with no causal mask: an all-zero additive 4D
+mask on the eager attention path (HF returns a 4D mask unchanged).
+Test-only: tess never needs Python to train.
+"""
+import json
+import os
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+
+def build(kind):
+    torch.manual_seed({"llama": 1, "mistral": 2, "llama_tied": 3}[kind])
+    common = dict(vocab_size=96, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                  rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, attn_implementation="eager")
+    if kind == "mistral":
+        from transformers import MistralConfig, MistralForCausalLM
+        cfg = MistralConfig(**common, sliding_window=5, rope_theta=10000.0, tie_word_embeddings=False)
+        model = MistralForCausalLM(cfg)
+    else:
+        from transformers import LlamaConfig, LlamaForCausalLM
+        cfg = LlamaConfig(**common, rope_theta=500000.0, tie_word_embeddings=(kind == "llama_tied"))
+        model = LlamaForCausalLM(cfg)
+    # HF initialises norms to 1; randomise them so that the test sees them.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+def logits(model, ids):
+    x = torch.tensor([ids])
+    L = x.shape[1]
+    with torch.no_grad():
+        causal = model(input_ids=x).logits
+        zeros = torch.zeros(1, 1, L, L, dtype=torch.float32)
+        bidir = model(input_ids=x, attention_mask=zeros).logits
+    return causal.float().contiguous(), bidir.float().contiguous()
+
+
+def golden(out_dir):
+    ids = [5, 17, 42, 3, 88, 61, 9, 9, 23, 70, 1, 33]
+    for kind in ["llama", "mistral", "llama_tied"]:
+        model = build(kind)
+        d = os.path.join(out_dir, kind)
+        model.save_pretrained(d, safe_serialization=True)
+        causal, bidir = logits(model, ids)
+        assert not torch.allclose(causal, bidir), "bidirectional must differ from causal"
+        save_file({"ids": torch.tensor([ids], dtype=torch.float32), "logits_causal": causal,
+                   "logits_bidirectional": bidir}, os.path.join(d, "golden.safetensors"))
+        # Sharded copy of the llama weights: loading it must equal the single file.
+        if kind == "llama":
+            model.save_pretrained(os.path.join(out_dir, "llama_sharded"), safe_serialization=True,
+                                  max_shard_size="40KB")
+    print(json.dumps({"written": out_dir}))
+
+
+def logits_cmd(model_dir, ids_csv, out):
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager",
+                                                 dtype=torch.float32).eval()
+    ids = [int(t) for t in ids_csv.split(",")]
+    causal, bidir = logits(model, ids)
+    save_file({"logits_causal": causal, "logits_bidirectional": bidir}, out)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "golden":
+        golden(sys.argv[2])
+    elif sys.argv[1] == "logits":
+        logits_cmd(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        sys.exit(__doc__)
