@@ -150,6 +150,8 @@ class SentencePieceTokenizer final : public Tokenizer {
     return h.hex_digest();
   }
 
+  std::string base_hash() const override { return util::sha256_hex(model_bytes_); }
+
   std::string kind() const override { return "sentencepiece"; }
 
   void save(const fs::path& dir) const override {

@@ -40,6 +40,9 @@ class Tokenizer {
   // SHA-256 (hex) over the tokenizer's files and added tokens: two tokenizers
   // with the same hash map text to the same ids. Used in checkpoint manifests.
   virtual std::string content_hash() const = 0;
+  // The hash of the base vocabulary alone (without added special tokens):
+  // token shards tokenized before a [PAD] was added still match it.
+  virtual std::string base_hash() const = 0;
   virtual std::string kind() const = 0;  // "sentencepiece"
 
   // Writes the tokenizer files into a model directory (tokenizer.model and,

@@ -28,7 +28,10 @@ int run(int argc, char** argv) {
   Action action;
   add_config_command(app, action);
   add_model_command(app, action);
+  add_debug_command(app, action);
+  add_train_command(app, action);
   add_tokenize_command(app, action);
+  add_launch_command(app, action);
   add_pending_commands(app, action);
 
   try {

@@ -15,8 +15,14 @@ namespace tess::cli {
 using Action = std::function<int()>;
 
 void add_config_command(CLI::App& app, Action& action);
-void add_model_command(CLI::App& app, Action& action);     // tess model info|forward
+void add_model_command(CLI::App& app, Action& action);     // tess model info|forward|init
+void add_debug_command(CLI::App& app, Action& action);
+void add_train_command(CLI::App& app, Action& action);     // tess train CONFIG     // tess debug schedule|diffusion-forward
 void add_tokenize_command(CLI::App& app, Action& action);  // tess tokenize train-spm|...
+void add_launch_command(CLI::App& app, Action& action);    // tess launch --nproc N -- ARGS...
+// `tess tokenize` sub-subcommands that live in their own files.
+void add_tokenize_corpus_commands(CLI::App& tokenize, Action& action);  // corpus -> token shards
+void add_tokenize_chat_commands(CLI::App& tokenize, Action& action);    // quickstart data, chat sets
 // Subcommands whose implementation has not landed yet: they parse, print
 // their --help, and otherwise exit non-zero saying so.
 void add_pending_commands(CLI::App& app, Action& action);

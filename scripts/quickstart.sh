@@ -11,7 +11,7 @@ cd "$ROOT"
 
 echo
 "$TESS" --version
-for stage in ar adaptation instruction reward; do
+for stage in ar adaptation instruction instruction_scratch; do
   echo
   echo "== configs/quickstart/$stage.yaml (effective configuration) =="
   "$TESS" config dump "configs/quickstart/$stage.yaml" --origins | grep -E '^#|  # ' || true

@@ -49,12 +49,45 @@ void add_data(Schema& s) {
   s.add("data.seq_len", 512, "Sequence length L of every training example.").min(4);
   s.add("data.skip_bad_records", false, "Skip malformed JSONL records (reported with their line numbers) instead of failing.");
   s.add("data.prefetch", 4, "Batches prepared ahead of the training step by the background loader.").min(0);
+}
+
+// Corpus shards, packing and the loader (data/corpus.h, data/loader.h).
+void add_data_corpus(Schema& s) {
+  s.add("data.packing", "concat", "How token datasets become seq_len sequences: documents joined with EOS and cut every seq_len tokens (the reference), or never crossing a document boundary (tails padded with [PAD]).")
+      .choices({"concat", "no_cross"});
+  s.add("data.bos_per_document", false, "Put BOS before every document when packing (as HF Llama/Mistral tokenizers do); EOS always follows each document.");
+  s.add("data.shuffle", true, "Shuffle the sample order every epoch (a permutation drawn from run.seed and the epoch).");
+  s.add("data.verify_checksums", false, "Check the sha256 of every shard against meta.json when opening token datasets (reads all data once; sizes are always checked).");
+}
+
+// UL2 span masking and chat datasets (data/masking.h, data/chat.h).
+void add_data_masking_chat(Schema& s) {
   s.add("data.ul2.objectives", std::vector<std::string>{"prefix_lm", "t5_short", "t5_long", "extreme_8", "extreme_3", "extreme_48"},
-        "UL2 objectives drawn with equal chance per batch (stage 1).")
+        "UL2 objectives of stage 1; one is drawn per batch (equal chance unless data.ul2.weights).")
       .choices({"prefix_lm", "t5_short", "t5_long", "extreme_8", "extreme_3", "extreme_48"});
+  s.add("data.ul2.weights", std::vector<double>{},
+        "Relative chance of each objective, in the order of data.ul2.objectives; empty = equal chance.")
+      .min(0);
+  s.add("data.ul2.prefix_lm.max_prefix_ratio", 1.0,
+        "prefix_lm: the clean prefix length is drawn from 1..max(1, min(L-2, floor(ratio*L))); 1.0 = 1..L-2.")
+      .above(0).max(1);
+  struct Spans {
+    const char* name;
+    double ratio;
+    double mean;
+  };
+  for (const Spans& o : {Spans{"t5_short", 0.15, 3.0}, Spans{"t5_long", 0.15, 8.0}, Spans{"extreme_8", 0.5, 8.0},
+                         Spans{"extreme_3", 0.5, 3.0}, Spans{"extreme_48", 0.5, 48.0}}) {
+    s.add(std::string("data.ul2.") + o.name + ".mask_ratio", o.ratio,
+          std::string(o.name) + ": fraction of the tokens noised (rounded to a count in 1..L-1).")
+        .above(0).max(1);
+    s.add(std::string("data.ul2.") + o.name + ".mean_span", o.mean,
+          std::string(o.name) + ": mean length of a noised span (spans = round(noised / mean_span)).")
+        .min(1);
+  }
   s.add("data.chat.turns", "first", "Which turns of a conversation are used: the first user/assistant pair, or all (earlier turns as clean context).")
       .choices({"first", "all"});
-  s.add("data.chat.system_message", false, "Keep a leading system message in the prompt.");
+  s.add("data.chat.system_message", false, "Render a leading system message as <|system|>\\n{system}\\n before the first user turn (else it is left out and counted).");
   s.add("data.chat.too_long", "truncate_prompt", "Examples longer than seq_len: cut the prompt from the left (keeping template markers) or drop them.")
       .choices({"truncate_prompt", "drop"});
 }
@@ -139,6 +172,8 @@ Schema build() {
   add_run(s);
   add_model(s);
   add_data(s);
+  add_data_corpus(s);
+  add_data_masking_chat(s);
   add_diffusion(s);
   add_train(s);
   add_dist(s);

@@ -14,13 +14,10 @@ void add_pending_commands(CLI::App& app, Action& action) {
     const char* description;
   };
   static const Pending pending[] = {
-      {"train", "Train a model from a YAML config (stages ar, adaptation, instruction, reward)"},
       {"generate", "Sample answers from a diffusion (or AR) model, optionally reward-guided"},
       {"eval", "Evaluate a model: exact match, multiple choice, perplexity, diversity, reward, speed"},
-      {"launch", "Start N local training processes with the torchrun environment"},
       {"checkpoint", "Verify checkpoints and export them as HF model directories"},
       {"bench", "Measure peak, training, sampling, data and checkpoint throughput (JSON)"},
-      {"debug", "Inspect diffusion internals: noise schedules, one diffusion forward"},
   };
   for (const auto& p : pending) {
     auto* cmd = app.add_subcommand(p.name, p.description);

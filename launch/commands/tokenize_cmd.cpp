@@ -150,6 +150,8 @@ void add_tokenize_command(CLI::App& app, Action& action) {
   add_train_spm(*cmd, action);
   add_encode(*cmd, action);
   add_decode(*cmd, action);
+  add_tokenize_corpus_commands(*cmd, action);
+  add_tokenize_chat_commands(*cmd, action);
 }
 
 }  // namespace tess::cli

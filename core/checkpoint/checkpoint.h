@@ -1,0 +1,82 @@
+#pragma once
+// Sharded training checkpoints (docs/checkpoints.md):
+//
+//   RUN_DIR/checkpoints/step_00001234/
+//     model/                 the model in HF layout (config.json, safetensors, tokenizer)
+//     rank_00000.safetensors one file per rank: its optimizer shard and, as
+//     rank_00001.safetensors metadata, its random-stream states and loader position
+//     manifest.json          written last: step, tokens, world size, config and
+//                            tokenizer hashes, every file with size and sha256
+//   RUN_DIR/checkpoints/latest   name of the newest complete checkpoint
+//
+// A checkpoint is written into a temporary sibling directory and renamed into
+// place only once complete (manifest last), then `latest` is replaced
+// atomically and old checkpoints beyond keep_last are removed. A crash at any
+// point leaves the previous checkpoint and `latest` intact.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tess::checkpoint {
+
+struct FileEntry {
+  std::string path;  // relative to the checkpoint directory
+  uint64_t size = 0;
+  std::string sha256;
+};
+
+struct Manifest {
+  int format_version = 1;
+  int64_t step = 0;
+  int64_t tokens_seen = 0;
+  int world_size = 1;
+  std::string stage;
+  std::string config_hash;
+  std::string tokenizer_hash;
+  std::vector<FileEntry> files;
+
+  std::string to_json() const;
+  static Manifest from_json(const std::string& text, const std::string& source);
+};
+
+std::filesystem::path checkpoints_root(const std::filesystem::path& run_dir);
+std::string step_name(int64_t step);  // "step_00001234"
+
+// The newest complete checkpoint of a run (from `latest`), if any.
+std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
+
+// Reads and checks a checkpoint: the manifest parses, every listed file
+// exists with its size and (when `hash`) its sha256, and no rank file is
+// missing. Throws tess::Error naming the checkpoint and the file at fault.
+Manifest verify_checkpoint(const std::filesystem::path& dir, bool hash = true);
+
+// Writing one checkpoint. Every rank writes its files into staging_dir();
+// then (after a barrier) rank 0 calls commit().
+class CheckpointWriter {
+ public:
+  // `prepare`: (re)create the staging directory; exactly one rank does, before
+  // the others write into it (a barrier in between).
+  CheckpointWriter(const std::filesystem::path& run_dir, int64_t step, bool prepare = true);
+  const std::filesystem::path& staging_dir() const { return staging_; }
+  const std::filesystem::path& final_dir() const { return final_; }
+  // Hashes the staged files, writes manifest.json, renames the directory into
+  // place, points `latest` at it and keeps only the newest `keep_last`.
+  std::filesystem::path commit(Manifest manifest, int keep_last);
+
+ private:
+  std::filesystem::path run_dir_, staging_, final_;
+};
+
+// Removes staging directories left by interrupted saves.
+void remove_stale_staging(const std::filesystem::path& run_dir);
+
+std::string rank_file_name(int rank);  // "rank_00000.safetensors"
+
+// Random-stream states travel as safetensors metadata strings.
+std::string hex_encode(const std::vector<uint8_t>& bytes);
+std::vector<uint8_t> hex_decode(const std::string& text, const std::string& what);
+
+}  // namespace tess::checkpoint

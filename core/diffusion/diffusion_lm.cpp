@@ -1,0 +1,167 @@
+#include "core/diffusion/diffusion_lm.h"
+
+#include <torch/torch.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+
+#include "core/model/hf_checkpoint.h"
+#include "core/util/error.h"
+
+namespace tess::diffusion {
+
+SelfCondition parse_self_condition(const std::string& name) {
+  if (name == "none") return SelfCondition::None;
+  if (name == "logits_mean") return SelfCondition::LogitsMean;
+  if (name == "logits_addition") return SelfCondition::LogitsAddition;
+  if (name == "logits_max") return SelfCondition::LogitsMax;
+  if (name == "logits_multiply") return SelfCondition::LogitsMultiply;
+  throw Error(fmt::format("unknown self-conditioning mode '{}'", name));
+}
+
+const char* self_condition_name(SelfCondition mode) {
+  switch (mode) {
+    case SelfCondition::None: return "none";
+    case SelfCondition::LogitsMean: return "logits_mean";
+    case SelfCondition::LogitsAddition: return "logits_addition";
+    case SelfCondition::LogitsMax: return "logits_max";
+    case SelfCondition::LogitsMultiply: return "logits_multiply";
+  }
+  return "?";
+}
+
+namespace {
+// Vocabulary-space arithmetic runs in fp32 (fp64 stays fp64, for gradient checks).
+torch::Tensor at_least_fp32(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kFloat64 ? t : t.to(torch::kFloat32);
+}
+}  // namespace
+
+SpanIndex SpanIndex::from_mask(const torch::Tensor& span_mask) {
+  TORCH_CHECK(span_mask.dim() == 2, "span_mask must be [batch, length]");
+  SpanIndex s;
+  auto nz = span_mask.to(torch::kBool).nonzero();  // row-major order
+  s.batch = nz.select(1, 0).contiguous();
+  s.pos = nz.select(1, 1).contiguous();
+  s.flat = s.batch * span_mask.size(1) + s.pos;
+  s.rows = nz.size(0);
+  return s;
+}
+
+DiffusionLMImpl::DiffusionLMImpl(model::Decoder dec, SelfCondition mode, bool embedding_grad, uint64_t seed)
+    : mode_(mode), embedding_grad_(embedding_grad) {
+  decoder = register_module("decoder", std::move(dec));
+  const auto& c = decoder->config();
+  timestep_embed = register_module("timestep_embed",
+                                   torch::nn::Linear(torch::nn::LinearOptions(1, c.hidden_size).bias(false)));
+  torch::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  timestep_embed->weight.normal_(0.0, c.initializer_range, gen);
+  timestep_embed->to(decoder->embedding_weight().scalar_type());
+}
+
+void DiffusionLMImpl::load_extra_tensors(std::map<std::string, torch::Tensor> extra) {
+  auto it = extra.find("timestep_embed.weight");
+  if (it != extra.end()) {
+    auto& w = timestep_embed->weight;
+    if (it->second.sizes() != w.sizes())
+      throw Error(fmt::format("timestep_embed.weight has shape {}, expected {}", c10::str(it->second.sizes()),
+                              c10::str(w.sizes())));
+    torch::NoGradGuard no_grad;
+    w.copy_(it->second);
+    extra.erase(it);
+  }
+  if (!extra.empty())
+    throw Error(fmt::format("checkpoint tensor '{}' is neither a decoder parameter nor timestep_embed.weight",
+                            extra.begin()->first));
+}
+
+std::map<std::string, torch::Tensor> DiffusionLMImpl::extra_tensors() const {
+  return {{"timestep_embed.weight", timestep_embed->weight.detach()}};
+}
+
+torch::Tensor DiffusionLMImpl::hidden(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
+                                      const torch::Tensor& prev) {
+  int64_t b = in.ids.size(0), l = in.ids.size(1);
+  auto embeds = decoder->embed(in.ids);  // exact word embeddings: the clean context
+  int64_t h = embeds.size(2);
+  if (span.rows > 0) {
+    const auto& weight = decoder->embedding_weight();
+    auto e = embedding_grad_ ? weight : weight.detach();
+    int64_t vocab = e.size(0);
+    std::vector<torch::Tensor> chunks;
+    for (int64_t start = 0; start < span.rows; start += kRowChunk) {
+      int64_t count = std::min(kRowChunk, span.rows - start);
+      auto p = torch::softmax(at_least_fp32(noisy_rows(start, count)), -1);
+      if (mode_ != SelfCondition::None) {
+        // The previous prediction as probabilities; absent = uniform.
+        auto q = prev.defined() ? torch::softmax(at_least_fp32(prev.narrow(0, start, count)), -1)
+                                : torch::full_like(p, 1.0 / static_cast<double>(vocab));
+        switch (mode_) {
+          case SelfCondition::LogitsMean: p = (p + q) * 0.5; break;
+          case SelfCondition::LogitsAddition: p = p + q; break;
+          case SelfCondition::LogitsMax: p = torch::maximum(p, q); break;
+          case SelfCondition::LogitsMultiply: p = p * q; break;
+          case SelfCondition::None: break;
+        }
+      }
+      chunks.push_back(torch::matmul(p.to(e.scalar_type()), e));
+    }
+    auto span_embeds = chunks.size() == 1 ? chunks[0] : torch::cat(chunks, 0);
+    // The time embedding goes on span positions only (time 0 elsewhere).
+    auto t = in.time.to(embeds.device()).index_select(0, span.batch).unsqueeze(1).to(span_embeds.scalar_type());
+    span_embeds = span_embeds + timestep_embed(t);
+    embeds = embeds.reshape({b * l, h}).index_copy(0, span.flat, span_embeds.to(embeds.scalar_type())).view({b, l, h});
+  }
+  model::ForwardOptions opt;
+  opt.attention = model::Attention::Bidirectional;
+  opt.key_mask = in.key_mask;
+  return decoder->hidden_states(embeds, opt);
+}
+
+torch::Tensor DiffusionLMImpl::span_logits(const DiffusionInputs& in, const SpanIndex& span,
+                                           const RowSource& noisy_rows, const torch::Tensor& prev) {
+  auto hs = hidden(in, span, noisy_rows, prev);
+  int64_t b = hs.size(0), l = hs.size(1);
+  if (span.rows == 0) return torch::empty({0, decoder->config().vocab_size}, hs.options());
+  // Shifted labels: the hidden state at j - 1 predicts the token at j.
+  auto source = span.batch * l + (span.pos - 1).clamp_min(0);
+  auto logits = decoder->logits(hs.reshape({b * l, hs.size(2)}).index_select(0, source));
+  auto has_predictor = (span.pos > 0).to(logits.scalar_type()).unsqueeze(1);
+  return logits * has_predictor;
+}
+
+torch::Tensor DiffusionLMImpl::full_logits(const DiffusionInputs& in, const SpanIndex& span,
+                                           const RowSource& noisy_rows, const torch::Tensor& prev) {
+  auto logits = decoder->logits(hidden(in, span, noisy_rows, prev));
+  auto zero = torch::zeros_like(logits.narrow(1, 0, 1));
+  return torch::cat({zero, logits.narrow(1, 0, logits.size(1) - 1)}, 1);
+}
+
+DiffusionLM load_diffusion_lm(const std::filesystem::path& dir, std::optional<SelfCondition> mode_override,
+                              bool embedding_grad, std::optional<std::string> dtype, uint64_t seed) {
+  model::LoadOptions lo;
+  lo.dtype = dtype;
+  auto loaded = model::load_hf_model(dir, lo);
+  SelfCondition mode = SelfCondition::LogitsMean;
+  const auto& extra = loaded.decoder->config().extra;
+  if (auto it = extra.find("self_condition"); it != extra.end() && it->second != "null") {
+    auto text = it->second;
+    if (text.size() < 2 || text.front() != '"')
+      throw Error(fmt::format("{}/config.json: self_condition must be a string, got {}", dir.string(), text));
+    mode = parse_self_condition(text.substr(1, text.size() - 2));
+  }
+  if (mode_override) mode = *mode_override;
+  DiffusionLM lm(loaded.decoder, mode, embedding_grad, seed);
+  lm->load_extra_tensors(std::move(loaded.extra_tensors));
+  return lm;
+}
+
+void save_diffusion_lm(const std::filesystem::path& dir, DiffusionLMImpl& model, uint64_t max_shard_bytes) {
+  auto& config = model.decoder->mutable_config();
+  config.attention = model::Attention::Bidirectional;
+  config.extra["self_condition"] = fmt::format("\"{}\"", self_condition_name(model.self_condition()));
+  model::save_hf_model(dir, *model.decoder, model.extra_tensors(), max_shard_bytes);
+}
+
+}  // namespace tess::diffusion

@@ -1,0 +1,102 @@
+#pragma once
+// The diffusion head around a decoder (docs/diffusion.md, method.md 3-4).
+//
+// Input: at span positions (span_mask = 1) the model sees
+//   softmax(x_t) [mixed with softmax(prev) by the self-conditioning mode]
+//   @ E + W_t * (t / T)
+// and at context positions the exact word embedding E[id]. Attention is
+// bidirectional. Output is shifted: the logits of position j come from the
+// hidden state at j - 1 (row 0 is zero), so the pretrained LM head is reused.
+//
+// Everything in vocabulary space happens only on span rows and in chunks of
+// rows: the noisy simplex rows are produced by a RowSource when they are
+// consumed, turned into probabilities and projected through E, so no
+// [B, L, V] tensor exists beyond one chunk. With E used without gradient on
+// this path (the reference's behaviour, diffusion.embedding_grad = false)
+// nothing of it is kept for backward either.
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <map>
+#include <string>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "core/model/decoder.h"
+
+namespace tess::diffusion {
+
+enum class SelfCondition { None, LogitsMean, LogitsAddition, LogitsMax, LogitsMultiply };
+SelfCondition parse_self_condition(const std::string& name);
+const char* self_condition_name(SelfCondition mode);
+
+// Where the span rows are: row r of every [N, ...] span tensor is position
+// (batch[r], pos[r]); rows are in row-major order of span_mask.
+struct SpanIndex {
+  torch::Tensor batch, pos, flat;  // int64 [N]; flat = batch * L + pos
+  int64_t rows = 0;
+  static SpanIndex from_mask(const torch::Tensor& span_mask);  // bool [B, L]
+};
+
+// Produces noisy simplex logits x_t for span rows [start, start + count),
+// fp32 [count, V]. Called with increasing, contiguous ranges.
+using RowSource = std::function<torch::Tensor(int64_t start, int64_t count)>;
+
+struct DiffusionInputs {
+  torch::Tensor ids;        // int64 [B, L]: context ids are used as is; span ids are ignored
+  torch::Tensor span_mask;  // bool [B, L]
+  torch::Tensor time;       // fp32 [B]: t / T of each sequence
+  torch::Tensor key_mask;   // optional bool [B, L]: false = padding nobody attends to
+};
+
+class DiffusionLMImpl : public torch::nn::Module {
+ public:
+  DiffusionLMImpl(model::Decoder decoder, SelfCondition mode, bool embedding_grad, uint64_t seed = 0);
+
+  // Logits of every span token, [N, V] in span-row order (the row of a token
+  // at position 0 is zero: nothing predicts it). `prev` holds the previous
+  // prediction for the same rows ([N, V] logits) or is undefined (= zeros,
+  // i.e. uniform probabilities).
+  torch::Tensor span_logits(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
+                            const torch::Tensor& prev = {});
+
+  // The same forward, returning the full shifted logits [B, L, V] (row 0 of
+  // every sequence zero), as the reference's model returns them.
+  torch::Tensor full_logits(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
+                            const torch::Tensor& prev = {});
+
+  // Rows of vocabulary-space work per chunk (memory vs. kernel efficiency).
+  static constexpr int64_t kRowChunk = 512;
+
+  model::Decoder decoder{nullptr};
+  torch::nn::Linear timestep_embed{nullptr};  // Linear(1 -> hidden, no bias), HF name "timestep_embed"
+  SelfCondition self_condition() const { return mode_; }
+  bool embedding_grad() const { return embedding_grad_; }
+
+  // Loads a TESS 2 style checkpoint (or an AR one: timestep_embed is then
+  // initialised as HF would, normal(0, initializer_range) from `seed`).
+  // Extra tensors other than timestep_embed.weight are an error.
+  void load_extra_tensors(std::map<std::string, torch::Tensor> extra);
+  std::map<std::string, torch::Tensor> extra_tensors() const;  // {"timestep_embed.weight": ...}
+
+ private:
+  torch::Tensor hidden(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
+                       const torch::Tensor& prev);
+  SelfCondition mode_;
+  bool embedding_grad_;
+};
+TORCH_MODULE(DiffusionLM);
+
+// A diffusion model directory is an HF model directory whose config.json says
+// "is_causal": false and "self_condition": MODE and whose weights include
+// timestep_embed.weight (the layout of the released TESS 2 checkpoints).
+// Loading an AR directory works too (stage 1 starts there): the mode then
+// comes from `mode_override` (default logits_mean) and timestep_embed is
+// freshly initialised from `seed`.
+DiffusionLM load_diffusion_lm(const std::filesystem::path& dir, std::optional<SelfCondition> mode_override = {},
+                              bool embedding_grad = false, std::optional<std::string> dtype = {}, uint64_t seed = 0);
+void save_diffusion_lm(const std::filesystem::path& dir, DiffusionLMImpl& model, uint64_t max_shard_bytes = 0);
+
+}  // namespace tess::diffusion

@@ -1,0 +1,109 @@
+#include "core/diffusion/diffusion_loss.h"
+
+#include <torch/torch.h>
+
+#include "core/config/config.h"
+#include "core/util/rng.h"
+
+namespace tess::diffusion {
+
+DiffusionLossOptions DiffusionLossOptions::from_config(const config::Config& cfg) {
+  DiffusionLossOptions o;
+  o.simplex_value = cfg.get_float("diffusion.simplex_value");
+  o.self_condition_prob = cfg.get_float("diffusion.self_condition_prob");
+  return o;
+}
+
+torch::Tensor noisy_simplex_rows(const torch::Tensor& ids, const torch::Tensor& abar, const torch::Tensor& z, double k) {
+  auto a = abar.to(torch::kFloat32).unsqueeze(1);
+  auto sqrt_a = a.sqrt();
+  auto x = z.to(torch::kFloat32) * ((1.0 - a).sqrt() * k) - sqrt_a * k;
+  return x.scatter_add(1, ids.unsqueeze(1), sqrt_a * (2.0 * k));
+}
+
+std::pair<torch::Tensor, int64_t> span_cross_entropy(const torch::Tensor& span_logits, const torch::Tensor& labels,
+                                                     const SpanIndex& span) {
+  auto counted = span.pos > 0;
+  auto ce = torch::nn::functional::cross_entropy(
+      span_logits.to(torch::kFloat32), labels,
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  return {(ce * counted.to(ce.scalar_type())).sum(), counted.sum().item<int64_t>()};
+}
+
+namespace {
+
+// abar of each span row at its sequence's (possibly shifted) timestep.
+torch::Tensor row_abar(const NoiseScheduler& s, const torch::Tensor& t, const SpanIndex& span) {
+  auto table = torch::tensor(s.abar(), torch::kFloat64);
+  return table.index_select(0, t.index_select(0, span.batch)).to(torch::kFloat32);
+}
+
+torch::Tensor scaled_time(const torch::Tensor& t, int64_t T) {
+  return t.to(torch::kFloat32) / static_cast<float>(T);
+}
+
+}  // namespace
+
+DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torch::Tensor& ids,
+                                              const torch::Tensor& span_mask, DiffusionStreams streams) const {
+  auto span = SpanIndex::from_mask(span_mask);
+  int64_t vocab = model.decoder->config().vocab_size;
+  int64_t T = scheduler_.timesteps();
+  double k = options_.simplex_value;
+  auto labels = ids.reshape(-1).index_select(0, span.flat);
+
+  DiffusionLossResult out;
+  out.timesteps = scheduler_.sample_timesteps(ids.size(0), streams.noise);
+  // The noise z of the span rows is drawn chunk by chunk as the model
+  // consumes it; replaying the stream from this state gives the same z.
+  auto noise_state = streams.noise.state();
+  auto rows_at = [&](const torch::Tensor& t) -> RowSource {
+    auto abar = row_abar(scheduler_, t, span);
+    return [&, abar](int64_t start, int64_t count) {
+      auto z = torch::randn({count, vocab}, streams.noise.generator());
+      return noisy_simplex_rows(labels.narrow(0, start, count), abar.narrow(0, start, count), z, k);
+    };
+  };
+
+  DiffusionInputs in{ids, span_mask, scaled_time(out.timesteps, T), {}};
+  torch::Tensor prev;
+  out.self_conditioned = streams.self_condition.bernoulli(options_.self_condition_prob);
+  if (out.self_conditioned) {
+    torch::NoGradGuard no_grad;
+    auto t_prev = (out.timesteps + 1).clamp_max(T - 1);
+    DiffusionInputs first{ids, span_mask, scaled_time(t_prev, T), {}};
+    prev = model.span_logits(first, span, rows_at(t_prev)).detach();
+    streams.noise.set_state(noise_state);  // the real pass sees the same z
+  }
+  auto logits = model.span_logits(in, span, rows_at(out.timesteps), prev);
+  std::tie(out.loss_sum, out.tokens) = span_cross_entropy(logits, labels, span);
+  return out;
+}
+
+DiffusionLossResult DiffusionLoss::replay(DiffusionLMImpl& model, const torch::Tensor& ids,
+                                          const torch::Tensor& span_mask, const torch::Tensor& timesteps,
+                                          const torch::Tensor& noise, const torch::Tensor& prev_logits,
+                                          torch::Tensor* full_logits) const {
+  auto span = SpanIndex::from_mask(span_mask);
+  int64_t b = ids.size(0), l = ids.size(1), vocab = model.decoder->config().vocab_size;
+  auto labels = ids.reshape(-1).index_select(0, span.flat);
+  auto abar = row_abar(scheduler_, timesteps, span);
+  auto z = noise.reshape({b * l, vocab}).index_select(0, span.flat);
+  double k = options_.simplex_value;
+  RowSource rows = [&](int64_t start, int64_t count) {
+    return noisy_simplex_rows(labels.narrow(0, start, count), abar.narrow(0, start, count), z.narrow(0, start, count), k);
+  };
+  torch::Tensor prev;
+  if (prev_logits.defined()) prev = prev_logits.reshape({b * l, vocab}).index_select(0, span.flat);
+  DiffusionInputs in{ids, span_mask, scaled_time(timesteps, scheduler_.timesteps()), {}};
+  auto full = model.full_logits(in, span, rows, prev);
+  auto logits = full.reshape({b * l, vocab}).index_select(0, span.flat);
+  DiffusionLossResult out;
+  out.timesteps = timesteps;
+  out.self_conditioned = prev.defined();
+  std::tie(out.loss_sum, out.tokens) = span_cross_entropy(logits, labels, span);
+  if (full_logits) *full_logits = full;
+  return out;
+}
+
+}  // namespace tess::diffusion

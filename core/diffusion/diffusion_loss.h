@@ -1,0 +1,76 @@
+#pragma once
+// The one diffusion loss of both training stages (method.md 2-4): draw t per
+// sequence and Gaussian noise for the span rows from the run's seeded
+// streams, toss the self-conditioning coin (a no-grad first pass one step
+// noisier, at min(t + 1, T - 1) with the same noise, whose logits condition
+// the real pass), and return the summed cross-entropy over span tokens with
+// their count. The trainer divides by the global count of span tokens of the
+// optimizer step (over accumulation and ranks), or per micro-batch as the
+// reference does (diffusion.loss_normalization).
+#include <cstdint>
+
+#include "core/diffusion/diffusion_lm.h"
+#include "core/diffusion/noise_scheduler.h"
+
+namespace tess::config {
+class Config;
+}
+namespace tess::util {
+class Rng;
+}
+
+namespace tess::diffusion {
+
+struct DiffusionLossOptions {
+  double simplex_value = 5.0;        // k
+  double self_condition_prob = 0.5;  // chance per batch of the first pass
+  static DiffusionLossOptions from_config(const config::Config& cfg);
+};
+
+// The random streams the loss draws from (owned by the trainer, checkpointed).
+struct DiffusionStreams {
+  util::Rng& noise;           // t and z
+  util::Rng& self_condition;  // the coin
+};
+
+struct DiffusionLossResult {
+  torch::Tensor loss_sum;  // scalar: sum of per-token cross-entropy over counted span tokens
+  int64_t tokens = 0;      // span tokens counted (position 0 excluded: nothing predicts it)
+  bool self_conditioned = false;
+  torch::Tensor timesteps;  // int64 [B], the drawn t
+};
+
+class DiffusionLoss {
+ public:
+  DiffusionLoss(NoiseScheduler scheduler, DiffusionLossOptions options)
+      : scheduler_(std::move(scheduler)), options_(options) {}
+
+  // ids/span_mask: [B, L] (int64, bool). Draws from `streams`.
+  DiffusionLossResult operator()(DiffusionLMImpl& model, const torch::Tensor& ids, const torch::Tensor& span_mask,
+                                 DiffusionStreams streams) const;
+
+  // One forward with given t and noise (the replay of a training example:
+  // `tess debug diffusion-forward`). noise: fp32 [B, L, V] standard normal.
+  DiffusionLossResult replay(DiffusionLMImpl& model, const torch::Tensor& ids, const torch::Tensor& span_mask,
+                             const torch::Tensor& timesteps, const torch::Tensor& noise,
+                             const torch::Tensor& prev_logits, torch::Tensor* full_logits) const;
+
+  const NoiseScheduler& scheduler() const { return scheduler_; }
+  const DiffusionLossOptions& options() const { return options_; }
+
+ private:
+  NoiseScheduler scheduler_;
+  DiffusionLossOptions options_;
+};
+
+// Noisy simplex rows x_t = sqrt(a) * (2k onehot(id) - k) + sqrt(1 - a) * k * z
+// for span rows, without materialising the one-hot: z scaled, shifted by
+// -k sqrt(a), plus 2k sqrt(a) at each row's id. ids/abar: [count], z: [count, V].
+torch::Tensor noisy_simplex_rows(const torch::Tensor& ids, const torch::Tensor& abar, const torch::Tensor& z, double k);
+
+// Cross-entropy of span rows against the clean ids, summed over rows with a
+// predictor (pos > 0), and their count.
+std::pair<torch::Tensor, int64_t> span_cross_entropy(const torch::Tensor& span_logits, const torch::Tensor& labels,
+                                                     const SpanIndex& span);
+
+}  // namespace tess::diffusion

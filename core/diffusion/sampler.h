@@ -1,0 +1,78 @@
+#pragma once
+// Iterative denoising (method.md 7): a fixed-length span starts as k * noise;
+// at each of N steps (t = N-1 .. 0) the model predicts logits, which become
+// the self-conditioning input of the next step, a guidance hook may adjust
+// them (reward guidance, fp32), a token is chosen per position (top-p with
+// temperature, or argmax), and its simplex is re-noised to level abar_N[t-1]
+// (noise-free at t = 0). Context positions stay clean throughout. The answer
+// is the argmax of the last logits, cut at the first EOS/PAD.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/diffusion/diffusion_lm.h"
+#include "core/diffusion/noise_scheduler.h"
+
+namespace tess::config {
+class Config;
+}
+namespace tess::util {
+class Rng;
+}
+
+namespace tess::diffusion {
+
+struct SamplerOptions {
+  int64_t steps = 100;
+  double top_p = 0.99;       // 0 = argmax; 1 = plain sampling
+  double temperature = 1.0;
+  double simplex_value = 5.0;
+  Schedule schedule = Schedule::CosineImproved;
+  // eval.steps, eval.top_p, eval.temperature, diffusion.simplex_value, diffusion.schedule.
+  static SamplerOptions from_config(const config::Config& cfg);
+};
+
+// Prompts (clean context) each followed by a span of `span_length` tokens to
+// generate; rows of different lengths are right-padded with `pad_id`, and the
+// padding is masked out of attention.
+struct SampleBatch {
+  torch::Tensor ids;        // int64 [B, L]
+  torch::Tensor span_mask;  // bool [B, L]
+  torch::Tensor key_mask;   // bool [B, L]; undefined when no row is padded
+  static SampleBatch from_prompts(const std::vector<std::vector<int64_t>>& prompts, int64_t span_length,
+                                  int64_t pad_id);
+};
+
+struct StepInfo {
+  int64_t step;                    // 0 .. N-1
+  int64_t t;                       // N-1 .. 0
+  const torch::Tensor& logits;     // fp32 [rows, V], after guidance
+  const torch::Tensor& tokens;     // int64 [rows], the tokens chosen at this step
+  const SpanIndex& span;
+};
+using StepCallback = std::function<void(const StepInfo&)>;
+// Returns the (possibly modified) fp32 span logits of step t.
+using GuidanceHook = std::function<torch::Tensor(int64_t t, const torch::Tensor& logits, const SpanIndex& span)>;
+
+class Sampler {
+ public:
+  Sampler(DiffusionLMImpl& model, SamplerOptions options);
+
+  // Fills the span of `batch`; every draw comes from `rng` (same seed, same text).
+  torch::Tensor sample(const SampleBatch& batch, util::Rng& rng, const StepCallback& on_step = {},
+                       const GuidanceHook& guidance = {});
+
+  // Token choice from fp32 logits [rows, V]: top-p/temperature or argmax.
+  torch::Tensor choose_tokens(const torch::Tensor& logits, util::Rng& rng) const;
+
+  // The generated tokens of each row, cut before the first EOS or PAD.
+  static std::vector<std::vector<int64_t>> span_outputs(const torch::Tensor& ids, const SampleBatch& batch,
+                                                        int64_t eos_id, int64_t pad_id);
+
+ private:
+  DiffusionLMImpl& model_;
+  SamplerOptions options_;
+  NoiseScheduler scheduler_;
+};
+
+}  // namespace tess::diffusion

@@ -1,0 +1,154 @@
+#include "core/dist/dist.h"
+
+#include <torch/torch.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef TESS_WITH_CUDA
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "core/util/error.h"
+
+namespace tess::dist {
+namespace {
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  try {
+    return std::stoi(v);
+  } catch (const std::exception&) {
+    throw Error(fmt::format("environment variable {}='{}' is not an integer", name, v));
+  }
+}
+
+}  // namespace
+
+DistEnv DistEnv::from_environment() {
+  DistEnv e;
+  e.world_size = env_int("WORLD_SIZE", 1);
+  e.rank = env_int("RANK", 0);
+  e.local_rank = env_int("LOCAL_RANK", e.rank);
+  if (const char* a = std::getenv("MASTER_ADDR"); a && *a) e.master_addr = a;
+  e.master_port = env_int("MASTER_PORT", 29500);
+  if (e.world_size < 1 || e.rank < 0 || e.rank >= e.world_size)
+    throw Error(fmt::format("RANK={} and WORLD_SIZE={} do not describe a valid process group", e.rank, e.world_size));
+  return e;
+}
+
+Dist::Dist() = default;
+Dist::~Dist() = default;
+
+std::shared_ptr<Dist> Dist::create(const DistEnv& env, const std::string& backend, std::chrono::milliseconds timeout) {
+  auto d = std::make_shared<Dist>();
+  d->env_ = env;
+  d->timeout_ = timeout;
+  if (env.world_size == 1) return d;
+
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(env.master_port);
+  so.isServer = env.rank == 0;
+  so.numWorkers = env.world_size;
+  so.waitWorkers = true;
+  so.timeout = timeout;
+  try {
+    d->store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("rank {}: cannot reach the rendezvous at {}:{} within {} s: {}", env.rank, env.master_addr,
+                            env.master_port, timeout.count() / 1000, e.what()));
+  }
+  std::string chosen = backend;
+  if (chosen == "auto") chosen = torch::cuda::is_available() ? "nccl" : "gloo";
+  if (chosen == "nccl") {
+#ifdef TESS_WITH_CUDA
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout;
+    d->backend_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(d->store_, env.rank, env.world_size, opts);
+#else
+    throw Error("dist.backend is nccl, but this build of tess has no CUDA/NCCL support");
+#endif
+  } else {
+    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    d->backend_ = c10::make_intrusive<c10d::ProcessGroupGloo>(d->store_, env.rank, env.world_size, opts);
+  }
+  d->backend_name_ = chosen;
+  return d;
+}
+
+void Dist::fail(const char* what, const std::string& message) const {
+  throw Error(fmt::format("rank {}: collective '{}' failed or timed out after {} s (a peer rank died or hung?): {}",
+                          env_.rank, what, timeout_.count() / 1000, message));
+}
+
+void Dist::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
+  try {
+    work->wait(timeout_);
+  } catch (const std::exception& e) {
+    fail(what, e.what());
+  }
+}
+
+namespace {
+
+// c10d collectives take one tensor per device; several tensors of one
+// process travel as one flat buffer (one message, whatever their sizes).
+template <typename Collective>
+void coalesced(std::vector<at::Tensor>& tensors, Collective&& run) {
+  if (tensors.size() == 1 && tensors[0].is_contiguous()) {
+    std::vector<at::Tensor> one{tensors[0]};
+    run(one);
+    return;
+  }
+  std::vector<at::Tensor> flat;
+  for (auto& t : tensors) flat.push_back(t.reshape(-1));
+  std::vector<at::Tensor> buffer{torch::cat(flat)};
+  run(buffer);
+  int64_t offset = 0;
+  for (auto& t : tensors) {
+    t.view(-1).copy_(buffer[0].narrow(0, offset, t.numel()));
+    offset += t.numel();
+  }
+}
+
+}  // namespace
+
+void Dist::all_reduce_sum(std::vector<at::Tensor>& tensors, const char* what) {
+  if (!backend_ || tensors.empty()) return;
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  coalesced(tensors, [&](std::vector<at::Tensor>& b) { run(what, [&] { return backend_->allreduce(b, o); }); });
+}
+
+void Dist::all_reduce_max(std::vector<at::Tensor>& tensors, const char* what) {
+  if (!backend_ || tensors.empty()) return;
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::MAX;
+  coalesced(tensors, [&](std::vector<at::Tensor>& b) { run(what, [&] { return backend_->allreduce(b, o); }); });
+}
+
+void Dist::broadcast(std::vector<at::Tensor>& tensors, int root, const char* what) {
+  if (!backend_ || tensors.empty()) return;
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  coalesced(tensors, [&](std::vector<at::Tensor>& b) { run(what, [&] { return backend_->broadcast(b, o); }); });
+}
+
+void Dist::barrier(const char* what) {
+  if (!backend_) return;
+  std::vector<at::Tensor> t{torch::zeros({1})};
+  all_reduce_sum(t, what);
+}
+
+double Dist::sum(double value, const char* what) {
+  if (!backend_) return value;
+  std::vector<at::Tensor> t{torch::tensor({value}, torch::kFloat64)};
+  all_reduce_sum(t, what);
+  return t[0].item<double>();
+}
+
+}  // namespace tess::dist

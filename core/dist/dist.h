@@ -1,0 +1,77 @@
+#pragma once
+// Data parallelism on PyTorch's c10d. The process group comes from the
+// torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+// MASTER_PORT), so `torchrun --no-python tess train ...`, `tess launch` and
+// SLURM wrappers work alike. The backend-specific part is only the factory:
+// NCCL when running on CUDA (compiled in every CUDA build of LibTorch), Gloo
+// on CPU. Everything else talks to the backend-neutral c10d::Backend, so the
+// Gloo tests cover the real data-parallel path.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace c10d {
+class Backend;
+class Store;
+class Work;
+}  // namespace c10d
+
+namespace tess::dist {
+
+struct DistEnv {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  static DistEnv from_environment();  // single process when WORLD_SIZE is unset
+};
+
+class Dist {
+ public:
+  // A single-process group (all collectives are no-ops).
+  Dist();
+  // backend: "auto" | "gloo" | "nccl"; a collective slower than `timeout`
+  // fails with an error naming the operation instead of hanging.
+  static std::shared_ptr<Dist> create(const DistEnv& env, const std::string& backend, std::chrono::milliseconds timeout);
+  ~Dist();
+
+  int rank() const { return env_.rank; }
+  int world_size() const { return env_.world_size; }
+  bool is_main() const { return env_.rank == 0; }
+  const std::string& backend_name() const { return backend_name_; }
+
+  // In place; tensors may live on any device the backend supports.
+  void all_reduce_sum(std::vector<at::Tensor>& tensors, const char* what);
+  void all_reduce_max(std::vector<at::Tensor>& tensors, const char* what);
+  void broadcast(std::vector<at::Tensor>& tensors, int root, const char* what);
+  void barrier(const char* what);
+  // Sum of one number over ranks (token counts, flags).
+  double sum(double value, const char* what);
+
+ private:
+  DistEnv env_;
+  std::string backend_name_ = "none";
+  std::chrono::milliseconds timeout_{0};
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::Backend> backend_;
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what);
+  // Starts a collective and waits for it; any failure becomes a tess::Error naming `what`.
+  template <typename Start>
+  void run(const char* what, Start&& start) {
+    c10::intrusive_ptr<c10d::Work> work;
+    try {
+      work = start();
+    } catch (const std::exception& e) {
+      fail(what, e.what());
+    }
+    wait(work, what);
+  }
+  [[noreturn]] void fail(const char* what, const std::string& message) const;
+};
+
+}  // namespace tess::dist

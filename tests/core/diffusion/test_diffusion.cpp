@@ -1,0 +1,297 @@
+#include <catch2/catch.hpp>
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/diffusion/diffusion_loss.h"
+#include "core/model/safetensors.h"
+#include "core/util/rng.h"
+#include "tests/support/test_support.h"
+
+using namespace tess::diffusion;
+using tess::model::Decoder;
+using tess::model::ModelConfig;
+using tess::util::Rng;
+
+namespace {
+
+ModelConfig tiny_config(int64_t vocab = 40) {
+  auto c = ModelConfig::preset("tiny");
+  c.vocab_size = vocab;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  return c;
+}
+
+DiffusionLM tiny_lm(SelfCondition mode = SelfCondition::LogitsMean, uint64_t seed = 1) {
+  return DiffusionLM(Decoder(tiny_config(), seed), mode, false, seed + 100);
+}
+
+torch::Tensor mask_of(std::vector<int> bits) {
+  std::vector<int64_t> b(bits.begin(), bits.end());
+  return torch::tensor(b, torch::kInt64).to(torch::kBool).unsqueeze(0);
+}
+
+const std::string kData = std::string(TESS_TEST_DATA) + "/diffusion/";
+
+}  // namespace
+
+TEST_CASE("abar matches the formulas of all three schedules (golden from Python)", "[unit][diffusion]") {
+  auto golden = nlohmann::json::parse(tess::test::read_file(kData + "schedule.json"));
+  for (auto& [T, kinds] : golden.items()) {
+    for (auto& [kind, values] : kinds.items()) {
+      NoiseScheduler s(parse_schedule(kind), std::stoll(T));
+      for (auto& [i, v] : values.items()) {
+        INFO(kind << " T=" << T << " i=" << i);
+        CHECK(s.abar(std::stoll(i)) == Approx(v.get<double>()).margin(1e-6));
+      }
+    }
+  }
+  NoiseScheduler s(Schedule::CosineImproved, 5000);
+  CHECK(s.abar(0) == 1.0);
+  CHECK(s.abar_prev(0) == 1.0);
+  CHECK(s.abar_prev(10) == s.abar(9));
+  for (int64_t i = 1; i < 5000; ++i) REQUIRE(s.abar(i) < s.abar(i - 1));  // strictly decreasing
+}
+
+TEST_CASE("add_noise has the forward-process mean and variance", "[unit][diffusion]") {
+  NoiseScheduler s(Schedule::CosineImproved, 100);
+  Rng rng(1, "noise");
+  double k = 5.0;
+  auto ids = torch::randint(0, 50, {4000}, rng.generator());
+  auto simplex = 2 * k * torch::one_hot(ids, 50).to(torch::kFloat32) - k;
+  auto t = torch::full({4000}, 60, torch::kInt64);
+  auto z = torch::randn({4000, 50}, rng.generator());
+  auto x = s.add_noise(simplex, t, z, k);
+  double a = s.abar(60);
+  auto resid = x - std::sqrt(a) * simplex;
+  CHECK(resid.mean().item<double>() == Approx(0.0).margin(0.01));
+  CHECK(resid.std().item<double>() == Approx(std::sqrt(1 - a) * k).epsilon(0.01));
+  // The fused span-row form equals the formula with an explicit one-hot.
+  auto rows = noisy_simplex_rows(ids, torch::full({4000}, a, torch::kFloat32), z, k);
+  CHECK((rows - x).abs().max().item<double>() < 1e-5);
+}
+
+TEST_CASE("timesteps are uniform over 0..T-1 and drawn from the named stream", "[unit][diffusion]") {
+  NoiseScheduler s(Schedule::CosineImproved, 10);
+  Rng a(3, "noise"), b(3, "noise");
+  auto ta = s.sample_timesteps(20000, a);
+  CHECK(torch::equal(ta, s.sample_timesteps(20000, b)));
+  CHECK(ta.min().item<int64_t>() == 0);
+  CHECK(ta.max().item<int64_t>() == 9);
+  auto counts = torch::bincount(ta);
+  CHECK(counts.to(torch::kFloat64).std().item<double>() / 2000.0 < 0.05);
+}
+
+TEST_CASE("the loss is the cross-entropy of span tokens only; position 0 is never counted", "[unit][diffusion]") {
+  auto lm = tiny_lm();
+  DiffusionLoss loss(NoiseScheduler(Schedule::CosineImproved, 100), {5.0, 0.0});
+  torch::NoGradGuard g;
+  auto ids = torch::tensor({{1, 5, 7, 9, 11, 13, 15, 17}}, torch::kInt64);
+  auto span = mask_of({1, 0, 0, 1, 1, 1, 0, 0});
+  auto noise = torch::randn({1, 8, 40});
+  torch::Tensor full;
+  auto r = loss.replay(*lm, ids, span, torch::tensor({37}, torch::kInt64), noise, {}, &full);
+  CHECK(r.tokens == 3);
+  double expected = 0;
+  for (int64_t j : {3, 4, 5})
+    expected += torch::nn::functional::cross_entropy(full[0][j].unsqueeze(0), ids[0][j].unsqueeze(0)).item<double>();
+  CHECK(r.loss_sum.item<double>() == Approx(expected).epsilon(1e-6));
+  // The clean positions' labels are not part of it: a cross-entropy over every
+  // position would be different.
+  double all = torch::nn::functional::cross_entropy(full[0].narrow(0, 1, 7), ids[0].narrow(0, 1, 7)).item<double>() * 7;
+  CHECK(all != Approx(expected));
+}
+
+TEST_CASE("shifted output: row 0 is zero and hidden j-1 predicts token j", "[unit][diffusion]") {
+  auto lm = tiny_lm();
+  DiffusionLoss loss(NoiseScheduler(Schedule::CosineImproved, 100), {5.0, 0.0});
+  torch::NoGradGuard g;
+  auto ids = torch::tensor({{1, 5, 7, 9, 11, 13}}, torch::kInt64);
+  // No span: the head is the plain bidirectional decoder on clean embeddings, shifted by one.
+  auto none = torch::zeros({1, 6}, torch::kBool);
+  torch::Tensor full;
+  loss.replay(*lm, ids, none, torch::tensor({5}, torch::kInt64), torch::zeros({1, 6, 40}), {}, &full);
+  tess::model::ForwardOptions bidir;
+  bidir.attention = tess::model::Attention::Bidirectional;
+  auto plain = lm->decoder->forward(ids, bidir);
+  CHECK(full[0][0].abs().max().item<double>() == 0.0);
+  CHECK((full.narrow(1, 1, 5) - plain.narrow(1, 0, 5)).abs().max().item<double>() < 1e-5);
+  // Moving a token moves its prediction: the logits of position j follow position j-1's input.
+  auto moved = torch::tensor({{1, 5, 9, 7, 11, 13}}, torch::kInt64);
+  torch::Tensor full_moved;
+  loss.replay(*lm, moved, none, torch::tensor({5}, torch::kInt64), torch::zeros({1, 6, 40}), {}, &full_moved);
+  auto plain_moved = lm->decoder->forward(moved, bidir);
+  CHECK((full_moved.narrow(1, 1, 5) - plain_moved.narrow(1, 0, 5)).abs().max().item<double>() < 1e-5);
+}
+
+TEST_CASE("self-conditioning coin: reproducible under a seed, restored from saved state", "[unit][diffusion]") {
+  auto lm = tiny_lm();
+  DiffusionLoss loss(NoiseScheduler(Schedule::CosineImproved, 100), {5.0, 0.5});
+  auto ids = torch::tensor({{1, 5, 7, 9, 11, 13, 15, 17}}, torch::kInt64);
+  auto span = mask_of({0, 0, 1, 1, 1, 1, 1, 1});
+  torch::NoGradGuard g;
+  auto run = [&](Rng& n, Rng& c, int steps) {
+    std::vector<double> losses;
+    std::vector<bool> coins;
+    for (int i = 0; i < steps; ++i) {
+      auto r = loss(*lm, ids, span, {n, c});
+      losses.push_back(r.loss_sum.item<double>());
+      coins.push_back(r.self_conditioned);
+    }
+    return std::make_pair(losses, coins);
+  };
+  Rng n1(5, "noise"), c1(5, "self_condition"), n2(5, "noise"), c2(5, "self_condition");
+  auto a = run(n1, c1, 40);
+  auto b = run(n2, c2, 40);
+  CHECK(a == b);
+  int heads = 0;
+  for (bool c : a.second) heads += c;
+  CHECK(heads > 8);
+  CHECK(heads < 32);
+  // Save both streams mid-way, continue, restore, continue again: identical.
+  Rng n3(9, "noise"), c3(9, "self_condition");
+  run(n3, c3, 5);
+  auto ns = n3.state(), cs = c3.state();
+  auto tail1 = run(n3, c3, 10);
+  n3.set_state(ns);
+  c3.set_state(cs);
+  CHECK(run(n3, c3, 10) == tail1);
+  // The noise stream advances the same whether or not the coin came up.
+  DiffusionLoss never(NoiseScheduler(Schedule::CosineImproved, 100), {5.0, 0.0});
+  DiffusionLoss always(NoiseScheduler(Schedule::CosineImproved, 100), {5.0, 1.0});
+  Rng na(1, "noise"), ca(1, "sc"), nb(1, "noise"), cb(1, "sc");
+  never(*lm, ids, span, {na, ca});
+  always(*lm, ids, span, {nb, cb});
+  CHECK(na.next_u64() == nb.next_u64());
+}
+
+TEST_CASE("the self-conditioning pass uses t+1 with the same noise", "[unit][diffusion]") {
+  auto lm = tiny_lm();
+  DiffusionLoss always(NoiseScheduler(Schedule::CosineImproved, 100), {5.0, 1.0});
+  auto ids = torch::tensor({{1, 5, 7, 9, 11, 13}}, torch::kInt64);
+  auto span = mask_of({0, 0, 1, 1, 1, 1});
+  torch::NoGradGuard g;
+  Rng n(2, "noise"), c(2, "sc");
+  auto saved = n.state();
+  auto r = always(*lm, ids, span, {n, c});
+  REQUIRE(r.self_conditioned);
+  // Rebuild the same two passes by hand with replay().
+  n.set_state(saved);
+  NoiseScheduler s(Schedule::CosineImproved, 100);
+  auto t = s.sample_timesteps(1, n);
+  CHECK(torch::equal(t, r.timesteps));
+  auto z_rows = torch::randn({4, 40}, n.generator());
+  auto noise = torch::zeros({1, 6, 40});
+  noise[0].narrow(0, 2, 4).copy_(z_rows);
+  torch::Tensor first;
+  always.replay(*lm, ids, span, (t + 1).clamp_max(99), noise, {}, &first);
+  auto second = always.replay(*lm, ids, span, t, noise, first, nullptr);
+  CHECK(second.loss_sum.item<double>() == Approx(r.loss_sum.item<double>()).epsilon(1e-6));
+}
+
+TEST_CASE("head gradients match finite differences (timestep embedding, E, layers)", "[unit][diffusion]") {
+  auto cfg = tiny_config(12);
+  cfg.num_hidden_layers = 1;
+  DiffusionLM lm(Decoder(cfg, 3), SelfCondition::LogitsMean, /*embedding_grad=*/true, 4);
+  lm->to(torch::kFloat64);
+  auto ids = torch::tensor({{1, 5, 7, 9, 3}}, torch::kInt64);
+  auto span = mask_of({0, 1, 1, 1, 0});
+  auto index = SpanIndex::from_mask(span);
+  auto x = torch::randn({3, 12}, torch::kFloat64) * 3;
+  auto prev = torch::randn({3, 12}, torch::kFloat64);
+  auto weights = torch::randn({3, 12}, torch::kFloat64);
+  RowSource rows = [&](int64_t s, int64_t c) { return x.narrow(0, s, c); };
+  // Runs in fp64 end to end (the softmax too) for a clean finite difference.
+  auto loss_fn = [&] {
+    DiffusionInputs in{ids, span, torch::tensor({0.3}, torch::kFloat64), {}};
+    return (lm->span_logits(in, index, rows, prev).to(torch::kFloat64) * weights).sum();
+  };
+  lm->zero_grad();
+  loss_fn().backward();
+  torch::NoGradGuard g;
+  for (const char* name : {"timestep_embed.weight", "decoder.model.embed_tokens.weight",
+                           "decoder.model.layers.0.self_attn.v_proj.weight", "decoder.lm_head.weight"}) {
+    auto p = lm->named_parameters()[name];
+    auto flat = p.view(-1);
+    for (int64_t idx : {int64_t{1}, flat.numel() / 2, flat.numel() - 2}) {
+      double eps = 1e-6, orig = flat[idx].item<double>();
+      flat[idx] = orig + eps;
+      double up = loss_fn().item<double>();
+      flat[idx] = orig - eps;
+      double down = loss_fn().item<double>();
+      flat[idx] = orig;
+      INFO(name << "[" << idx << "]");
+      CHECK(p.grad().view(-1)[idx].item<double>() == Approx((up - down) / (2 * eps)).margin(1e-6).epsilon(1e-4));
+    }
+  }
+}
+
+TEST_CASE("by default E gets no gradient through the softmax(x_t) @ E path", "[unit][diffusion]") {
+  auto lm = tiny_lm();
+  auto ids = torch::tensor({{1, 5, 7, 9}}, torch::kInt64);
+  auto span = mask_of({0, 1, 1, 1});  // every position but 0 is span: E is used only through the projection...
+  auto index = SpanIndex::from_mask(span);
+  auto x = torch::randn({3, 40});
+  RowSource rows = [&](int64_t s, int64_t c) { return x.narrow(0, s, c); };
+  DiffusionInputs in{ids, span, torch::tensor({0.5f}), {}};
+  lm->zero_grad();
+  lm->span_logits(in, index, rows).sum().backward();
+  auto g = lm->decoder->embedding_weight().grad();
+  // ... and through E[id] of the clean position 0 only: rows other than id 1 get nothing.
+  REQUIRE(g.defined());
+  CHECK(g[1].abs().sum().item<double>() > 0);
+  CHECK(g.narrow(0, 2, 38).abs().sum().item<double>() == 0.0);
+}
+
+TEST_CASE("diffusion forward matches the TESS 2 arithmetic on HF's decoder (golden)", "[unit][diffusion]") {
+  tess::model::SafetensorsFile g(kData + "forward.safetensors");
+  auto lm = load_diffusion_lm(kData + "model");
+  CHECK(lm->self_condition() == SelfCondition::LogitsMean);
+  CHECK(lm->decoder->config().attention == tess::model::Attention::Bidirectional);
+  DiffusionLoss loss(NoiseScheduler(Schedule::CosineImproved, 5000), {5.0, 0.0});
+  auto ids = g.load("ids").to(torch::kInt64);
+  auto span = g.load("span_mask").to(torch::kBool);
+  auto t = g.load("timestep").to(torch::kInt64).reshape({1});
+  torch::NoGradGuard ng;
+  for (bool with_prev : {false, true}) {
+    torch::Tensor full;
+    auto r = loss.replay(*lm, ids, span, t, g.load("noise"), with_prev ? g.load("previous_logits") : torch::Tensor(), &full);
+    std::string suffix = with_prev ? "prev" : "noprev";
+    INFO(suffix);
+    CHECK((full - g.load("logits_" + suffix)).abs().max().item<double>() < 1e-4);
+    CHECK(r.loss_sum.item<double>() / r.tokens == Approx(g.load("loss_" + suffix).item<double>()).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("tess debug schedule and diffusion-forward replay an example", "[unit][diffusion][cli]") {
+  auto csv = tess::test::run_tess("debug schedule --kind cosine_improved --timesteps 100");
+  REQUIRE(csv.exit_code == 0);
+  CHECK(csv.out.rfind("i,abar\n0,1\n", 0) == 0);
+  NoiseScheduler s(Schedule::CosineImproved, 100);
+  CHECK(csv.out.find(fmt::format("\n50,{:.17g}\n", s.abar(50))) != std::string::npos);
+
+  tess::test::TempDir dir;
+  tess::model::SafetensorsFile g(kData + "forward.safetensors");
+  auto noise_file = dir / "z.safetensors";
+  auto prev_file = dir / "p.safetensors";
+  tess::model::write_safetensors(noise_file, {{"noise", g.load("noise")}});
+  tess::model::write_safetensors(prev_file, {{"logits", g.load("previous_logits")}});
+  auto out = dir / "out.safetensors";
+  auto r = tess::test::run_tess("debug diffusion-forward --model " + kData + "model --ids \"1 17 5 33 9 40 2 12 60 8\"" +
+                                " --span-mask \"0 0 0 1 1 1 0 1 1 1\" --timestep 1234 --noise " + noise_file.string() +
+                                " --previous-logits " + prev_file.string() + " --output " + out.string());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Matchers::Contains("over 6 span tokens"));
+  tess::model::SafetensorsFile o(out);
+  CHECK((o.load("logits") - g.load("logits_prev")).abs().max().item<double>() < 1e-4);
+  CHECK(o.load("loss").item<double>() == Approx(g.load("loss_prev").item<double>()).epsilon(1e-5));
+  auto bad = tess::test::run_tess("debug diffusion-forward --model " + kData + "model --ids \"1 2\" --span-mask \"0\"" +
+                                  " --timestep 1 --noise " + noise_file.string() + " --output " + out.string());
+  CHECK(bad.exit_code == 1);
+  CHECK_THAT(bad.err, Catch::Matchers::Contains("--span-mask has 1 entries, --ids has 2"));
+}

@@ -1,0 +1,262 @@
+// End-to-end training runs through the real `tess train` binary: every stage
+// trains from YAML, and a run killed with SIGKILL and resumed reproduces the
+// per-step losses of an uninterrupted run bit for bit.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/checkpoint/checkpoint.h"
+#include "data/corpus.h"
+#include "data/tokenizer.h"
+#include "tests/support/test_support.h"
+
+namespace fs = std::filesystem;
+using tess::test::run_command;
+using tess::test::run_tess;
+
+namespace {
+
+// A tokenizer, a packed corpus and a chat set, made once per test binary.
+struct Workspace {
+  tess::test::TempDir dir;
+  fs::path tokenizer, corpus, chat;
+  int32_t vocab = 0;
+
+  Workspace() {
+    std::string text;
+    const char* words[] = {"the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "park", "in", "sun",
+                           "birds", "sing", "loud", "every", "morning", "and", "night", "we", "walk", "home"};
+    uint32_t x = 12345;
+    for (int doc = 0; doc < 300; ++doc) {
+      for (int w = 0; w < 30; ++w) {
+        x = x * 1103515245u + 12345u;
+        text += std::string(words[(x >> 16) % 22]) + (w % 10 == 9 ? ".\n" : " ");
+      }
+      text += "\n";
+    }
+    auto corpus_txt = dir.write("corpus.txt", text);
+    tess::data::SentencePieceTrainOptions spm;
+    spm.inputs = {corpus_txt};
+    spm.model_prefix = dir / "spm";
+    spm.vocab_size = 400;
+    spm.threads = 1;
+    tess::data::train_sentencepiece(spm);
+    fs::create_directories(dir / "tok");
+    fs::copy_file(dir / "spm.model", dir / "tok" / "tokenizer.model");
+    tokenizer = dir / "tok";
+    auto tok = tess::data::load_tokenizer(tokenizer);
+    vocab = tok->vocab_size();
+    tess::data::CorpusOptions co;
+    co.inputs = {corpus_txt.string()};
+    co.output = dir / "corpus";
+    co.threads = 1;
+    co.progress = false;
+    tess::data::tokenize_corpus(*tok, co);
+    corpus = co.output;
+    std::string chat_text;
+    for (int i = 0; i < 60; ++i)
+      chat_text += fmt::format("{{\"messages\": [{{\"role\": \"user\", \"content\": \"add {} and {}\"}}, "
+                               "{{\"role\": \"assistant\", \"content\": \"{}\"}}]}}\n",
+                               i, i + 1, 2 * i + 1);
+    chat = dir.write("chat.jsonl", chat_text);
+  }
+
+  // `fresh`: the run builds a new model, so the shape keys are part of it.
+  fs::path config(const std::string& name, const std::string& body, bool fresh = true) {
+    std::string shape = fresh ? "model:\n  hidden_size: 32\n  intermediate_size: 64\n  num_layers: 2\n  num_heads: 4\n"
+                                "  num_kv_heads: 2\n  max_position_embeddings: 64\n"
+                              : "";
+    return dir.write(name + ".yaml",
+                     shape +
+                     "data:\n  seq_len: 32\n  prefetch: 2\n"
+                     "train:\n  batch_size: 4\n  lr: 3.0e-3\n  lr_schedule: cosine\n  warmup_steps: 2\n"
+                     "log:\n  every: 1\n  progress_interval_s: 1000\n" +
+                         body);
+  }
+};
+
+Workspace& workspace() {
+  static Workspace w;
+  return w;
+}
+
+std::vector<nlohmann::json> metrics(const fs::path& run) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out.push_back(j);
+  }
+  return out;
+}
+
+// The exact text of each step's loss (bit-exact comparison).
+std::vector<std::string> loss_texts(const fs::path& run) {
+  std::vector<std::string> out;
+  for (const auto& j : metrics(run)) out.push_back(j.at("loss").dump());
+  return out;
+}
+
+void train_ok(const fs::path& cfg, const std::string& sets) {
+  auto r = run_tess("train " + cfg.string() + " " + sets);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+}
+
+// Runs `command` (a shell command line that trains into `run`) in the
+// background, SIGKILLs it and its children once step `kill_after` is logged
+// (a checkpoint exists before it), then runs it again to resume and finish.
+void train_killed_and_resumed(const std::string& command, int kill_after, const fs::path& run) {
+  auto script = run.parent_path() / (run.filename().string() + "_kill.sh");
+  std::ofstream(script) << command << " >/dev/null 2>&1 &\npid=$!\n"
+                        << "for i in $(seq 1 2400); do grep -q '\"step\":" << kill_after << ",' '"
+                        << (run / "metrics.jsonl").string() << "' 2>/dev/null && break; sleep 0.05; done\n"
+                        << "kill -9 $(pgrep -P $pid) $pid 2>/dev/null\nwait $pid\nexit 0\n";
+  REQUIRE(run_command("bash " + script.string()).exit_code == 0);
+  auto r = run_command(command);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+}
+
+std::string tess_cmd(const std::string& args) { return std::string("'") + TESS_BINARY + "' " + args; }
+
+}  // namespace
+
+TEST_CASE("stage ar trains from YAML: metrics, checkpoints and a loadable final model", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("ar", "run:\n  stage: ar\n");
+  auto run = w.dir / "runs/ar";
+  train_ok(cfg, "--set run.dir=" + run.string() + " --set data.tokenizer=" + w.tokenizer.string() +
+                    " --set data.train=[" + w.corpus.string() + "] --set train.max_steps=30 --set checkpoint.every=10");
+  auto m = metrics(run);
+  REQUIRE(m.size() == 30);
+  for (const char* key : {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s"}) CHECK(m.back().contains(key));
+  CHECK(m.back()["loss"].get<double>() < m.front()["loss"].get<double>() - 1.0);
+  CHECK(fs::exists(run / "config.yaml"));
+  CHECK(fs::exists(run / "log.txt"));
+  auto latest = tess::checkpoint::latest_checkpoint(run);
+  REQUIRE(latest);
+  CHECK(latest->filename() == "step_00000030");
+  CHECK_NOTHROW(tess::checkpoint::verify_checkpoint(*latest));
+  auto info = run_tess("model info --model " + (run / "final").string());
+  CHECK(info.exit_code == 0);
+  CHECK(fs::exists(run / "final" / "tokenizer.model"));
+}
+
+TEST_CASE("a killed ar run resumes with bit-identical per-step losses", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("ar_exact", "run:\n  stage: ar\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=16 --set checkpoint.every=5";
+  auto a = w.dir / "runs/exact_a", b = w.dir / "runs/exact_b";
+  train_ok(cfg, "--set run.dir=" + a.string() + common);
+  train_killed_and_resumed(tess_cmd("train " + cfg.string() + " --set run.dir=" + b.string() + common), 12, b);
+  CHECK(loss_texts(b) == loss_texts(a));
+  REQUIRE(loss_texts(a).size() == 16);
+}
+
+TEST_CASE("adaptation and instruction stages train and resume bit-exactly", "[integration][train]") {
+  auto& w = workspace();
+  // Stage ar -> adaptation (from the AR model) -> instruction (from the adapted model).
+  auto ar_cfg = w.config("base_ar", "run:\n  stage: ar\n");
+  auto ar = w.dir / "runs/base_ar";
+  train_ok(ar_cfg, "--set run.dir=" + ar.string() + " --set data.tokenizer=" + w.tokenizer.string() +
+                       " --set data.train=[" + w.corpus.string() + "] --set train.max_steps=10");
+  auto ad_cfg = w.config("adapt", "run:\n  stage: adaptation\ndiffusion:\n  timesteps: 100\n", false);
+  std::string ad_common = " --set model.path=" + (ar / "final").string() + " --set data.train=[" +
+                          w.corpus.string() + "] --set train.max_steps=12 --set checkpoint.every=4";
+  auto ad_a = w.dir / "runs/adapt_a", ad_b = w.dir / "runs/adapt_b";
+  train_ok(ad_cfg, "--set run.dir=" + ad_a.string() + ad_common);
+  train_killed_and_resumed(tess_cmd("train " + ad_cfg.string() + " --set run.dir=" + ad_b.string() + ad_common), 9, ad_b);
+  CHECK(loss_texts(ad_b) == loss_texts(ad_a));
+  REQUIRE(loss_texts(ad_a).size() == 12);
+  CHECK(fs::exists(ad_a / "final" / "model.safetensors"));
+
+  auto in_cfg = w.config("instr", "run:\n  stage: instruction\ndiffusion:\n  timesteps: 100\n", false);
+  std::string in_common = " --set model.path=" + (ad_a / "final").string() + " --set data.train=[" +
+                          w.chat.string() + "] --set train.max_steps=10 --set checkpoint.every=3";
+  auto in_a = w.dir / "runs/instr_a", in_b = w.dir / "runs/instr_b";
+  train_ok(in_cfg, "--set run.dir=" + in_a.string() + in_common);
+  train_killed_and_resumed(tess_cmd("train " + in_cfg.string() + " --set run.dir=" + in_b.string() + in_common), 7, in_b);
+  CHECK(loss_texts(in_b) == loss_texts(in_a));
+  REQUIRE(loss_texts(in_a).size() == 10);
+  auto m = metrics(in_a);
+  CHECK(m.back()["loss"].get<double>() < m.front()["loss"].get<double>());
+}
+
+TEST_CASE("two Gloo processes equal one process with the doubled batch, and resume bit-exactly",
+          "[dist][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("ddp", "run:\n  stage: ar\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=8 --set checkpoint.every=3";
+  auto one = w.dir / "runs/ddp_one", two = w.dir / "runs/ddp_two", two_b = w.dir / "runs/ddp_two_b";
+  train_ok(cfg, "--set run.dir=" + one.string() + " --set train.batch_size=4" + common);
+  auto launch = [&](const fs::path& run) {
+    return tess_cmd("launch --nproc 2 --grace-seconds 5 -- train " + cfg.string() + " --set run.dir=" + run.string() +
+                    " --set train.batch_size=2" + common);
+  };
+  auto r = run_command(launch(two));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto a = metrics(one), b = metrics(two);
+  REQUIRE(a.size() == 8);
+  REQUIRE(b.size() == 8);
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(b[i]["loss"].get<double>() == Approx(a[i]["loss"].get<double>()).epsilon(1e-4));
+    CHECK(b[i]["tokens"] == a[i]["tokens"]);
+  }
+  auto manifest = tess::checkpoint::verify_checkpoint(*tess::checkpoint::latest_checkpoint(two));
+  CHECK(manifest.world_size == 2);
+  train_killed_and_resumed(launch(two_b), 5, two_b);
+  CHECK(loss_texts(two_b) == loss_texts(two));
+}
+
+TEST_CASE("both diffusion stages resume bit-exactly on two Gloo processes", "[dist][train]") {
+  auto& w = workspace();
+  for (const auto& [stage, data] : {std::pair<std::string, fs::path>{"adaptation", w.corpus}, {"instruction", w.chat}}) {
+    INFO(stage);
+    auto cfg = w.config("ddp_" + stage, "run:\n  stage: " + stage + "\ndiffusion:\n  timesteps: 100\n");
+    std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + data.string() +
+                         "] --set train.max_steps=8 --set checkpoint.every=3 --set train.batch_size=2";
+    auto launch = [&](const fs::path& run) {
+      return tess_cmd("launch --nproc 2 --grace-seconds 5 -- train " + cfg.string() + " --set run.dir=" + run.string() +
+                      common);
+    };
+    auto a = w.dir / ("runs/ddp_" + stage + "_a"), b = w.dir / ("runs/ddp_" + stage + "_b");
+    auto r = run_command(launch(a));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    train_killed_and_resumed(launch(b), 6, b);
+    CHECK(loss_texts(b) == loss_texts(a));
+    CHECK(loss_texts(a).size() == 8);
+  }
+}
+
+TEST_CASE("a key the stage does not use is an error naming where it was set", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("unused", "run:\n  stage: ar\ndiffusion:\n  self_condition_prob: 0.3\n");
+  auto r = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/unused").string() +
+                    " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() + "]");
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Catch::Matchers::Contains("diffusion.self_condition_prob (set at " + cfg.string()));
+}
+
+TEST_CASE("resuming with another tokenizer is refused", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("tokcheck", "run:\n  stage: ar\n");
+  auto run = w.dir / "runs/tokcheck";
+  std::string common = " --set run.dir=" + run.string() + " --set data.train=[" + w.corpus.string() + "]";
+  train_ok(cfg, "--set data.tokenizer=" + w.tokenizer.string() + " --set train.max_steps=2" + common);
+  // The same model with an extra special token is another tokenizer.
+  fs::copy(w.tokenizer, w.dir / "tok2", fs::copy_options::recursive);
+  std::ofstream(w.dir / "tok2" / "added_tokens.json")
+      << fmt::format("{{\"[PAD]\": {}, \"<extra>\": {}}}", w.vocab, w.vocab + 1);
+  auto r = run_tess("train " + cfg.string() + " --set data.tokenizer=" + (w.dir / "tok2").string() +
+                    " --set train.max_steps=4" + common);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Catch::Matchers::Contains("tokenizer"));
+}

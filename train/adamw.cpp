@@ -1,0 +1,86 @@
+#include "train/adamw.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "core/util/error.h"
+
+namespace tess::train {
+
+AdamW::AdamW(std::vector<NamedParameter> params, Options options, std::set<std::string> owned)
+    : params_(std::move(params)), options_(options), owned_(std::move(owned)) {
+  for (const auto& p : params_) {
+    if (!owned_.empty() && !owned_.count(p.name)) continue;
+    // Moments in fp32 whatever the parameter dtype (bf16 moments lose the update).
+    auto opts = p.tensor.options().dtype(torch::kFloat32);
+    slots_[p.name] = {torch::zeros(p.tensor.sizes(), opts), torch::zeros(p.tensor.sizes(), opts)};
+  }
+}
+
+bool AdamW::default_decay(const std::string& name, bool decay_everything) {
+  if (decay_everything) return true;
+  bool norm = name.find("norm") != std::string::npos;
+  bool bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+  bool embedding = name.find("embed") != std::string::npos;
+  return !(norm || bias || embedding);
+}
+
+void AdamW::step(double lr) {
+  torch::NoGradGuard no_grad;
+  ++steps_;
+  double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
+  double bc2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(steps_)));
+  for (auto& p : params_) {
+    auto it = slots_.find(p.name);
+    if (it == slots_.end() || !p.tensor.grad().defined()) continue;
+    auto& s = it->second;
+    auto grad = p.tensor.grad().to(torch::kFloat32);
+    bool fp32 = p.tensor.scalar_type() == torch::kFloat32;
+    auto param = fp32 ? p.tensor : p.tensor.to(torch::kFloat32);
+    if (p.decay && options_.weight_decay != 0) param.mul_(1.0 - lr * options_.weight_decay);
+    s.exp_avg.lerp_(grad, 1.0 - options_.beta1);
+    s.exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
+    auto denom = (s.exp_avg_sq.sqrt() / bc2_sqrt).add_(options_.eps);
+    param.addcdiv_(s.exp_avg, denom, -lr / bc1);
+    if (!fp32) p.tensor.copy_(param);
+  }
+}
+
+void AdamW::zero_grad() {
+  for (auto& p : params_)
+    if (p.tensor.grad().defined()) p.tensor.mutable_grad().zero_();
+}
+
+std::map<std::string, at::Tensor> AdamW::state() const {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, s] : slots_) {
+    out[name + ".exp_avg"] = s.exp_avg;
+    out[name + ".exp_avg_sq"] = s.exp_avg_sq;
+  }
+  out["__step__"] = torch::tensor({static_cast<float>(steps_)});
+  return out;
+}
+
+void AdamW::load_state(const std::map<std::string, at::Tensor>& state, const std::string& source) {
+  torch::NoGradGuard no_grad;
+  auto get = [&](const std::string& key, const at::Tensor& like) {
+    auto it = state.find(key);
+    if (it == state.end()) throw Error(fmt::format("{}: optimizer state '{}' is missing", source, key));
+    if (it->second.sizes() != like.sizes())
+      throw Error(fmt::format("{}: optimizer state '{}' has shape {}, expected {}", source, key,
+                              c10::str(it->second.sizes()), c10::str(like.sizes())));
+    like.copy_(it->second);
+  };
+  for (auto& [name, s] : slots_) {
+    get(name + ".exp_avg", s.exp_avg);
+    get(name + ".exp_avg_sq", s.exp_avg_sq);
+  }
+  auto it = state.find("__step__");
+  if (it == state.end()) throw Error(fmt::format("{}: optimizer step count is missing", source));
+  steps_ = static_cast<int64_t>(it->second.item<float>());
+}
+
+}  // namespace tess::train

@@ -1,0 +1,74 @@
+#pragma once
+// A training stage is what differs between `run.stage`s: the model it
+// trains, the data it reads and the loss of one micro-batch. The Trainer owns
+// everything else (optimizer, schedule, accumulation, data parallelism,
+// checkpoints, metrics). The two diffusion stages are one class over two
+// data sources: they share the DiffusionLoss and the NoiseScheduler.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "train/adamw.h"
+
+namespace torch::nn {
+class Module;
+}
+namespace tess::config {
+class Config;
+}
+
+namespace tess::train {
+
+// One micro-batch, already on the training device.
+struct MicroBatch {
+  at::Tensor ids;        // int64 [B, L]
+  at::Tensor span_mask;  // bool [B, L]: noised/generated positions (diffusion) or target positions (AR)
+  int64_t tokens = 0;    // tokens this micro-batch's loss is summed over
+};
+
+struct LossTerms {
+  at::Tensor sum;      // scalar: summed per-token loss
+  int64_t tokens = 0;  // its token count
+};
+
+// Where a run's components come from (rank, world size, seed, device).
+struct StageContext {
+  int rank = 0;
+  int world_size = 1;
+  uint64_t seed = 0;
+  std::string device = "cpu";
+};
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  virtual std::string name() const = 0;
+  virtual torch::nn::Module& module() = 0;
+  virtual std::vector<NamedParameter> parameters() = 0;  // HF names, decay flags set by the trainer
+
+  // The next micro-batch of this rank (the loader runs ahead in the background).
+  virtual MicroBatch next_batch() = 0;
+  virtual LossTerms loss(const MicroBatch& batch) = 0;
+  // Optional validation batches (empty when no validation data).
+  virtual std::vector<MicroBatch> validation_batches(int64_t count) { return {}; }
+
+  // Everything random or positional the stage owns (stream states, loader
+  // position), as of the last batch handed out; restored exactly on resume.
+  virtual std::map<std::string, std::string> state() const = 0;
+  virtual void load_state(const std::map<std::string, std::string>& state, const std::string& source) = 0;
+
+  // The model (and tokenizer) as an HF-layout directory.
+  virtual void save_model(const std::filesystem::path& dir) = 0;
+  virtual std::string tokenizer_hash() const = 0;
+  virtual int64_t samples_per_epoch() const = 0;
+};
+
+// The stage `run.stage` names, built from the configuration (reads its keys).
+std::unique_ptr<Stage> make_stage(const config::Config& cfg, const StageContext& ctx);
+
+}  // namespace tess::train

@@ -1,0 +1,456 @@
+// The stages of `run.stage`: ar (causal LM), adaptation (stage 1) and
+// instruction (stage 2). Adaptation and instruction are one DiffusionStage
+// over two example sources (packed corpus + UL2 masks, or chat sequences).
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/checkpoint/checkpoint.h"
+#include "core/config/config.h"
+#include "core/diffusion/diffusion_loss.h"
+#include "core/model/hf_checkpoint.h"
+#include "core/util/error.h"
+#include "core/util/rng.h"
+#include "data/chat.h"
+#include "data/loader.h"
+#include "data/masking.h"
+#include "data/token_dataset.h"
+#include "data/tokenizer.h"
+#include "train/stage.h"
+
+namespace tess::train {
+namespace fs = std::filesystem;
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+// ---------------------------------------------------------------------------
+// Example sources: fixed-length examples with a 0/1 mask per position.
+
+class Examples {
+ public:
+  virtual ~Examples() = default;
+  virtual int64_t size() const = 0;
+  virtual int64_t seq_len() const = 0;
+  // ids [n, L] and mask [n, L] (1 = span / target position) of `indices`.
+  virtual void fill(const std::vector<int64_t>& indices, int64_t* ids, uint8_t* mask) const = 0;
+  virtual bool needs_span_masker() const = 0;  // corpus text gets UL2 masks in diffusion stages
+};
+
+class CorpusExamples : public Examples {
+ public:
+  // `text_hash`: the hash of the tokenizer's base vocabulary (text maps to
+  // the same ids with or without added special tokens).
+  CorpusExamples(const std::vector<std::string>& dirs, const config::Config& cfg, const data::Tokenizer& tok,
+                 const std::string& text_hash, const std::string& split) {
+    std::vector<std::shared_ptr<const data::TokenDataset>> sets;
+    data::OpenOptions open;
+    open.verify_checksums = cfg.get_bool("data.verify_checksums");
+    for (const auto& d : dirs) {
+      auto ds = std::make_shared<data::TokenDataset>(d, split, open);
+      // Shards record the tokenizer they were made with, usually before the
+      // run added [PAD]; special tokens never occur in their text.
+      if (ds->tokenizer_hash() != text_hash) ds->check_tokenizer(tok.content_hash());
+      sets.push_back(ds);
+    }
+    seqs_ = std::make_unique<data::PackedSequences>(sets, data::PackingOptions::from_config(cfg, tok.pad_id()));
+    if (seqs_->size() == 0)
+      throw Error(fmt::format("data: {} holds fewer tokens than one sequence of data.seq_len = {}", dirs.front(),
+                              seqs_->seq_len()));
+  }
+  int64_t size() const override { return seqs_->size(); }
+  int64_t seq_len() const override { return seqs_->seq_len(); }
+  bool needs_span_masker() const override { return true; }
+  void fill(const std::vector<int64_t>& indices, int64_t* ids, uint8_t* mask) const override {
+    std::vector<int64_t> real(indices.size());
+    seqs_->gather(indices, ids, real.data());
+    int64_t l = seq_len();
+    for (size_t i = 0; i < indices.size(); ++i)
+      for (int64_t j = 0; j < l; ++j) mask[i * l + j] = j < real[i] ? 1 : 0;
+  }
+
+ private:
+  std::unique_ptr<data::PackedSequences> seqs_;
+};
+
+class ChatExamples : public Examples {
+ public:
+  ChatExamples(const std::vector<std::string>& files, const config::Config& cfg, const data::Tokenizer& tok) {
+    std::vector<fs::path> paths(files.begin(), files.end());
+    auto options = data::ChatOptions::from_config(cfg);
+    ds_ = std::make_unique<data::ChatDataset>(data::ChatDataset::build(paths, tok, options));
+    spdlog::info("chat data: {}", ds_->report().summary());
+    if (ds_->size() == 0) throw Error(fmt::format("data: no usable chat example in {}", files.front()));
+  }
+  int64_t size() const override { return ds_->size(); }
+  int64_t seq_len() const override { return ds_->seq_len(); }
+  bool needs_span_masker() const override { return false; }
+  void fill(const std::vector<int64_t>& indices, int64_t* ids, uint8_t* mask) const override {
+    int64_t l = seq_len();
+    for (size_t i = 0; i < indices.size(); ++i) {
+      std::copy(ds_->ids(indices[i]), ds_->ids(indices[i]) + l, ids + i * l);
+      std::copy(ds_->span_mask(indices[i]), ds_->span_mask(indices[i]) + l, mask + i * l);
+    }
+  }
+
+ private:
+  std::unique_ptr<data::ChatDataset> ds_;
+};
+
+bool is_token_dataset(const std::string& path) { return fs::is_directory(path) && fs::exists(fs::path(path) / "meta.json"); }
+
+std::shared_ptr<Examples> open_examples(const std::vector<std::string>& inputs, const config::Config& cfg,
+                                        const data::Tokenizer& tok, const std::string& text_hash,
+                                        const std::string& split, const char* key) {
+  if (inputs.empty()) throw Error(fmt::format("{} is empty: give token-shard directories or chat JSONL files", key));
+  bool corpus = is_token_dataset(inputs.front());
+  for (const auto& in : inputs) {
+    if (!fs::exists(in)) throw Error(fmt::format("{}: '{}' does not exist", key, in));
+    if (is_token_dataset(in) != corpus)
+      throw Error(fmt::format("{}: mixes token-shard directories and chat files ('{}')", key, in));
+  }
+  if (corpus) return std::make_shared<CorpusExamples>(inputs, cfg, tok, text_hash, split);
+  return std::make_shared<ChatExamples>(inputs, cfg, tok);
+}
+
+// ---------------------------------------------------------------------------
+// The background loader: sampler -> examples -> (UL2 masks) -> MicroBatch.
+
+struct LoaderState {
+  data::SamplerState sampler;
+  Bytes mask_rng;
+};
+
+class BatchLoader {
+ public:
+  BatchLoader(std::shared_ptr<Examples> examples, data::DistributedSampler::Options sampler,
+              std::shared_ptr<data::SpanMasker> masker, util::Rng mask_rng, int64_t prefetch)
+      : examples_(std::move(examples)),
+        sampler_(sampler),
+        masker_(std::move(masker)),
+        mask_rng_(std::move(mask_rng)),
+        prefetch_(prefetch) {
+    state_ = snapshot();
+  }
+
+  MicroBatch next() {
+    if (!prefetcher_)
+      prefetcher_ = std::make_unique<data::Prefetcher<MicroBatch, LoaderState>>(
+          [this]() -> std::optional<MicroBatch> { return produce(); }, [this] { return snapshot(); }, prefetch_);
+    auto item = prefetcher_->next();
+    if (!item) throw Error("the data loader stopped unexpectedly");
+    state_ = item->state;
+    return std::move(item->batch);
+  }
+
+  const LoaderState& state() const { return state_; }
+  void set_state(const LoaderState& s) {
+    prefetcher_.reset();  // drop batches produced from the old state
+    sampler_.set_state(s.sampler);
+    if (!s.mask_rng.empty()) mask_rng_.set_state(s.mask_rng);
+    state_ = s;
+  }
+  int64_t samples() const { return examples_->size(); }
+
+ private:
+  LoaderState snapshot() const { return {sampler_.state(), mask_rng_.state()}; }
+
+  MicroBatch produce() {
+    auto indices = sampler_.next_batch();
+    int64_t b = static_cast<int64_t>(indices.size()), l = examples_->seq_len();
+    auto ids = torch::empty({b, l}, torch::kInt64);
+    std::vector<uint8_t> mask(static_cast<size_t>(b * l));
+    examples_->fill(indices, ids.data_ptr<int64_t>(), mask.data());
+    if (masker_ && examples_->needs_span_masker()) {
+      auto spans = masker_->train_batch(b, l, mask_rng_);
+      mask = spans.mask;
+    }
+    MicroBatch mb;
+    mb.ids = ids;
+    mb.span_mask = torch::from_blob(mask.data(), {b, l}, torch::kUInt8).to(torch::kBool);
+    mb.tokens = mb.span_mask.narrow(1, 1, l - 1).sum().item<int64_t>();  // position 0 has no predictor
+    return mb;
+  }
+
+  std::shared_ptr<Examples> examples_;
+  data::DistributedSampler sampler_;
+  std::shared_ptr<data::SpanMasker> masker_;
+  util::Rng mask_rng_;
+  int64_t prefetch_;
+  LoaderState state_;
+  std::unique_ptr<data::Prefetcher<MicroBatch, LoaderState>> prefetcher_;
+};
+
+// ---------------------------------------------------------------------------
+// Shared model plumbing.
+
+std::unique_ptr<data::Tokenizer> load_run_tokenizer(const config::Config& cfg) {
+  const auto& explicit_path = cfg.get_string("data.tokenizer");
+  const auto& model_path = cfg.get_string("model.path");
+  if (!explicit_path.empty()) return data::load_tokenizer(explicit_path);
+  if (!model_path.empty()) return data::load_tokenizer(model_path);
+  throw Error("no tokenizer: set data.tokenizer (a tokenizer.model or a model directory) or model.path");
+}
+
+// The tokenizer gets a [PAD] when it has none (as the reference adds one to Mistral's).
+void ensure_pad(const config::Config& cfg, data::Tokenizer& tok) {
+  bool add = cfg.get_bool("model.add_pad_token");
+  if (tok.pad_id() < 0) {
+    if (!add) throw Error("the tokenizer has no PAD token and model.add_pad_token is false; chat data and packing need one");
+    int32_t id = tok.add_special_token("[PAD]", true);
+    spdlog::info("added [PAD] to the tokenizer as id {}", id);
+  }
+}
+
+// The decoder of model.path (plus its non-decoder tensors), or a fresh one.
+model::LoadedModel build_decoder(const config::Config& cfg, const data::Tokenizer& tok, uint64_t seed) {
+  const auto& path = cfg.get_string("model.path");
+  model::Decoder decoder{nullptr};
+  std::map<std::string, torch::Tensor> extra;
+  if (path.empty()) {
+    auto mc = model::ModelConfig::from_run_config(cfg);
+    if (cfg.origin("model.vocab_size").where != "default" && mc.vocab_size != tok.vocab_size())
+      throw Error(fmt::format("{}: model.vocab_size = {} but the tokenizer has {} tokens", cfg.origin("model.vocab_size").where,
+                              mc.vocab_size, tok.vocab_size()));
+    mc.vocab_size = tok.vocab_size();
+    mc.bos_token_id = tok.bos_id();
+    mc.eos_token_id = tok.eos_id();
+    mc.pad_token_id = tok.pad_id();
+    decoder = model::Decoder(mc, seed);
+  } else {
+    model::LoadOptions lo;
+    lo.dtype = cfg.get_string("model.dtype");
+    auto loaded = model::load_hf_model(path, lo);
+    if (!loaded.extra_tensors.empty() && cfg.get_string("run.stage") == "ar")
+      throw Error(fmt::format("{}: holds '{}', a diffusion model's tensor; stage ar trains causal LMs", path,
+                              loaded.extra_tensors.begin()->first));
+    decoder = loaded.decoder;
+    extra = std::move(loaded.extra_tensors);
+    if (decoder->config().vocab_size < tok.vocab_size()) decoder->resize_vocab(tok.vocab_size());
+    if (decoder->config().vocab_size != tok.vocab_size())
+      throw Error(fmt::format("{}: the model's vocabulary ({}) does not match its tokenizer ({})", path,
+                              decoder->config().vocab_size, tok.vocab_size()));
+    auto& mc = decoder->mutable_config();
+    mc.pad_token_id = tok.pad_id();
+  }
+  decoder->set_activation_checkpointing(cfg.get_bool("model.activation_checkpointing"));
+  return {decoder, std::move(extra)};
+}
+
+std::vector<NamedParameter> named(torch::nn::Module& m, const std::string& strip) {
+  std::vector<NamedParameter> out;
+  for (auto& p : m.named_parameters()) {
+    auto name = p.key();
+    if (!strip.empty() && name.rfind(strip, 0) == 0) name = name.substr(strip.size());
+    out.push_back({name, p.value(), true});
+  }
+  return out;
+}
+
+data::DistributedSampler::Options sampler_options(const config::Config& cfg, const StageContext& ctx, int64_t n) {
+  data::DistributedSampler::Options o;
+  o.num_samples = n;
+  o.world_size = ctx.world_size;
+  o.rank = ctx.rank;
+  o.per_rank_batch = cfg.get_int("train.batch_size");
+  o.shuffle = cfg.get_bool("data.shuffle");
+  o.seed = ctx.seed;
+  return o;
+}
+
+std::string rank_stream(const std::string& name, int rank) { return fmt::format("{}.rank{}", name, rank); }
+
+// Everything the stages share: tokenizer, loader, stream states.
+class StageBase : public Stage {
+ protected:
+  StageBase(const config::Config& cfg, const StageContext& ctx)
+      : ctx_(ctx), tokenizer_(load_run_tokenizer(cfg)) {
+    text_hash_ = tokenizer_->base_hash();
+    ensure_pad(cfg, *tokenizer_);
+    auto inputs = cfg.get_string_list("data.train");
+    examples_ = open_examples(inputs, cfg, *tokenizer_, text_hash_, "train", "data.train");
+    validation_inputs_ = cfg.get_string_list("data.validation");
+    prefetch_ = cfg.get_int("data.prefetch");
+  }
+
+  void start_loader(const config::Config& cfg, std::shared_ptr<data::SpanMasker> masker) {
+    masker_ = masker;
+    loader_ = std::make_unique<BatchLoader>(examples_, sampler_options(cfg, ctx_, examples_->size()), masker,
+                                            util::Rng(ctx_.seed, rank_stream("span_mask", ctx_.rank)), prefetch_);
+  }
+
+ public:
+  MicroBatch next_batch() override { return loader_->next(); }
+  std::string tokenizer_hash() const override { return tokenizer_->content_hash(); }
+  int64_t samples_per_epoch() const override { return loader_->samples(); }
+
+  std::map<std::string, std::string> state() const override {
+    const auto& s = loader_->state();
+    return {{"loader.epoch", std::to_string(s.sampler.epoch)},
+            {"loader.position", std::to_string(s.sampler.position)},
+            {"rng.span_mask", checkpoint::hex_encode(s.mask_rng)}};
+  }
+  void load_state(const std::map<std::string, std::string>& st, const std::string& source) override {
+    auto get = [&](const std::string& k) -> const std::string& {
+      auto it = st.find(k);
+      if (it == st.end()) throw Error(fmt::format("{}: stage state '{}' is missing", source, k));
+      return it->second;
+    };
+    LoaderState s;
+    s.sampler.epoch = std::stoll(get("loader.epoch"));
+    s.sampler.position = std::stoll(get("loader.position"));
+    s.mask_rng = checkpoint::hex_decode(get("rng.span_mask"), source + " rng.span_mask");
+    loader_->set_state(s);
+  }
+
+  std::vector<MicroBatch> validation_batches(int64_t count) override {
+    if (validation_inputs_.empty()) return {};
+    if (!validation_) throw Error("internal: validation examples were not opened");
+    std::vector<MicroBatch> out;
+    int64_t b = batch_size_, l = validation_->seq_len();
+    for (int64_t start = 0; start < validation_->size() && static_cast<int64_t>(out.size()) < count; start += b) {
+      std::vector<int64_t> idx;
+      for (int64_t i = start; i < std::min(start + b, validation_->size()); ++i) idx.push_back(i);
+      auto ids = torch::empty({static_cast<int64_t>(idx.size()), l}, torch::kInt64);
+      std::vector<uint8_t> mask(idx.size() * static_cast<size_t>(l));
+      validation_->fill(idx, ids.data_ptr<int64_t>(), mask.data());
+      if (masker_ && validation_->needs_span_masker())
+        mask = data::SpanMasker::eval_batch(static_cast<int64_t>(idx.size()), l).mask;
+      MicroBatch mb;
+      mb.ids = ids;
+      mb.span_mask = torch::from_blob(mask.data(), {ids.size(0), l}, torch::kUInt8).to(torch::kBool);
+      mb.tokens = mb.span_mask.narrow(1, 1, l - 1).sum().item<int64_t>();
+      out.push_back(mb);
+    }
+    return out;
+  }
+
+ protected:
+  void open_validation(const config::Config& cfg) {
+    batch_size_ = cfg.get_int("train.batch_size");
+    if (!validation_inputs_.empty())
+      validation_ = open_examples(validation_inputs_, cfg, *tokenizer_, text_hash_,
+                                  is_token_dataset(validation_inputs_.front()) ? "validation" : "train",
+                                  "data.validation");
+  }
+
+  StageContext ctx_;
+  std::unique_ptr<data::Tokenizer> tokenizer_;
+  std::string text_hash_;
+  std::shared_ptr<Examples> examples_, validation_;
+  std::vector<std::string> validation_inputs_;
+  std::shared_ptr<data::SpanMasker> masker_;
+  std::unique_ptr<BatchLoader> loader_;
+  int64_t prefetch_ = 0, batch_size_ = 1;
+};
+
+// ---------------------------------------------------------------------------
+class ArStage : public StageBase {
+ public:
+  ArStage(const config::Config& cfg, const StageContext& ctx) : StageBase(cfg, ctx) {
+    decoder_ = build_decoder(cfg, *tokenizer_, ctx.seed).decoder;
+    if (cfg.get_string("model.attention") == "bidirectional")
+      throw Error("stage ar trains causal LMs: model.attention must be auto or causal");
+    decoder_->mutable_config().attention = model::Attention::Causal;
+    open_validation(cfg);
+    start_loader(cfg, nullptr);
+  }
+  std::string name() const override { return "ar"; }
+  torch::nn::Module& module() override { return *decoder_; }
+  std::vector<NamedParameter> parameters() override { return named(*decoder_, ""); }
+
+  LossTerms loss(const MicroBatch& mb) override {
+    int64_t l = mb.ids.size(1);
+    model::ForwardOptions opt;
+    opt.attention = model::Attention::Causal;
+    auto logits = decoder_->forward(mb.ids.narrow(1, 0, l - 1), opt);
+    auto targets = mb.ids.narrow(1, 1, l - 1);
+    auto keep = mb.span_mask.narrow(1, 1, l - 1).to(torch::kFloat32);
+    auto ce = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(2)}).to(torch::kFloat32), targets.reshape(-1),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    return {(ce * keep.reshape(-1)).sum(), mb.tokens};
+  }
+
+  void save_model(const fs::path& dir) override {
+    model::save_hf_model(dir, *decoder_);
+    tokenizer_->save(dir);
+  }
+
+ private:
+  model::Decoder decoder_{nullptr};
+};
+
+// ---------------------------------------------------------------------------
+class DiffusionStage : public StageBase {
+ public:
+  DiffusionStage(const config::Config& cfg, const StageContext& ctx)
+      : StageBase(cfg, ctx),
+        stage_(cfg.get_string("run.stage")),
+        loss_(diffusion::NoiseScheduler::from_config(cfg), diffusion::DiffusionLossOptions::from_config(cfg)),
+        noise_(ctx.seed, rank_stream("noise", ctx.rank)),
+        coin_(ctx.seed, rank_stream("self_condition", ctx.rank)) {
+    if (cfg.get_string("model.attention") == "causal")
+      throw Error(fmt::format("stage {} trains diffusion LMs: model.attention must be auto or bidirectional", stage_));
+    auto mode = diffusion::parse_self_condition(cfg.get_string("diffusion.self_condition"));
+    bool embedding_grad = cfg.get_bool("diffusion.embedding_grad");
+    auto built = build_decoder(cfg, *tokenizer_, ctx.seed);
+    model_ = diffusion::DiffusionLM(built.decoder, mode, embedding_grad, ctx.seed);
+    // A diffusion checkpoint brings its timestep embedding; an AR one does not.
+    model_->load_extra_tensors(std::move(built.extra_tensors));
+    model_->decoder->mutable_config().attention = model::Attention::Bidirectional;
+    std::shared_ptr<data::SpanMasker> masker;
+    if (examples_->needs_span_masker()) masker = std::make_shared<data::SpanMasker>(data::Ul2Options::from_config(cfg));
+    open_validation(cfg);
+    start_loader(cfg, masker);
+  }
+
+  std::string name() const override { return stage_; }
+  torch::nn::Module& module() override { return *model_; }
+  std::vector<NamedParameter> parameters() override { return named(*model_, "decoder."); }
+
+  LossTerms loss(const MicroBatch& mb) override {
+    auto r = loss_(*model_, mb.ids, mb.span_mask, {noise_, coin_});
+    return {r.loss_sum, r.tokens};
+  }
+
+  std::map<std::string, std::string> state() const override {
+    auto s = StageBase::state();
+    s["rng.noise"] = checkpoint::hex_encode(noise_.state());
+    s["rng.self_condition"] = checkpoint::hex_encode(coin_.state());
+    return s;
+  }
+  void load_state(const std::map<std::string, std::string>& st, const std::string& source) override {
+    StageBase::load_state(st, source);
+    for (auto [key, rng] : {std::pair<const char*, util::Rng*>{"rng.noise", &noise_}, {"rng.self_condition", &coin_}}) {
+      auto it = st.find(key);
+      if (it == st.end()) throw Error(fmt::format("{}: stage state '{}' is missing", source, key));
+      rng->set_state(checkpoint::hex_decode(it->second, source + " " + key));
+    }
+  }
+
+  void save_model(const fs::path& dir) override {
+    diffusion::save_diffusion_lm(dir, *model_);
+    tokenizer_->save(dir);
+  }
+
+ private:
+  std::string stage_;
+  diffusion::DiffusionLoss loss_;
+  util::Rng noise_, coin_;
+  diffusion::DiffusionLM model_{nullptr};
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_stage(const config::Config& cfg, const StageContext& ctx) {
+  const auto& stage = cfg.get_string("run.stage");
+  if (stage == "ar") return std::make_unique<ArStage>(cfg, ctx);
+  if (stage == "adaptation" || stage == "instruction") return std::make_unique<DiffusionStage>(cfg, ctx);
+  throw Error(fmt::format("run.stage '{}' is not implemented yet in this version of tess (ar, adaptation and "
+                          "instruction are)",
+                          stage));
+}
+
+}  // namespace tess::train

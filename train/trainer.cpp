@@ -1,0 +1,423 @@
+#include "train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/checkpoint/checkpoint.h"
+#include "core/config/config.h"
+#include "core/dist/dist.h"
+#include "core/model/safetensors.h"
+#include "core/util/error.h"
+#include "core/util/format.h"
+#include "core/util/log.h"
+#include "core/util/progress.h"
+#include "core/util/tensorboard.h"
+#include "train/lr_schedule.h"
+#include "train/stage.h"
+
+namespace tess::train {
+namespace fs = std::filesystem;
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+
+void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Keeps the lines of metrics.jsonl up to `step` (a resumed run rewrites the rest).
+void truncate_metrics(const fs::path& file, int64_t step) {
+  if (!fs::exists(file)) return;
+  std::ifstream in(file);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("step", int64_t{0}) <= step) kept += line + "\n";
+  }
+  in.close();
+  std::ofstream(file, std::ios::trunc) << kept;
+}
+
+}  // namespace
+
+void install_stop_signal_handlers() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+}
+
+struct Trainer::Impl {
+  const config::Config& cfg;
+  std::shared_ptr<dist::Dist> dist;
+  fs::path run_dir;
+  std::unique_ptr<Stage> stage;
+  std::vector<NamedParameter> params;
+  std::unique_ptr<AdamW> optimizer;
+  LrSchedule schedule;
+  int64_t step = 0, tokens_seen = 0, skipped = 0, total_steps = 0;
+  int64_t accum = 1, log_every = 1, ckpt_every = 0, keep_last = 1, eval_every = 0, eval_batches = 1;
+  double grad_clip = 0;
+  bool global_norm = true, verify = true;
+  std::string nonfinite, config_hash;
+  std::ofstream metrics;
+  std::unique_ptr<util::TensorBoardWriter> tensorboard;  // rank 0, log.tensorboard
+
+  Impl(const config::Config& c, std::shared_ptr<dist::Dist> d) : cfg(c), dist(std::move(d)) {}
+
+  bool main() const { return dist->is_main(); }
+
+  void setup() {
+    run_dir = cfg.get_string("run.dir");
+    std::error_code ec;
+    fs::create_directories(run_dir, ec);
+    if (ec) throw Error(fmt::format("cannot create run.dir '{}': {}", run_dir.string(), ec.message()));
+    util::LogSetup ls;
+    ls.rank = dist->rank();
+    ls.world_size = dist->world_size();
+    ls.file = run_dir / (main() ? std::string("log.txt") : fmt::format("log_rank{}.txt", dist->rank()));
+    ls.level = cfg.get_string("log.level");
+    ls.console_all_ranks = cfg.get_bool("log.all_ranks");
+    util::setup_logging(ls);
+    if (int64_t threads = cfg.get_int("run.threads"); threads > 0) torch::set_num_threads(static_cast<int>(threads));
+    if (cfg.get_string("run.device") == "cuda") throw Error("run.device cuda: the trainer runs on CPU in this version");
+    cfg.get_string("run.device");
+    config_hash = cfg.hash();
+
+    StageContext ctx{dist->rank(), dist->world_size(), static_cast<uint64_t>(cfg.get_int("run.seed")), "cpu"};
+    spdlog::info("{} stage '{}' in {} ({} process(es), backend {})", cfg.get_string("run.name"),
+                 cfg.get_string("run.stage"), run_dir.string(), dist->world_size(), dist->backend_name());
+    stage = make_stage(cfg, ctx);
+
+    params = stage->parameters();
+    bool decay_all = cfg.get_bool("train.decay_norms_and_embeddings");
+    for (auto& p : params) p.decay = AdamW::default_decay(p.name, decay_all);
+    AdamW::Options ao;
+    ao.beta1 = cfg.get_float("train.adam_beta1");
+    ao.beta2 = cfg.get_float("train.adam_beta2");
+    ao.eps = cfg.get_float("train.adam_eps");
+    ao.weight_decay = cfg.get_float("train.weight_decay");
+    optimizer = std::make_unique<AdamW>(params, ao);
+
+    accum = cfg.get_int("train.grad_accum");
+    grad_clip = cfg.get_float("train.grad_clip");
+    global_norm = cfg.get_string("diffusion.loss_normalization") == "global_tokens";
+    nonfinite = cfg.get_string("train.nonfinite_policy");
+    if (nonfinite == "rollback") throw Error("train.nonfinite_policy: rollback is not implemented yet (use skip or abort)");
+    if (cfg.get_string("train.precision") != "fp32")
+      throw Error("train.precision: only fp32 is implemented in this version of the trainer");
+    if (cfg.get_int("dist.zero") != 0) throw Error("dist.zero: 1 (ZeRO-1) is not implemented yet");
+    cfg.get_float("dist.bucket_mb");
+    log_every = cfg.get_int("log.every");
+    ckpt_every = cfg.get_int("checkpoint.every");
+    keep_last = cfg.get_int("checkpoint.keep_last");
+    verify = cfg.get_bool("checkpoint.verify");
+    eval_every = cfg.get_int("train.eval_every");
+    eval_batches = cfg.get_int("train.eval_batches");
+    bool want_tensorboard = cfg.get_bool("log.tensorboard");
+    cfg.get_float("log.progress_interval_s");
+
+    int64_t global_batch = cfg.get_int("train.batch_size") * accum * dist->world_size();
+    total_steps = cfg.get_int("train.max_steps");
+    double epochs = cfg.get_float("train.epochs");
+    if (total_steps == 0) {
+      if (epochs <= 0) throw Error("train.max_steps is 0 and train.epochs is 0: set one of them");
+      total_steps = static_cast<int64_t>(std::ceil(epochs * static_cast<double>(stage->samples_per_epoch()) /
+                                                   static_cast<double>(global_batch)));
+    } else if (cfg.origin("train.epochs").where != "default") {
+      throw Error(fmt::format("{}: train.epochs is set but train.max_steps = {} decides the length; set max_steps: 0 "
+                              "to train by epochs",
+                              cfg.origin("train.epochs").where, total_steps));
+    }
+    schedule = LrSchedule::from_config(cfg, total_steps);
+
+    if (auto unused = cfg.unused_user_keys(); !unused.empty()) {
+      std::string list;
+      for (const auto& k : unused) list += fmt::format("\n  {} (set at {})", k, cfg.origin(k).where);
+      throw Error(fmt::format("these keys are set but stage '{}' does not use them:{}", stage->name(), list));
+    }
+
+    // Every rank starts from rank 0's weights.
+    std::vector<at::Tensor> tensors;
+    for (auto& p : params) tensors.push_back(p.tensor.detach());
+    dist->broadcast(tensors, 0, "initial parameter broadcast");
+
+    resume();
+    if (main()) {
+      std::ofstream(run_dir / "config.yaml") << "# Effective configuration (hash " << config_hash << ")\n"
+                                             << cfg.to_yaml(true);
+      truncate_metrics(run_dir / "metrics.jsonl", step);
+    }
+    if (main()) metrics.open(run_dir / "metrics.jsonl", std::ios::app);
+    if (main() && want_tensorboard) tensorboard = std::make_unique<util::TensorBoardWriter>(run_dir / "tensorboard");
+  }
+
+  void resume() {
+    const auto& how = cfg.get_string("checkpoint.resume");
+    checkpoint::remove_stale_staging(run_dir);
+    std::optional<fs::path> dir;
+    if (how == "auto") {
+      dir = checkpoint::latest_checkpoint(run_dir);
+    } else if (how != "none") {
+      dir = fs::path(how);
+      if (!fs::is_directory(*dir)) throw Error(fmt::format("checkpoint.resume: '{}' is not a directory", how));
+    }
+    if (!dir) return;
+    if (!verify) spdlog::warn("checkpoint.verify is false: the checkpoint's files are not checked against their sha256");
+    auto m = checkpoint::verify_checkpoint(*dir, verify);
+    if (m.stage != stage->name())
+      throw Error(fmt::format("{}: a checkpoint of stage '{}', but this run is stage '{}'", dir->string(), m.stage,
+                              stage->name()));
+    if (m.tokenizer_hash != stage->tokenizer_hash())
+      throw Error(fmt::format("{}: written with tokenizer {}, but this run's tokenizer is {}", dir->string(),
+                              m.tokenizer_hash, stage->tokenizer_hash()));
+    if (m.config_hash != config_hash)
+      spdlog::warn("resuming {} with a different configuration (hash {} -> {}): steps after the resume may differ "
+                   "from the original run",
+                   dir->string(), m.config_hash, config_hash);
+    torch::NoGradGuard no_grad;
+    model::SafetensorsCheckpoint weights(*dir / "model");
+    for (auto& p : params) {
+      if (!weights.contains(p.name)) throw Error(fmt::format("{}: model weight '{}' is missing", dir->string(), p.name));
+      auto t = weights.load(p.name);
+      if (t.sizes() != p.tensor.sizes())
+        throw Error(fmt::format("{}: weight '{}' has shape {}, the model has {}", dir->string(), p.name,
+                                c10::str(t.sizes()), c10::str(p.tensor.sizes())));
+      p.tensor.copy_(t);
+    }
+    int source_rank = dist->rank() % m.world_size;
+    auto rank_path = *dir / checkpoint::rank_file_name(source_rank);
+    model::SafetensorsFile rank_file(rank_path);
+    std::map<std::string, at::Tensor> opt_state;
+    for (const auto& e : rank_file.entries()) opt_state[e.name] = rank_file.load(e.name);
+    optimizer->load_state(opt_state, rank_path.string());
+    stage->load_state(rank_file.metadata(), rank_path.string());
+    step = m.step;
+    tokens_seen = m.tokens_seen;
+    auto it = rank_file.metadata().find("skipped");
+    skipped = it == rank_file.metadata().end() ? 0 : std::stoll(it->second);
+    if (m.world_size != dist->world_size())
+      spdlog::warn("resuming a {}-process checkpoint on {} processes: the data order continues exactly; each rank's "
+                   "noise streams continue from rank (r mod {})",
+                   m.world_size, dist->world_size(), m.world_size);
+    spdlog::info("resumed from {} at step {} ({} tokens seen)", dir->string(), step, tokens_seen);
+  }
+
+  void save_checkpoint() {
+    checkpoint::CheckpointWriter writer(run_dir, step, /*prepare=*/main());
+    dist->barrier("checkpoint directory ready");
+    auto meta = stage->state();
+    meta["step"] = std::to_string(step);
+    meta["tokens_seen"] = std::to_string(tokens_seen);
+    meta["skipped"] = std::to_string(skipped);
+    model::write_safetensors(writer.staging_dir() / checkpoint::rank_file_name(dist->rank()), optimizer->state(), meta);
+    if (main()) stage->save_model(writer.staging_dir() / "model");
+    dist->barrier("checkpoint files written");
+    if (main()) {
+      checkpoint::Manifest m;
+      m.step = step;
+      m.tokens_seen = tokens_seen;
+      m.world_size = dist->world_size();
+      m.stage = stage->name();
+      m.config_hash = config_hash;
+      m.tokenizer_hash = stage->tokenizer_hash();
+      auto dir = writer.commit(m, static_cast<int>(keep_last));
+      spdlog::info("saved checkpoint {}", dir.string());
+    }
+    dist->barrier("checkpoint committed");
+  }
+
+  // Sum gradients over ranks, in buckets of dist.bucket_mb.
+  void all_reduce_gradients() {
+    if (dist->world_size() == 1) return;
+    std::vector<at::Tensor> grads;
+    for (auto& p : params)
+      if (p.tensor.grad().defined()) grads.push_back(p.tensor.grad());
+    int64_t bucket_bytes = static_cast<int64_t>(cfg.get_float("dist.bucket_mb") * 1024 * 1024);
+    size_t start = 0;
+    while (start < grads.size()) {
+      size_t end = start;
+      int64_t bytes = 0;
+      while (end < grads.size() && (end == start || bytes + grads[end].nbytes() <= static_cast<size_t>(bucket_bytes)))
+        bytes += static_cast<int64_t>(grads[end++].nbytes());
+      std::vector<at::Tensor> flat_views;
+      for (size_t i = start; i < end; ++i) flat_views.push_back(grads[i].reshape(-1));
+      std::vector<at::Tensor> bucket{torch::cat(flat_views)};
+      dist->all_reduce_sum(bucket, "gradient all-reduce");
+      int64_t offset = 0;
+      for (size_t i = start; i < end; ++i) {
+        grads[i].view(-1).copy_(bucket[0].narrow(0, offset, grads[i].numel()));
+        offset += grads[i].numel();
+      }
+      start = end;
+    }
+  }
+
+  double grad_norm() {
+    double sq = 0;
+    for (auto& p : params)
+      if (p.tensor.grad().defined()) sq += p.tensor.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+    return std::sqrt(sq);
+  }
+
+  // One optimizer step; returns {mean loss over the step's global tokens, grad norm, tokens, finite}.
+  struct StepResult {
+    double loss, grad_norm;
+    int64_t tokens;
+    bool finite;
+  };
+
+  StepResult train_step() {
+    std::vector<MicroBatch> micro;
+    int64_t local_tokens = 0;
+    for (int64_t i = 0; i < accum; ++i) {
+      micro.push_back(stage->next_batch());
+      local_tokens += micro.back().tokens;
+    }
+    double global_tokens = dist->sum(static_cast<double>(local_tokens), "token count");
+    double loss_sum = 0;
+    for (auto& mb : micro) {
+      auto terms = stage->loss(mb);
+      // global_tokens: divide by the step's global count (= one big batch); micro_batch:
+      // each micro-batch's own mean, averaged over accumulation and ranks (the reference).
+      double scale = global_norm ? 1.0 / std::max(global_tokens, 1.0)
+                                 : 1.0 / (std::max<double>(terms.tokens, 1.0) * static_cast<double>(accum) *
+                                          static_cast<double>(dist->world_size()));
+      (terms.sum * scale).backward();
+      loss_sum += terms.sum.item<double>();
+    }
+    all_reduce_gradients();
+    double total_loss = dist->sum(loss_sum, "loss sum");
+    double norm = grad_norm();
+    bool finite = std::isfinite(total_loss) && std::isfinite(norm);
+    finite = dist->sum(finite ? 0.0 : 1.0, "non-finite flag") == 0.0;  // decided on all ranks together
+    return {total_loss / std::max(global_tokens, 1.0), norm, static_cast<int64_t>(global_tokens), finite};
+  }
+
+  void evaluate() {
+    auto batches = stage->validation_batches(eval_batches);
+    if (batches.empty()) return;
+    torch::NoGradGuard no_grad;
+    stage->module().eval();
+    double sum = 0, tokens = 0;
+    for (auto& mb : batches) {
+      auto t = stage->loss(mb);
+      sum += t.sum.item<double>();
+      tokens += static_cast<double>(t.tokens);
+    }
+    stage->module().train();
+    double loss = sum / std::max(tokens, 1.0);
+    spdlog::info("step {}: validation loss {:.6f} over {} tokens", step, loss, static_cast<int64_t>(tokens));
+    if (main()) {
+      nlohmann::json j{{"step", step}, {"validation_loss", loss}, {"validation_tokens", static_cast<int64_t>(tokens)}};
+      metrics << j.dump() << "\n";
+      metrics.flush();
+      if (tensorboard) {
+        tensorboard->add_scalar("validation/loss", loss, step);
+        tensorboard->flush();
+      }
+    }
+  }
+
+  int loop() {
+    stage->module().train();
+    util::Progress::Options po;
+    po.unit = "step";
+    po.enabled = main();
+    po.plain_interval_s = cfg.get_float("log.progress_interval_s");
+    util::Progress progress(fmt::format("{} ", stage->name()), total_steps, po);
+    progress.update(step);
+    auto t_start = std::chrono::steady_clock::now();
+    int64_t tokens_at_start = tokens_seen;
+    while (step < total_steps) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto r = train_step();
+      double lr = schedule.at(step);
+      if (!r.finite) {
+        optimizer->zero_grad();
+        if (nonfinite == "abort") {
+          if (main()) save_checkpoint_as_diagnostics();
+          throw Error(fmt::format("non-finite loss or gradient at step {} (loss {}, grad norm {}); "
+                                  "train.nonfinite_policy is abort",
+                                  step + 1, r.loss, r.grad_norm));
+        }
+        ++skipped;
+        ++step;
+        spdlog::warn("step {}: non-finite loss or gradient, update skipped ({} so far)", step, skipped);
+        continue;
+      }
+      if (grad_clip > 0 && r.grad_norm > grad_clip) {
+        double factor = grad_clip / (r.grad_norm + 1e-6);
+        torch::NoGradGuard g;
+        for (auto& p : params)
+          if (p.tensor.grad().defined()) p.tensor.mutable_grad().mul_(factor);
+      }
+      optimizer->step(lr);
+      optimizer->zero_grad();
+      ++step;
+      tokens_seen += r.tokens;
+      double dt = seconds_since(t0);
+      double tok_s = static_cast<double>(tokens_seen - tokens_at_start) / std::max(seconds_since(t_start), 1e-9);
+      progress.set_field("loss", fmt::format("{:.4f}", r.loss));
+      progress.set_field("tok/s", util::human_count(tok_s));
+      progress.update(step);
+      if (main() && (step % log_every == 0 || step == total_steps)) {
+        nlohmann::json j{{"step", step},          {"loss", r.loss},
+                         {"lr", lr},              {"grad_norm", r.grad_norm},
+                         {"tokens", tokens_seen}, {"tokens_per_s", static_cast<double>(r.tokens) / std::max(dt, 1e-9)},
+                         {"skipped", skipped}};
+        metrics << j.dump() << "\n";
+        metrics.flush();
+        if (tensorboard) {
+          tensorboard->add_scalar("train/loss", r.loss, step);
+          tensorboard->add_scalar("train/lr", lr, step);
+          tensorboard->add_scalar("train/grad_norm", r.grad_norm, step);
+          tensorboard->add_scalar("train/tokens_per_s", j["tokens_per_s"].get<double>(), step);
+          tensorboard->flush();
+        }
+      }
+      if (eval_every > 0 && step % eval_every == 0) evaluate();
+      if (int sig = g_stop_signal.load(); sig != 0) {
+        progress.finish();
+        spdlog::warn("received signal {}: saving a checkpoint at step {} and stopping", sig, step);
+        save_checkpoint();
+        return 0;
+      }
+      if (ckpt_every > 0 && step % ckpt_every == 0 && step < total_steps) save_checkpoint();
+    }
+    progress.finish();
+    save_checkpoint();
+    if (main()) {
+      stage->save_model(run_dir / "final");
+      spdlog::info("finished {} steps; model in {}", step, (run_dir / "final").string());
+    }
+    return 0;
+  }
+
+  void save_checkpoint_as_diagnostics() {
+    auto dir = run_dir / fmt::format("nonfinite_step_{:08d}", step + 1);
+    stage->save_model(dir);
+    spdlog::error("saved the model that produced the non-finite step to {}", dir.string());
+  }
+};
+
+Trainer::Trainer(const config::Config& cfg, std::shared_ptr<dist::Dist> dist)
+    : impl_(std::make_unique<Impl>(cfg, std::move(dist))) {}
+Trainer::~Trainer() = default;
+
+int Trainer::run() {
+  impl_->setup();
+  return impl_->loop();
+}
+
+}  // namespace tess::train
