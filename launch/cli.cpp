@@ -30,8 +30,10 @@ int run(int argc, char** argv) {
   add_model_command(app, action);
   add_debug_command(app, action);
   add_train_command(app, action);
+  add_checkpoint_command(app, action);
   add_tokenize_command(app, action);
   add_launch_command(app, action);
+  add_generate_command(app, action);
   add_pending_commands(app, action);
 
   try {

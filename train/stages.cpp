@@ -80,7 +80,6 @@ class ChatExamples : public Examples {
     std::vector<fs::path> paths(files.begin(), files.end());
     auto options = data::ChatOptions::from_config(cfg);
     ds_ = std::make_unique<data::ChatDataset>(data::ChatDataset::build(paths, tok, options));
-    spdlog::info("chat data: {}", ds_->report().summary());
     if (ds_->size() == 0) throw Error(fmt::format("data: no usable chat example in {}", files.front()));
   }
   int64_t size() const override { return ds_->size(); }

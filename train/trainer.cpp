@@ -141,18 +141,18 @@ struct Trainer::Impl {
     }
     schedule = LrSchedule::from_config(cfg, total_steps);
 
-    if (auto unused = cfg.unused_user_keys(); !unused.empty()) {
-      std::string list;
-      for (const auto& k : unused) list += fmt::format("\n  {} (set at {})", k, cfg.origin(k).where);
-      throw Error(fmt::format("these keys are set but stage '{}' does not use them:{}", stage->name(), list));
-    }
-
     // Every rank starts from rank 0's weights.
     std::vector<at::Tensor> tensors;
     for (auto& p : params) tensors.push_back(p.tensor.detach());
     dist->broadcast(tensors, 0, "initial parameter broadcast");
 
     resume();
+    if (auto unused = cfg.unused_user_keys(); !unused.empty()) {
+      std::string list;
+      for (const auto& k : unused) list += fmt::format("\n  {} (set at {})", k, cfg.origin(k).where);
+      throw Error(fmt::format("these keys are set but stage '{}' does not use them:{}", stage->name(), list));
+    }
+
     if (main()) {
       std::ofstream(run_dir / "config.yaml") << "# Effective configuration (hash " << config_hash << ")\n"
                                              << cfg.to_yaml(true);

@@ -14,9 +14,7 @@ void add_pending_commands(CLI::App& app, Action& action) {
     const char* description;
   };
   static const Pending pending[] = {
-      {"generate", "Sample answers from a diffusion (or AR) model, optionally reward-guided"},
       {"eval", "Evaluate a model: exact match, multiple choice, perplexity, diversity, reward, speed"},
-      {"checkpoint", "Verify checkpoints and export them as HF model directories"},
       {"bench", "Measure peak, training, sampling, data and checkpoint throughput (JSON)"},
   };
   for (const auto& p : pending) {

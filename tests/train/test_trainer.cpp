@@ -260,3 +260,62 @@ TEST_CASE("resuming with another tokenizer is refused", "[integration][train]") 
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Catch::Matchers::Contains("tokenizer"));
 }
+
+TEST_CASE("gradient accumulation 4 x B equals one batch of 4B", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("accum", "run:\n  stage: ar\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=5";
+  auto big = w.dir / "runs/accum_big", small = w.dir / "runs/accum_small";
+  train_ok(cfg, "--set run.dir=" + big.string() + " --set train.batch_size=8" + common);
+  train_ok(cfg, "--set run.dir=" + small.string() + " --set train.batch_size=2 --set train.grad_accum=4" + common);
+  auto a = metrics(big), b = metrics(small);
+  REQUIRE(a.size() == 5);
+  REQUIRE(b.size() == 5);
+  for (size_t i = 0; i < 5; ++i) {
+    INFO("step " << i + 1);
+    CHECK(b[i]["loss"].get<double>() == Approx(a[i]["loss"].get<double>()).epsilon(1e-4));
+    CHECK(b[i]["tokens"] == a[i]["tokens"]);
+  }
+}
+
+TEST_CASE("SIGTERM saves a checkpoint and exits 0", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("sigterm", "run:\n  stage: ar\n");
+  auto run = w.dir / "runs/sigterm";
+  auto script = w.dir / "sigterm.sh";
+  std::ofstream(script) << tess_cmd("train " + cfg.string() + " --set run.dir=" + run.string() + " --set data.tokenizer=" +
+                                    w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                                    "] --set train.max_steps=100000 --set checkpoint.every=0")
+                        << " >/dev/null 2>&1 &\npid=$!\n"
+                        << "for i in $(seq 1 2400); do grep -q '\"step\":3,' '" << (run / "metrics.jsonl").string()
+                        << "' 2>/dev/null && break; sleep 0.05; done\nkill -TERM $pid\nwait $pid\n";
+  auto r = run_command("bash " + script.string());
+  CHECK(r.exit_code == 0);
+  auto latest = tess::checkpoint::latest_checkpoint(run);
+  REQUIRE(latest);
+  auto m = tess::checkpoint::verify_checkpoint(*latest);
+  CHECK(m.step >= 3);
+  CHECK(m.step < 100000);
+  auto v = run_tess("checkpoint verify " + run.string());
+  CHECK(v.exit_code == 0);
+  CHECK_THAT(v.out, Catch::Matchers::Contains("sizes and sha256 checked"));
+  auto e = run_tess("checkpoint export " + latest->string() + " --hf " + (w.dir / "exported").string());
+  CHECK(e.exit_code == 0);
+  CHECK(run_tess("model info --model " + (w.dir / "exported").string()).exit_code == 0);
+}
+
+TEST_CASE("non-finite steps: skip counts and continues, abort stops with the step named", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("nan", "run:\n  stage: ar\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=4 --set train.lr=1e30 --set train.grad_clip=0";
+  auto skip = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/nan_skip").string() +
+                       " --set train.nonfinite_policy=skip" + common);
+  CHECK(skip.exit_code == 0);
+  CHECK_THAT(skip.err, Catch::Matchers::Contains("non-finite loss or gradient, update skipped"));
+  auto abort = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/nan_abort").string() +
+                        " --set train.nonfinite_policy=abort" + common);
+  CHECK(abort.exit_code == 1);
+  CHECK_THAT(abort.err, Catch::Matchers::Contains("non-finite loss or gradient at step"));
+}

@@ -1,0 +1,360 @@
+#include "eval/generate.h"
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <limits>
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/diffusion/sampler.h"
+#include "core/model/hf_checkpoint.h"
+#include "core/util/error.h"
+#include "core/util/rng.h"
+#include "data/tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace tess::eval {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// One display line: newlines and tabs shown as spaces/arrows, at most `width`
+// code points (UTF-8 safe), "…" when cut.
+std::string display_line(const std::string& text, int64_t width) {
+  std::string out;
+  int64_t points = 0;
+  for (size_t i = 0; i < text.size();) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    if (i + len > text.size()) len = 1;
+    if (width > 0 && points >= width - 1 && i + len < text.size()) {
+      out += "…";
+      break;
+    }
+    if (c == '\n') out += "⏎";
+    else if (c == '\t' || c == '\r') out += ' ';
+    else if (c < 0x20) out += '?';
+    else out.append(text, i, len);
+    i += len;
+    ++points;
+  }
+  return out;
+}
+
+int64_t terminal_width(std::FILE* out) {
+  struct winsize w {};
+  if (ioctl(fileno(out), TIOCGWINSZ, &w) == 0 && w.ws_col > 0) return w.ws_col;
+  return 100;
+}
+
+std::vector<int64_t> cut_at(const std::vector<int64_t>& ids, int64_t eos, int64_t pad) {
+  std::vector<int64_t> out;
+  for (auto id : ids) {
+    if (id == eos || id == pad) break;
+    out.push_back(id);
+  }
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json generation_json(const Generation& g) {
+  nlohmann::json j;
+  j["prompt"] = g.prompt;
+  j["output"] = g.output;
+  j["steps"] = g.steps;
+  j["seconds"] = g.seconds;
+  if (!g.task.empty()) j["task"] = g.task;
+  if (!g.answer.empty()) j["answer"] = g.answer;
+  return j;
+}
+
+std::vector<GenerationPrompt> read_prompts(const fs::path& file) {
+  if (!fs::exists(file)) throw Error(fmt::format("prompt file {} does not exist", file.string()));
+  if (fs::is_directory(file)) throw Error(fmt::format("prompt file {} is a directory, expected a JSONL file", file.string()));
+  data::ChatOptions co;
+  co.progress = false;
+  auto records = data::read_eval_records(file, co);
+  if (records.empty())
+    throw Error(fmt::format("prompt file {} holds no prompts (expected {{\"prompt\": ...}} or chat \"messages\" lines)",
+                            file.string()));
+  std::vector<GenerationPrompt> out;
+  out.reserve(records.size());
+  for (auto& r : records) {
+    GenerationPrompt p;
+    p.prompt = std::move(r.prompt);
+    p.task = std::move(r.task);
+    p.answer = std::move(r.reference);
+    p.line = r.line;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+// ---- step printer ----------------------------------------------------------------
+
+StepPrinter::StepPrinter(std::FILE* out, bool tty, int64_t max_width)
+    : out_(out), tty_(tty), width_(max_width > 0 ? max_width : (tty ? terminal_width(out) : 0)) {}
+
+void StepPrinter::operator()(const StepView& v) {
+  auto rows = static_cast<int64_t>(v.texts.size());
+  std::string head = fmt::format("step {}/{} t={}", v.step + 1, v.steps, v.t);
+  if (tty_) {
+    std::string s;
+    if (drawn_lines_ > 0) s += fmt::format("\x1b[{}A", drawn_lines_);  // back to the first line of the block
+    for (int64_t r = 0; r < rows; ++r) {
+      std::string prefix = rows > 1 ? fmt::format("{} [{}]: ", head, r) : head + ": ";
+      int64_t room = width_ - static_cast<int64_t>(prefix.size());
+      s += "\r\x1b[2K" + prefix + display_line(v.texts[static_cast<size_t>(r)], std::max<int64_t>(room, 10)) + "\n";
+    }
+    drawn_lines_ = rows;
+    std::fputs(s.c_str(), out_);
+  } else {
+    for (int64_t r = 0; r < rows; ++r) {
+      std::string prefix = rows > 1 ? fmt::format("{} [{}]: ", head, r) : head + ": ";
+      std::string line = prefix + display_line(v.texts[static_cast<size_t>(r)], width_) + "\n";
+      std::fputs(line.c_str(), out_);
+    }
+  }
+  std::fflush(out_);
+}
+
+void StepPrinter::end_batch() { drawn_lines_ = 0; }
+
+// ---- token choice and AR decoding ---------------------------------------------------
+
+torch::Tensor choose_tokens(const torch::Tensor& logits, double top_p, double temperature, util::Rng& rng) {
+  if (top_p <= 0) return logits.argmax(-1);
+  if (temperature <= 0) throw Error("sampling temperature must be > 0");
+  auto probs = torch::softmax(logits.to(torch::kFloat32) / temperature, -1);
+  if (top_p < 1) {
+    auto [sorted, order] = probs.sort(-1, /*descending=*/true);
+    auto before = sorted.cumsum(-1) - sorted;
+    auto keep_sorted = before < top_p;
+    auto keep = torch::zeros_like(keep_sorted).scatter(-1, order, keep_sorted);
+    probs = probs * keep.to(probs.scalar_type());
+  }
+  return torch::multinomial(probs, 1, /*replacement=*/false, rng.generator()).squeeze(-1);
+}
+
+namespace {
+
+torch::Tensor ids_tensor(const std::vector<int64_t>& ids) {
+  return torch::tensor(ids, torch::kInt64).unsqueeze(0);
+}
+
+int64_t pick(const torch::Tensor& last_logits, double top_p, double temperature, util::Rng& rng) {
+  return choose_tokens(last_logits.to(torch::kFloat32), top_p, temperature, rng)[0].item<int64_t>();
+}
+
+}  // namespace
+
+std::vector<int64_t> ar_generate(model::DecoderImpl& decoder, const std::vector<int64_t>& prompt, int64_t max_new,
+                                 int64_t eos_id, double top_p, double temperature, util::Rng& rng,
+                                 const std::function<void(const std::vector<int64_t>&)>& on_token) {
+  if (prompt.empty()) throw Error("autoregressive generation needs a non-empty prompt");
+  torch::NoGradGuard no_grad;
+  const auto& w = decoder.embedding_weight();
+  model::KVCache cache(decoder.config(), 1, static_cast<int64_t>(prompt.size()) + std::max<int64_t>(max_new, 1),
+                       torch::TensorOptions().dtype(w.scalar_type()).device(w.device()));
+  model::ForwardOptions fo;
+  fo.attention = model::Attention::Causal;
+  fo.cache = &cache;
+  auto logits = decoder.forward(ids_tensor(prompt).to(w.device()), fo).select(1, -1);  // prefill: [1, V]
+  std::vector<int64_t> out;
+  for (int64_t n = 0; n < max_new; ++n) {
+    int64_t next = pick(logits, top_p, temperature, rng);
+    if (next == eos_id) break;
+    out.push_back(next);
+    if (on_token) on_token(out);
+    if (n + 1 == max_new) break;
+    logits = decoder.forward(torch::full({1, 1}, next, torch::kInt64).to(w.device()), fo).select(1, -1);
+  }
+  return out;
+}
+
+std::vector<int64_t> ar_generate_uncached(model::DecoderImpl& decoder, const std::vector<int64_t>& prompt,
+                                          int64_t max_new, int64_t eos_id, double top_p, double temperature,
+                                          util::Rng& rng) {
+  torch::NoGradGuard no_grad;
+  model::ForwardOptions fo;
+  fo.attention = model::Attention::Causal;
+  auto seq = prompt;
+  std::vector<int64_t> out;
+  for (int64_t n = 0; n < max_new; ++n) {
+    auto logits = decoder.forward(ids_tensor(seq), fo).select(1, -1);
+    int64_t next = pick(logits, top_p, temperature, rng);
+    if (next == eos_id) break;
+    out.push_back(next);
+    seq.push_back(next);
+  }
+  return out;
+}
+
+// ---- Generator ----------------------------------------------------------------------
+
+Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(options) {
+  if (!fs::exists(model_dir)) throw Error(fmt::format("model directory {} does not exist", model_dir.string()));
+  if (!fs::is_directory(model_dir))
+    throw Error(fmt::format("--model {} is not a directory (expected an HF model directory)", model_dir.string()));
+  if (!fs::exists(model_dir / "config.json"))
+    throw Error(fmt::format("{} has no config.json: not a model directory", model_dir.string()));
+  if (opt_.steps < 1) throw Error(fmt::format("--steps must be at least 1, got {}", opt_.steps));
+  if (opt_.length < 1) throw Error(fmt::format("--length must be at least 1, got {}", opt_.length));
+  if (opt_.batch_size < 1) throw Error(fmt::format("--batch-size must be at least 1, got {}", opt_.batch_size));
+  if (opt_.temperature <= 0) throw Error(fmt::format("--temperature must be > 0, got {}", opt_.temperature));
+  if (opt_.top_p > 1) throw Error(fmt::format("--top-p must be in [0, 1], got {}", opt_.top_p));
+
+  tok_ = data::load_tokenizer(model_dir);
+  const model::ModelConfig* config = nullptr;
+  if (opt_.ar) {
+    decoder_ = model::load_hf_model(model_dir).decoder;
+    decoder_->eval();
+    config = &decoder_->config();
+  } else {
+    lm_ = diffusion::load_diffusion_lm(model_dir);
+    lm_->eval();
+    config = &lm_->decoder->config();
+  }
+  if (tok_->vocab_size() > config->vocab_size)
+    throw Error(fmt::format("model/tokenizer mismatch in {}: the tokenizer has {} tokens but the model's vocabulary "
+                            "is {} (was the model trained with another tokenizer?)",
+                            model_dir.string(), tok_->vocab_size(), config->vocab_size));
+  if (tok_->eos_id() < 0) throw Error(fmt::format("the tokenizer of {} has no EOS token", model_dir.string()));
+  rng_ = std::make_unique<util::Rng>(opt_.seed, "generate");
+}
+
+Generator::~Generator() = default;
+
+std::string Generator::decode(const std::vector<int64_t>& ids) const {
+  std::vector<int32_t> v;
+  v.reserve(ids.size());
+  for (auto id : ids)
+    if (id >= 0 && id < tok_->vocab_size()) v.push_back(static_cast<int32_t>(id));
+  return tok_->decode(v);
+}
+
+std::vector<Generation> Generator::generate(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step,
+                                            const std::function<void(const std::vector<Generation>&)>& on_batch) {
+  std::vector<Generation> out;
+  out.reserve(prompts.size());
+  size_t bs = static_cast<size_t>(opt_.batch_size);
+  for (size_t start = 0; start < prompts.size(); start += bs) {
+    std::vector<GenerationPrompt> chunk(prompts.begin() + static_cast<std::ptrdiff_t>(start),
+                                        prompts.begin() + static_cast<std::ptrdiff_t>(std::min(prompts.size(), start + bs)));
+    std::vector<Generation> results;
+    if (opt_.ar) {
+      for (const auto& p : chunk) results.push_back(ar_one(p, on_step));
+    } else {
+      results = diffusion_batch(chunk, on_step);
+    }
+    if (on_batch) on_batch(results);
+    for (auto& r : results) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationPrompt>& prompts,
+                                                   const StepObserver& on_step) {
+  double t0 = now_s();
+  int64_t eos = tok_->eos_id();
+  int64_t pad = tok_->pad_id() >= 0 ? tok_->pad_id() : eos;
+  std::vector<std::vector<int64_t>> ids;
+  for (const auto& p : prompts) {
+    if (p.prompt.user.empty()) throw Error("empty prompt");
+    auto e = data::encode_prompt(*tok_, p.prompt);
+    ids.emplace_back(e.begin(), e.end());
+  }
+  auto batch = diffusion::SampleBatch::from_prompts(ids, opt_.length, pad);
+  diffusion::SamplerOptions so;
+  so.steps = opt_.steps;
+  so.top_p = opt_.top_p;
+  so.temperature = opt_.temperature;
+  diffusion::Sampler sampler(*lm_, so);
+
+  // Model vocabulary rows beyond the tokenizer's are never chosen.
+  int64_t tv = tok_->vocab_size(), mv = lm_->decoder->config().vocab_size;
+  diffusion::GuidanceHook guard;
+  if (tv < mv) {
+    guard = [tv, mv](int64_t, const torch::Tensor& logits, const diffusion::SpanIndex&) {
+      auto l = logits.clone();
+      l.narrow(1, tv, mv - tv).fill_(-std::numeric_limits<float>::infinity());
+      return l;
+    };
+  }
+  diffusion::StepCallback cb;
+  if (on_step) {
+    int64_t rows = static_cast<int64_t>(prompts.size());
+    cb = [&, rows](const diffusion::StepInfo& s) {
+      auto tokens = s.tokens.view({rows, opt_.length}).contiguous();
+      StepView v;
+      v.step = s.step;
+      v.steps = opt_.steps;
+      v.t = s.t;
+      for (int64_t r = 0; r < rows; ++r) {
+        auto row = tokens[r];
+        std::vector<int64_t> tk(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + opt_.length);
+        v.texts.push_back(decode(cut_at(tk, eos, pad)));
+      }
+      on_step(v);
+    };
+  }
+  auto sampled = sampler.sample(batch, *rng_, cb, guard);
+  auto spans = diffusion::Sampler::span_outputs(sampled, batch, eos, pad);
+  double seconds = now_s() - t0;
+  std::vector<Generation> out;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Generation g;
+    g.prompt = prompts[i].prompt.user;
+    g.tokens = spans[i];
+    g.output = decode(spans[i]);
+    g.steps = opt_.steps;
+    g.seconds = seconds;
+    g.task = prompts[i].task;
+    g.answer = prompts[i].answer;
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+Generation Generator::ar_one(const GenerationPrompt& p, const StepObserver& on_step) {
+  double t0 = now_s();
+  if (p.prompt.user.empty()) throw Error("empty prompt");
+  auto e = data::encode_prompt(*tok_, p.prompt);
+  std::vector<int64_t> ids(e.begin(), e.end());
+  // Ids beyond the tokenizer (an untrained tail of a padded vocabulary) are
+  // dropped at decode time.
+  std::function<void(const std::vector<int64_t>&)> tick;
+  if (on_step) {
+    tick = [&](const std::vector<int64_t>& so_far) {
+      StepView v;
+      v.step = static_cast<int64_t>(so_far.size()) - 1;
+      v.steps = opt_.length;
+      v.t = static_cast<int64_t>(so_far.size());
+      v.texts.push_back(decode(so_far));
+      on_step(v);
+    };
+  }
+  auto tokens = ar_generate(*decoder_, ids, opt_.length, tok_->eos_id(), opt_.top_p, opt_.temperature, *rng_, tick);
+  tokens = cut_at(tokens, tok_->eos_id(), tok_->pad_id());
+  Generation g;
+  g.prompt = p.prompt.user;
+  g.tokens = tokens;
+  g.output = decode(tokens);
+  g.steps = static_cast<int64_t>(tokens.size());
+  g.seconds = now_s() - t0;
+  g.task = p.task;
+  g.answer = p.answer;
+  return g;
+}
+
+}  // namespace tess::eval

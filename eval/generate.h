@@ -1,0 +1,132 @@
+#pragma once
+// Text generation from a model directory (`tess generate`): chat-templated
+// prompts (data::encode_prompt), a span of `length` tokens filled by the
+// diffusion sampler (diffusion::Sampler), or, with `ar`, a causal LM decoding
+// one token at a time with a KV cache. Every draw comes from one
+// util::Rng("generate", seed): the same seed gives the same text.
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/diffusion/diffusion_lm.h"
+#include "data/chat.h"
+
+namespace tess::data {
+class Tokenizer;
+}
+namespace tess::util {
+class Rng;
+}
+
+namespace tess::eval {
+
+struct GenerateOptions {
+  int64_t steps = 100;       // diffusion denoising steps
+  int64_t length = 256;      // span length (diffusion) / max new tokens (AR)
+  double top_p = 0.99;       // 0 = argmax
+  double temperature = 1.0;
+  uint64_t seed = 0;         // seeds the "generate" stream
+  int64_t batch_size = 1;    // prompts per sampler call
+  bool ar = false;           // causal LM with KV cache instead of diffusion
+};
+
+// One prompt to answer, with what is copied through to the JSONL output.
+struct GenerationPrompt {
+  data::ChatPrompt prompt;  // prompt.user is the text shown/written as "prompt"
+  std::string task;         // copied through when not empty
+  std::string answer;       // reference answer; copied through when not empty
+  int64_t line = 0;         // line in the input file (0: from --prompt)
+};
+
+struct Generation {
+  std::string prompt;
+  std::string output;
+  std::vector<int64_t> tokens;  // generated ids, cut before EOS/PAD
+  int64_t steps = 0;            // denoising steps (diffusion) or decoded tokens (AR)
+  double seconds = 0;           // wall time of its batch, shared by the batch's prompts
+  std::string task, answer;
+};
+
+// {"prompt", "output", "steps", "seconds"} (+ "task", "answer" when set).
+nlohmann::json generation_json(const Generation& g);
+
+// Reads `{"prompt": ...}` lines or chat `messages` records (data::read_eval_records).
+// A missing or empty file and a bad line (file:line) are tess::Error.
+std::vector<GenerationPrompt> read_prompts(const std::filesystem::path& file);
+
+// What a step observer sees: the decoded span of every row of the batch at
+// one denoising step (AR: after each new token).
+struct StepView {
+  int64_t step = 0;   // 0-based
+  int64_t steps = 0;  // total
+  int64_t t = 0;      // diffusion time index (N-1 .. 0); AR: tokens so far
+  std::vector<std::string> texts;
+};
+using StepObserver = std::function<void(const StepView&)>;
+
+// Draws StepViews: ANSI redraw in place on a terminal (one line per row,
+// cursor up to redraw), plain "step 3/8 t=5: text" lines otherwise.
+class StepPrinter {
+ public:
+  StepPrinter(std::FILE* out, bool tty, int64_t max_width = 0);  // 0: terminal width or 100
+  void operator()(const StepView& view);
+  void end_batch();  // leaves the last redraw on screen
+
+ private:
+  std::FILE* out_;
+  bool tty_;
+  int64_t width_;
+  int64_t drawn_lines_ = 0;
+};
+
+class Generator {
+ public:
+  // Loads the model (diffusion or, with options.ar, causal) and the tokenizer
+  // of `model_dir`; checks that they belong together.
+  Generator(const std::filesystem::path& model_dir, GenerateOptions options);
+  ~Generator();
+
+  // Answers `prompts` in batches of options.batch_size, drawing from the
+  // generator's own "generate" stream (consecutive calls continue it).
+  // `on_batch` is called after each batch with the new results.
+  std::vector<Generation> generate(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step = {},
+                                   const std::function<void(const std::vector<Generation>&)>& on_batch = {});
+
+  const data::Tokenizer& tokenizer() const { return *tok_; }
+  const GenerateOptions& options() const { return opt_; }
+
+ private:
+  std::vector<Generation> diffusion_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
+  Generation ar_one(const GenerationPrompt& prompt, const StepObserver& on_step);
+  std::string decode(const std::vector<int64_t>& ids) const;
+
+  GenerateOptions opt_;
+  std::unique_ptr<data::Tokenizer> tok_;
+  diffusion::DiffusionLM lm_{nullptr};
+  model::Decoder decoder_{nullptr};  // AR
+  std::unique_ptr<util::Rng> rng_;
+};
+
+// Top-p/temperature choice from fp32 logits [rows, V] (argmax when top_p <= 0),
+// the same rule as diffusion::Sampler::choose_tokens.
+torch::Tensor choose_tokens(const torch::Tensor& logits, double top_p, double temperature, util::Rng& rng);
+
+// Autoregressive decoding of one prompt: prefill, then one token at a time
+// with a KV cache; stops after EOS (not included) or `max_new` tokens.
+// `on_token(n, ids)` sees the ids generated so far.
+std::vector<int64_t> ar_generate(model::DecoderImpl& decoder, const std::vector<int64_t>& prompt, int64_t max_new,
+                                 int64_t eos_id, double top_p, double temperature, util::Rng& rng,
+                                 const std::function<void(const std::vector<int64_t>&)>& on_token = {});
+// The same by a full forward over the whole sequence per token (no cache);
+// the reference the cached version is tested against.
+std::vector<int64_t> ar_generate_uncached(model::DecoderImpl& decoder, const std::vector<int64_t>& prompt,
+                                          int64_t max_new, int64_t eos_id, double top_p, double temperature,
+                                          util::Rng& rng);
+
+}  // namespace tess::eval

@@ -1,0 +1,125 @@
+// `tess generate`: answers to chat prompts from a diffusion model (or, with
+// --ar, a causal LM), printed or written as JSONL.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/util/error.h"
+#include "core/util/format.h"
+#include "core/util/progress.h"
+#include "eval/generate.h"
+#include "launch/cli.h"
+
+namespace tess::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string model;
+  std::string prompt;
+  std::string input;
+  std::string output;
+  eval::GenerateOptions opt;
+  bool show_steps = false;
+};
+
+int generate(const GenerateArgs& a) {
+  std::vector<eval::GenerationPrompt> prompts;
+  if (!a.input.empty()) {
+    prompts = eval::read_prompts(a.input);
+  } else {
+    if (a.prompt.find_first_not_of(" \t\r\n") == std::string::npos) throw Error("--prompt is empty");
+    eval::GenerationPrompt p;
+    p.prompt.user = a.prompt;
+    prompts.push_back(std::move(p));
+  }
+  eval::Generator gen(a.model, a.opt);
+
+  std::optional<std::ofstream> out;
+  if (!a.output.empty()) {
+    out.emplace(a.output);
+    if (!*out) throw Error(fmt::format("cannot write --output {}", a.output));
+  }
+
+  bool tty = isatty(fileno(stdout)) != 0;
+  std::optional<eval::StepPrinter> printer;
+  eval::StepObserver on_step;
+  if (a.show_steps) {
+    printer.emplace(stdout, tty);
+    on_step = [&](const eval::StepView& v) { (*printer)(v); };
+  }
+
+  std::optional<util::Progress> progress;
+  if (out) {
+    util::Progress::Options po;
+    po.unit = "prompts";
+    progress.emplace("generate ", static_cast<int64_t>(prompts.size()), po);
+  }
+  int64_t tokens = 0;
+  double seconds = 0;
+  gen.generate(prompts, on_step, [&](const std::vector<eval::Generation>& batch) {
+    if (printer) printer->end_batch();
+    if (!batch.empty()) seconds += batch.front().seconds * (a.opt.ar ? static_cast<double>(batch.size()) : 1.0);
+    for (const auto& g : batch) {
+      tokens += static_cast<int64_t>(g.tokens.size());
+      if (out) {
+        *out << eval::generation_json(g).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+      } else {
+        std::cout << g.output << std::endl;
+      }
+    }
+    if (out) {
+      out->flush();
+      if (!*out) throw Error(fmt::format("writing {} failed", a.output));
+      progress->set_field("tok/s", util::human_count(seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0));
+      progress->advance(static_cast<int64_t>(batch.size()));
+    }
+  });
+  if (progress) progress->finish();
+  if (out) {
+    out->close();
+    fmt::print(stderr, "wrote {} answers ({} tokens) to {}\n", prompts.size(), tokens, a.output);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app, Action& action) {
+  auto args = std::make_shared<GenerateArgs>();
+  auto* cmd = app.add_subcommand("generate", "Sample answers from a diffusion (or AR) model");
+  cmd->add_option("--model", args->model, "Model directory (weights, config.json, tokenizer)")->required();
+  auto* prompt = cmd->add_option("--prompt", args->prompt, "One user prompt (the chat template is applied)");
+  auto* input = cmd->add_option("--input", args->input,
+                                "JSONL of prompts: {\"prompt\": ...} lines or chat \"messages\" records");
+  prompt->excludes(input);
+  input->excludes(prompt);
+  cmd->add_option("--steps", args->opt.steps, "Denoising steps")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--length", args->opt.length, "Tokens to generate (span length; AR: maximum)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--top-p", args->opt.top_p, "Nucleus sampling mass; 0 = argmax")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--temperature", args->opt.temperature, "Sampling temperature")->capture_default_str();
+  cmd->add_option("--seed", args->opt.seed, "Seed of the \"generate\" random stream")->capture_default_str();
+  cmd->add_option("--batch-size", args->opt.batch_size, "Prompts per sampler call")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--output", args->output, "Write JSONL {prompt, output, steps, seconds[, task, answer]} here");
+  cmd->add_flag("--show-steps", args->show_steps, "Show the decoded span at every denoising step");
+  cmd->add_flag("--ar", args->opt.ar, "The model is a causal LM: decode token by token with a KV cache");
+  cmd->callback([&action, args, cmd] {
+    if (cmd->count("--prompt") == 0 && cmd->count("--input") == 0)
+      throw CLI::ValidationError("--prompt/--input", "give --prompt TEXT or --input prompts.jsonl");
+    action = [args] { return generate(*args); };
+  });
+}
+
+}  // namespace tess::cli

@@ -1,0 +1,279 @@
+// `tess generate`: the library (KV-cache AR decoding, the step printer) and
+// the real binary on tiny freshly initialised models (a SentencePiece
+// tokenizer trained here, a diffusion and a causal model directory).
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/diffusion/diffusion_lm.h"
+#include "core/model/hf_checkpoint.h"
+#include "core/util/rng.h"
+#include "data/tokenizer.h"
+#include "eval/generate.h"
+#include "tests/support/test_support.h"
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using tess::test::run_tess;
+
+namespace {
+
+tess::model::ModelConfig tiny_config(int64_t vocab) {
+  auto c = tess::model::ModelConfig::preset("tiny");
+  c.vocab_size = vocab;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 256;
+  c.initializer_range = 0.2;  // a less uniform untrained model
+  return c;
+}
+
+// A tokenizer and three model directories, made once per test binary.
+struct Workspace {
+  tess::test::TempDir dir;
+  fs::path diffusion, ar, mismatch;
+
+  Workspace() {
+    std::string text;
+    const char* words[] = {"the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "park", "in", "sun",
+                           "birds", "sing", "loud", "every", "morning", "and", "night", "we", "walk", "home"};
+    uint32_t x = 777;
+    for (int line = 0; line < 400; ++line) {
+      for (int w = 0; w < 12; ++w) {
+        x = x * 1103515245u + 12345u;
+        text += std::string(words[(x >> 16) % 22]) + (w == 11 ? ".\n" : " ");
+      }
+    }
+    auto corpus = dir.write("corpus.txt", text);
+    tess::data::SentencePieceTrainOptions spm;
+    spm.inputs = {corpus};
+    spm.model_prefix = dir / "spm";
+    spm.vocab_size = 300;
+    spm.threads = 1;
+    tess::data::train_sentencepiece(spm);
+    auto tok = tess::data::load_tokenizer(dir / "spm.model");
+    int32_t pad = tok->add_special_token("[PAD]", true);
+
+    auto config = tiny_config(tok->vocab_size());
+    config.bos_token_id = tok->bos_id();
+    config.eos_token_id = tok->eos_id();
+    config.pad_token_id = pad;
+
+    diffusion = dir / "diffusion";
+    tess::diffusion::DiffusionLM lm(tess::model::Decoder(config, 3), tess::diffusion::SelfCondition::LogitsMean,
+                                    false, 4);
+    tess::diffusion::save_diffusion_lm(diffusion, *lm);
+    tok->save(diffusion);
+
+    ar = dir / "ar";
+    tess::model::Decoder decoder(config, 5);
+    tess::model::save_hf_model(ar, *decoder);
+    tok->save(ar);
+
+    mismatch = dir / "mismatch";  // a model whose vocabulary is smaller than the tokenizer's
+    tess::diffusion::DiffusionLM small(tess::model::Decoder(tiny_config(100), 3),
+                                       tess::diffusion::SelfCondition::LogitsMean, false, 4);
+    tess::diffusion::save_diffusion_lm(mismatch, *small);
+    tok->save(mismatch);
+  }
+};
+
+Workspace& workspace() {
+  static Workspace w;
+  return w;
+}
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("KV-cache greedy decoding equals greedy decoding by repeated full forwards", "[unit][eval]") {
+  auto config = tiny_config(60);
+  for (int64_t window : {0, 5}) {
+    config.sliding_window = window;
+    tess::model::Decoder d(config, 11);
+    d->eval();
+    std::vector<int64_t> prompt{1, 7, 19, 33, 4};
+    tess::util::Rng a(1, "generate"), b(1, "generate");
+    auto cached = tess::eval::ar_generate(*d, prompt, 12, /*eos*/ -1, 0.0, 1.0, a);
+    auto full = tess::eval::ar_generate_uncached(*d, prompt, 12, -1, 0.0, 1.0, b);
+    INFO("sliding window " << window);
+    CHECK(cached.size() == 12);
+    CHECK(cached == full);
+    // Stops before EOS: make the first greedy token the EOS.
+    tess::util::Rng c(1, "generate");
+    CHECK(tess::eval::ar_generate(*d, prompt, 12, cached.front(), 0.0, 1.0, c).empty());
+  }
+  // Seeded sampling: same seed, same tokens.
+  tess::model::Decoder d(config, 12);
+  tess::util::Rng s1(4, "generate"), s2(4, "generate");
+  std::vector<int64_t> prompt{1, 2, 3};
+  CHECK(tess::eval::ar_generate(*d, prompt, 10, -1, 0.9, 1.0, s1) ==
+        tess::eval::ar_generate(*d, prompt, 10, -1, 0.9, 1.0, s2));
+}
+
+TEST_CASE("the step printer: plain numbered lines off a terminal, in-place ANSI redraws on one", "[unit][eval]") {
+  tess::test::TempDir dir;
+  auto path = dir / "steps.txt";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    tess::eval::StepPrinter plain(f, false);
+    plain({0, 3, 2, {"hello\nworld"}});
+    plain({1, 3, 1, {"a", "b"}});
+    std::fclose(f);
+  }
+  auto text = tess::test::read_file(path);
+  CHECK(text == "step 1/3 t=2: hello⏎world\nstep 2/3 t=1 [0]: a\nstep 2/3 t=1 [1]: b\n");
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    tess::eval::StepPrinter tty(f, true, 40);
+    tty({0, 2, 1, {"first", "second"}});
+    tty({1, 2, 0, {"third", std::string(200, 'x')}});
+    std::fclose(f);
+  }
+  text = tess::test::read_file(path);
+  CHECK_THAT(text, Contains("\x1b[2A"));   // cursor up over the two lines of the block
+  CHECK_THAT(text, Contains("\r\x1b[2K"));  // clear line
+  CHECK_THAT(text, Contains("…"));          // long lines are cut to the width
+  CHECK(text.find(std::string(100, 'x')) == std::string::npos);
+}
+
+TEST_CASE("read_prompts: prompt and messages records, errors name file:line", "[unit][eval]") {
+  tess::test::TempDir dir;
+  auto good = dir.write("p.jsonl",
+                        "{\"prompt\": \"hi\", \"task\": \"t1\", \"answer\": \"42\"}\n"
+                        "\n"
+                        "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, "
+                        "{\"role\": \"assistant\", \"content\": \"a\"}]}\n");
+  auto prompts = tess::eval::read_prompts(good);
+  REQUIRE(prompts.size() == 2);
+  CHECK(prompts[0].prompt.user == "hi");
+  CHECK(prompts[0].task == "t1");
+  CHECK(prompts[0].answer == "42");
+  CHECK(prompts[1].prompt.user == "q");
+  CHECK(prompts[1].answer == "a");
+  CHECK_THROWS_WITH(tess::eval::read_prompts(dir / "nope.jsonl"), Contains("nope.jsonl") && Contains("does not exist"));
+  auto empty = dir.write("empty.jsonl", "\n");
+  CHECK_THROWS_WITH(tess::eval::read_prompts(empty), Contains("no prompts"));
+  auto bad = dir.write("bad.jsonl", "{\"prompt\": \"ok\"}\n{\"prompt\": \n");
+  CHECK_THROWS_WITH(tess::eval::read_prompts(bad), Contains("bad.jsonl:2"));
+}
+
+TEST_CASE("tess generate --prompt prints text; the same seed gives the same text", "[integration][eval]") {
+  auto& w = workspace();
+  auto base = "generate --model " + q(w.diffusion) + " --prompt 'the cat sat' --steps 4 --length 12 --show-steps ";
+  auto a = run_tess(base + "--seed 1");
+  INFO(a.err);
+  REQUIRE(a.exit_code == 0);
+  auto lines = lines_of(a.out);
+  REQUIRE(lines.size() == 5);  // 4 step lines (stdout is not a terminal) + the answer
+  for (int i = 0; i < 4; ++i) CHECK(lines[i].rfind(fmt::format("step {}/4 t={}: ", i + 1, 3 - i), 0) == 0);
+  CHECK(run_tess(base + "--seed 1").out == a.out);
+  CHECK(run_tess(base + "--seed 2").out != a.out);
+
+  auto plain = run_tess("generate --model " + q(w.diffusion) + " --prompt 'the dog' --steps 3 --length 8 --seed 5");
+  INFO(plain.err);
+  REQUIRE(plain.exit_code == 0);
+  CHECK(lines_of(plain.out).size() <= 1);  // one answer (empty answers print an empty line)
+  CHECK(plain.out == run_tess("generate --model " + q(w.diffusion) +
+                              " --prompt 'the dog' --steps 3 --length 8 --seed 5").out);
+}
+
+TEST_CASE("tess generate --input writes one JSONL line per prompt, batched", "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto input = dir.write("in.jsonl",
+                         "{\"prompt\": \"the cat\", \"task\": \"animals\", \"answer\": \"sat\"}\n"
+                         "{\"prompt\": \"a much longer prompt about the dog in the park every morning\"}\n"
+                         "{\"messages\": [{\"role\": \"user\", \"content\": \"we walk\"}, "
+                         "{\"role\": \"assistant\", \"content\": \"home\"}]}\n");
+  for (const char* mode : {"", "--ar"}) {
+    auto model = std::string(mode).empty() ? w.diffusion : w.ar;
+    auto out = dir / (std::string(mode).empty() ? "diffusion.jsonl" : "ar.jsonl");
+    auto r = run_tess(fmt::format("generate --model {} --input {} --output {} --steps 3 --length 10 --batch-size 2 "
+                                  "--seed 3 {}",
+                                  q(model), q(input), q(out), mode));
+    INFO(mode << "\n" << r.err);
+    REQUIRE(r.exit_code == 0);
+    auto lines = lines_of(tess::test::read_file(out));
+    REQUIRE(lines.size() == 3);
+    std::vector<nlohmann::json> js;
+    for (const auto& l : lines) js.push_back(nlohmann::json::parse(l));
+    for (const auto& j : js) {
+      CHECK(j.at("prompt").is_string());
+      CHECK(j.at("output").is_string());
+      CHECK(j.at("steps").is_number_integer());
+      CHECK(j.at("seconds").is_number());
+    }
+    CHECK(js[0].at("prompt") == "the cat");
+    CHECK(js[0].at("task") == "animals");
+    CHECK(js[0].at("answer") == "sat");
+    CHECK_FALSE(js[1].contains("task"));
+    CHECK(js[2].at("prompt") == "we walk");
+    CHECK(js[2].at("answer") == "home");
+    if (std::string(mode).empty()) {
+      CHECK(js[0].at("steps") == 3);
+    } else {
+      CHECK(js[0].at("steps").get<int64_t>() <= 10);
+    }
+  }
+}
+
+TEST_CASE("tess generate --ar decodes a causal model, seeded and greedy", "[integration][eval]") {
+  auto& w = workspace();
+  auto base = "generate --ar --model " + q(w.ar) + " --prompt 'the cat sat' --length 6 ";
+  auto greedy = run_tess(base + "--top-p 0 --seed 1");
+  INFO(greedy.err);
+  REQUIRE(greedy.exit_code == 0);
+  CHECK(greedy.out == run_tess(base + "--top-p 0 --seed 2").out);  // argmax needs no draws
+  auto s1 = run_tess(base + "--seed 7 --show-steps");
+  REQUIRE(s1.exit_code == 0);
+  CHECK(s1.out == run_tess(base + "--seed 7 --show-steps").out);
+  CHECK_THAT(s1.out, Contains("step 1/6"));
+}
+
+TEST_CASE("tess generate: clear errors for bad inputs", "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto missing = run_tess("generate --model " + q(w.diffusion) + " --input " + q(dir / "none.jsonl"));
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.err, Contains("none.jsonl") && Contains("does not exist"));
+
+  auto bad = dir.write("bad.jsonl", "{\"prompt\": \"fine\"}\n{\"prompt\": 3}\n");
+  auto r = run_tess("generate --model " + q(w.diffusion) + " --input " + q(bad));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("bad.jsonl:2"));
+
+  auto empty = dir.write("empty.jsonl", "");
+  auto e = run_tess("generate --model " + q(w.diffusion) + " --input " + q(empty));
+  CHECK(e.exit_code == 1);
+  CHECK_THAT(e.err, Contains("no prompts"));
+
+  auto no_model = run_tess("generate --model " + q(dir / "nowhere") + " --prompt hi");
+  CHECK(no_model.exit_code == 1);
+  CHECK_THAT(no_model.err, Contains("nowhere") && Contains("does not exist"));
+
+  auto mism = run_tess("generate --model " + q(w.mismatch) + " --prompt hi --steps 2 --length 4");
+  CHECK(mism.exit_code == 1);
+  CHECK_THAT(mism.err, Contains("mismatch"));
+
+  auto neither = run_tess("generate --model " + q(w.diffusion));
+  CHECK(neither.exit_code != 0);
+  CHECK_THAT(neither.err, Contains("--prompt"));
+}
