@@ -78,21 +78,9 @@ std::unique_ptr<Tokenizer> padded_tokenizer() {
   return tok;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const tess::Error& e) {
-    return e.what();
-  }
-  FAIL("expected a tess::Error");
-  return "";
-}
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using tess::test::error_of;
+using tess::test::shell_quote;
 
 // Ids of texts from the Python sentencepiece package: an independent
 // derivation of what the template must produce.

@@ -99,22 +99,9 @@ const fs::path& spm_model() {
   return model;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const tess::Error& e) {
-    return e.what();
-  }
-  FAIL("expected a tess::Error");
-  return "";
-}
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
+using tess::test::error_of;
+const auto& quote = tess::test::shell_quote;
 void write_gz(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path());
   gzFile f = gzopen(path.c_str(), "wb");

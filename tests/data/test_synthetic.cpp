@@ -27,21 +27,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const tess::Error& e) {
-    return e.what();
-  }
-  FAIL("expected a tess::Error");
-  return "";
-}
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using tess::test::error_of;
+using tess::test::shell_quote;
 
 const char* kLicense =
     "  1 This software and database is being provided to you, the LICENSEE, by  \n"

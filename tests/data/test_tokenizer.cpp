@@ -75,21 +75,9 @@ const fs::path& shared_model() {
   return model;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const tess::Error& e) {
-    return e.what();
-  }
-  FAIL("expected a tess::Error");
-  return "";
-}
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using tess::test::error_of;
+using tess::test::shell_quote;
 
 std::string join_ids(const std::vector<int32_t>& ids) {
   std::string s;

@@ -1,5 +1,9 @@
 #include "tests/support/test_support.h"
 
+#include <catch2/catch.hpp>
+
+#include "core/util/error.h"
+
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -53,6 +57,22 @@ CommandResult run_command(const std::string& command_line) {
   r.out = read_file(out);
   r.err = read_file(err);
   return r;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const tess::Error& e) {
+    return e.what();
+  }
+  FAIL("expected a tess::Error");
+  return "";
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
 }
 
 CommandResult run_tess(const std::string& args) {

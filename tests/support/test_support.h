@@ -2,6 +2,7 @@
 // Helpers shared by the tests: scratch directories and running the real
 // `tess` binary as a user would.
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace tess::test {
@@ -34,5 +35,10 @@ CommandResult run_command(const std::string& command_line);
 CommandResult run_tess(const std::string& args);
 
 std::string read_file(const std::filesystem::path& path);
+
+// The message of the tess::Error that `f` throws (fails the test if none).
+std::string error_of(const std::function<void()>& f);
+// `s` quoted for a POSIX shell command line.
+std::string shell_quote(const std::string& s);
 
 }  // namespace tess::test
