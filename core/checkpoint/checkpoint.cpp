@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/util/error.h"
+#include "core/util/file.h"
 #include "core/util/sha256.h"
 
 namespace tess::checkpoint {
@@ -36,13 +37,6 @@ void write_file_atomically(const fs::path& path, const std::string& text) {
   if (ec) throw Error(fmt::format("cannot rename '{}' into place: {}", path.string(), ec.message()));
 }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("cannot read '{}'", path.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
@@ -88,7 +82,7 @@ Manifest Manifest::from_json(const std::string& text, const std::string& source)
 std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
   auto pointer = checkpoints_root(run_dir) / "latest";
   if (!fs::exists(pointer)) return std::nullopt;
-  auto name = read_text(pointer);
+  auto name = util::read_file(pointer);
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
   auto dir = checkpoints_root(run_dir) / name;
   if (!fs::is_directory(dir))
@@ -100,7 +94,7 @@ Manifest verify_checkpoint(const fs::path& dir, bool hash) {
   auto manifest_path = dir / "manifest.json";
   if (!fs::exists(manifest_path))
     throw Error(fmt::format("{}: no manifest.json (an incomplete or foreign checkpoint)", dir.string()));
-  auto m = Manifest::from_json(read_text(manifest_path), manifest_path.string());
+  auto m = Manifest::from_json(util::read_file(manifest_path), manifest_path.string());
   for (int r = 0; r < m.world_size; ++r) {
     auto name = rank_file_name(r);
     if (std::none_of(m.files.begin(), m.files.end(), [&](const FileEntry& f) { return f.path == name; }))

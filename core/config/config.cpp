@@ -11,6 +11,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "core/util/error.h"
+#include "core/util/file.h"
 #include "core/util/sha256.h"
 
 namespace tess::config {
@@ -127,13 +128,6 @@ std::string unknown_key_message(const Schema& schema, const std::string& key) {
   return fmt::format("unknown key '{}' (did you mean '{}'?)", key, list);
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("cannot read config file '{}'", path.string()));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
@@ -188,7 +182,7 @@ void Config::merge_path(const fs::path& path, const std::string& included_from,
                             canonical.filename().string()));
   }
   stack.push_back(canonical);
-  merge_document(read_file(path), path.lexically_normal().string(), path.parent_path(), stack);
+  merge_document(util::read_file(path, "config file"), path.lexically_normal().string(), path.parent_path(), stack);
   stack.pop_back();
 }
 

@@ -9,6 +9,7 @@
 
 #include "core/config/config.h"
 #include "core/util/error.h"
+#include "core/util/file.h"
 
 namespace tess::model {
 namespace {
@@ -157,11 +158,7 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
 }
 
 ModelConfig ModelConfig::from_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(fmt::format("cannot read model config '{}'", path.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_json_text(ss.str(), path.string());
+  return from_json_text(util::read_file(path, "model config"), path.string());
 }
 
 std::string ModelConfig::to_json_text() const {
