@@ -592,6 +592,30 @@ std::vector<EvalRecord> read_eval_records(const fs::path& file, const ChatOption
           rec.prompt = c.prompt;
           rec.reference = c.response;
           rec.task = c.task;
+        } else if (j.contains("prompt") && j.contains("choices")) {
+          rec.prompt.user = non_empty(string_field(j, "prompt", true), "field 'prompt'");
+          rec.task = string_field(j, "task", false);
+          const auto& ch = j["choices"];
+          if (!ch.is_array() || ch.size() < 2) throw RecordError("field 'choices' must be a list of at least 2 strings");
+          for (const auto& c : ch) {
+            if (!c.is_string()) throw RecordError("field 'choices' must hold strings only");
+            rec.choices.push_back(non_empty(strip(c.get<std::string>()), "a choice"));
+          }
+          if (!j.contains("answer")) throw RecordError("missing field 'answer' (index or text of the right choice)");
+          const auto& a = j["answer"];
+          if (a.is_number_integer()) {
+            rec.choice_answer = a.get<int64_t>();
+          } else if (a.is_string()) {
+            auto it = std::find(rec.choices.begin(), rec.choices.end(), strip(a.get<std::string>()));
+            rec.choice_answer = it == rec.choices.end() ? -1 : static_cast<int64_t>(it - rec.choices.begin());
+            if (rec.choice_answer < 0) throw RecordError("field 'answer' is not one of the choices");
+          } else {
+            throw RecordError(fmt::format("field 'answer' must be an index or a string, got {}", a.type_name()));
+          }
+          if (rec.choice_answer < 0 || rec.choice_answer >= static_cast<int64_t>(rec.choices.size()))
+            throw RecordError(fmt::format("field 'answer' = {} is not a choice index (0..{})", rec.choice_answer,
+                                          rec.choices.size() - 1));
+          rec.reference = rec.choices[static_cast<size_t>(rec.choice_answer)];
         } else if (j.contains("prompt")) {
           rec.prompt.user = non_empty(string_field(j, "prompt", true), "field 'prompt'");
           std::string answer = j.contains("answer") ? string_field(j, "answer", true) : string_field(j, "completion", false);

@@ -252,6 +252,10 @@ struct EvalRecord {
   std::string reference;
   std::string task;
   int64_t line = 0;
+  // Multiple choice: "choices": [...] with "answer" the index of the right
+  // one or its text (then `reference` is that choice's text).
+  std::vector<std::string> choices;
+  int64_t choice_answer = -1;
 };
 // Reads a file of evaluation records (same rules and errors as chat data;
 // skipped lines are counted in `report` when given).

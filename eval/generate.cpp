@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/diffusion/guidance.h"
 #include "core/diffusion/sampler.h"
 #include "core/model/hf_checkpoint.h"
 #include "core/util/error.h"
@@ -231,6 +232,28 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
                             model_dir.string(), tok_->vocab_size(), config->vocab_size));
   if (tok_->eos_id() < 0) throw Error(fmt::format("the tokenizer of {} has no EOS token", model_dir.string()));
   rng_ = std::make_unique<util::Rng>(opt_.seed, "generate");
+  if (opt_.guidance_scale < 0) throw Error(fmt::format("--guidance-scale must be >= 0, got {}", opt_.guidance_scale));
+  if (opt_.guidance_scale > 0) {
+    if (opt_.ar) throw Error("reward guidance steers the diffusion sampler; it does not apply to --ar decoding");
+    if (opt_.reward_model.empty()) throw Error("--guidance-scale > 0 needs --reward-model DIR");
+    check_same_tokenizer(*tok_, model_dir, opt_.reward_model);
+    reward_model_ = model::load_reward_model(opt_.reward_model, std::string("float32"));  // guidance runs in fp32
+    if (reward_model_->config().vocab_size != config->vocab_size)
+      throw Error(fmt::format("reward model {} has a vocabulary of {} but the model {} has {}",
+                              opt_.reward_model.string(), reward_model_->config().vocab_size, model_dir.string(),
+                              config->vocab_size));
+    guidance_ = std::make_unique<diffusion::RewardGuidance>(*reward_model_, opt_.guidance_scale, tok_->eos_id());
+  }
+}
+
+void check_same_tokenizer(const data::Tokenizer& tok, const fs::path& model_dir, const fs::path& rm_dir) {
+  if (!fs::is_directory(rm_dir)) throw Error(fmt::format("reward model directory {} does not exist", rm_dir.string()));
+  auto rm_tok = data::load_tokenizer(rm_dir);
+  if (rm_tok->content_hash() != tok.content_hash())
+    throw Error(fmt::format("the reward model {} uses a different tokenizer than the model {} ({} tokens, hash {}… vs "
+                            "{} tokens, hash {}…): reward guidance and scoring need the same vocabulary",
+                            rm_dir.string(), model_dir.string(), rm_tok->vocab_size(), rm_tok->content_hash().substr(0, 12),
+                            tok.vocab_size(), tok.content_hash().substr(0, 12)));
 }
 
 Generator::~Generator() = default;
@@ -283,11 +306,13 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
 
   // Model vocabulary rows beyond the tokenizer's are never chosen.
   int64_t tv = tok_->vocab_size(), mv = lm_->decoder->config().vocab_size;
+  diffusion::GuidanceHook reward;
+  if (guidance_) reward = guidance_->hook(batch);
   diffusion::GuidanceHook guard;
-  if (tv < mv) {
-    guard = [tv, mv](int64_t, const torch::Tensor& logits, const diffusion::SpanIndex&) {
-      auto l = logits.clone();
-      l.narrow(1, tv, mv - tv).fill_(-std::numeric_limits<float>::infinity());
+  if (tv < mv || reward) {
+    guard = [tv, mv, reward](int64_t t, const torch::Tensor& logits, const diffusion::SpanIndex& span) {
+      auto l = reward ? reward(t, logits, span) : logits.clone();
+      if (tv < mv) l.narrow(1, tv, mv - tv).fill_(-std::numeric_limits<float>::infinity());
       return l;
     };
   }

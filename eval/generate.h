@@ -15,6 +15,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/diffusion/diffusion_lm.h"
+#include "core/model/reward_model.h"
 #include "data/chat.h"
 
 namespace tess::data {
@@ -22,6 +23,9 @@ class Tokenizer;
 }
 namespace tess::util {
 class Rng;
+}
+namespace tess::diffusion {
+class RewardGuidance;
 }
 
 namespace tess::eval {
@@ -34,6 +38,10 @@ struct GenerateOptions {
   uint64_t seed = 0;         // seeds the "generate" stream
   int64_t batch_size = 1;    // prompts per sampler call
   bool ar = false;           // causal LM with KV cache instead of diffusion
+  // Reward guidance (diffusion only): a reward-model directory with the same
+  // tokenizer, and the ascent step size (0 = off).
+  std::filesystem::path reward_model;
+  double guidance_scale = 0;
 };
 
 // One prompt to answer, with what is copied through to the JSONL output.
@@ -111,7 +119,14 @@ class Generator {
   diffusion::DiffusionLM lm_{nullptr};
   model::Decoder decoder_{nullptr};  // AR
   std::unique_ptr<util::Rng> rng_;
+  model::RewardModel reward_model_{nullptr};
+  std::unique_ptr<diffusion::RewardGuidance> guidance_;
 };
+
+// Checks that the reward model in `rm_dir` reads text with the same ids as
+// `tok` (same tokenizer content hash); a tess::Error names both directories.
+void check_same_tokenizer(const data::Tokenizer& tok, const std::filesystem::path& model_dir,
+                          const std::filesystem::path& rm_dir);
 
 // Top-p/temperature choice from fp32 logits [rows, V] (argmax when top_p <= 0),
 // the same rule as diffusion::Sampler::choose_tokens.

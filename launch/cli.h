@@ -18,10 +18,11 @@ void add_config_command(CLI::App& app, Action& action);
 void add_model_command(CLI::App& app, Action& action);     // tess model info|forward|init
 void add_debug_command(CLI::App& app, Action& action);
 void add_train_command(CLI::App& app, Action& action);     // tess train CONFIG
-void add_checkpoint_command(CLI::App& app, Action& action);  // tess checkpoint verify|export     // tess debug schedule|diffusion-forward
+void add_checkpoint_command(CLI::App& app, Action& action);  // tess checkpoint verify|export
 void add_tokenize_command(CLI::App& app, Action& action);  // tess tokenize train-spm|...
 void add_launch_command(CLI::App& app, Action& action);    // tess launch --nproc N -- ARGS...
 void add_generate_command(CLI::App& app, Action& action);  // tess generate --model DIR --prompt TEXT
+void add_eval_command(CLI::App& app, Action& action);      // tess eval --model DIR --data FILE
 // `tess tokenize` sub-subcommands that live in their own files.
 void add_tokenize_corpus_commands(CLI::App& tokenize, Action& action);  // corpus -> token shards
 void add_tokenize_chat_commands(CLI::App& tokenize, Action& action);    // quickstart data, chat sets

@@ -1,73 +1,96 @@
 #!/usr/bin/env bash
-# The README's first command: set-up, build, then the quickstart recipe on
-# this machine's CPU cores: prepare a real English corpus and chat tasks,
-# train a tokenizer, pretrain a tiny AR model, adapt it to diffusion (stage 1),
-# instruction-tune it (stage 2), and instruction-tune a same-shape model from
-# scratch for comparison. `--tiny` runs the same pipeline with minimal sizes.
+# The README's first command: set-up, build, then the whole recipe on this
+# machine's CPU cores: prepare a real English corpus and chat tasks, train a
+# tokenizer, pretrain a tiny AR model, adapt it to diffusion (stage 1),
+# instruction-tune it (stage 2), and for comparison instruction-tune a
+# same-shape diffusion model from scratch and the AR model itself; train a
+# tiny reward model; answer the held-out prompts at several step counts, with
+# and without reward guidance, and print one exact-match table.
+#
+#   --tiny         the same pipeline with minimal sizes (about a minute of runs)
+#   --no-build     skip set-up and build; use $TESS or build/launch/tess
+#   --workdir DIR  write runs/quickstart under DIR instead of the repository
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-TINY=0
-for arg in "$@"; do
-  case "$arg" in
+TINY=0; BUILD=1; WORKDIR="$ROOT"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --tiny) TINY=1 ;;
-    *) echo "usage: scripts/quickstart.sh [--tiny]" >&2; exit 2 ;;
+    --no-build) BUILD=0 ;;
+    --workdir) WORKDIR="$2"; shift ;;
+    *) echo "usage: scripts/quickstart.sh [--tiny] [--no-build] [--workdir DIR]" >&2; exit 2 ;;
   esac
+  shift
 done
 
-"$ROOT/scripts/setup.sh"
-tess_configure_and_build
-TESS="$BUILD_DIR/launch/tess"
-cd "$ROOT"
+if [ "$BUILD" = 1 ]; then
+  "$ROOT/scripts/setup.sh"
+  tess_configure_and_build
+fi
+TESS="${TESS:-$BUILD_DIR/launch/tess}"
+CONFIGS="$ROOT/configs/quickstart"
+mkdir -p "$WORKDIR"
+cd "$WORKDIR"
 OUT=runs/quickstart
 DATA=$OUT/data
-mkdir -p "$DATA"
+EVAL=$OUT/eval
+mkdir -p "$DATA" "$EVAL"
 
 if [ "$TINY" = 1 ]; then
-  DOCS=2000; TRAIN=600; TEST=60; PREFS=100; VOCAB=1000; STEPS=20
+  DOCS=2000; TRAIN=600; TEST=12; PREFS=100; VOCAB=1000; STEPS=12
+  SWEEP=2,8; GUIDED_STEPS=8; SPAN=16
 else
   DOCS=0; TRAIN=6000; TEST=300; PREFS=2000; VOCAB=4000; STEPS=600
+  SWEEP=4,16,64; GUIDED_STEPS=16; SPAN=48
 fi
-STEP_SET=(--set "train.max_steps=$STEPS")
+GUIDANCE=1.0
+STEP_SET=(--set "train.max_steps=$STEPS" --set checkpoint.resume=none)
+T0=$(date +%s)
 
 echo "== tess: $("$TESS" --version | head -1)"
-echo "== 1/6 data: English corpus (fortunes + WordNet glosses) and chat tasks"
+echo "== 1/9 data: English corpus (fortunes + WordNet glosses) and chat tasks"
 "$TESS" tokenize english-corpus --output "$DATA/corpus.txt" --max-documents "$DOCS"
 "$TESS" tokenize synthetic --output "$DATA" --seed 1234 --train "$TRAIN" --test "$TEST" --preferences "$PREFS"
 
-echo "== 2/6 tokenizer (SentencePiece, vocab $VOCAB) and token shards"
+echo "== 2/9 tokenizer (SentencePiece, vocab $VOCAB) and token shards"
 "$TESS" tokenize train-spm --input "$DATA/corpus.txt" --output "$DATA/tokenizer" --vocab-size "$VOCAB" --threads 2
 "$TESS" tokenize corpus --tokenizer "$DATA/tokenizer" --input "$DATA/corpus.txt" --output "$DATA/corpus" \
   --validation-fraction 0.02 --overwrite
 
-echo "== 3/6 pretrain a tiny AR model"
-"$TESS" train configs/quickstart/ar.yaml "${STEP_SET[@]}" --set checkpoint.resume=none
-echo "== 4/6 stage 1: adapt it to a simplex diffusion LM"
-"$TESS" train configs/quickstart/adaptation.yaml "${STEP_SET[@]}" --set checkpoint.resume=none
-echo "== 5/6 stage 2: instruction-tune the adapted model"
-"$TESS" train configs/quickstart/instruction.yaml "${STEP_SET[@]}" --set checkpoint.resume=none
-echo "== 6/6 comparison: instruction-tune a same-shape model from scratch"
-"$TESS" train configs/quickstart/instruction_scratch.yaml "${STEP_SET[@]}" --set checkpoint.resume=none
+echo "== 3/9 pretrain a tiny AR model"
+"$TESS" train "$CONFIGS/ar.yaml" "${STEP_SET[@]}"
+echo "== 4/9 stage 1: adapt it to a simplex diffusion LM"
+"$TESS" train "$CONFIGS/adaptation.yaml" "${STEP_SET[@]}"
+echo "== 5/9 stage 2: instruction-tune the adapted model"
+"$TESS" train "$CONFIGS/instruction.yaml" "${STEP_SET[@]}"
+echo "== 6/9 comparison (b): instruction-tune a same-shape diffusion model from scratch"
+"$TESS" train "$CONFIGS/instruction_scratch.yaml" "${STEP_SET[@]}"
+echo "== 7/9 comparison (c): instruction-tune the AR model on the same data"
+"$TESS" train "$CONFIGS/ar_instruction.yaml" "${STEP_SET[@]}"
+echo "== 8/9 reward model on preference pairs"
+"$TESS" train "$CONFIGS/reward.yaml" --set "train.max_steps=$(( STEPS / 2 ))" --set checkpoint.resume=none
 
-summary() {  # last training loss and validation loss of a run
-  python3 - "$1" <<'PY' 2>/dev/null || tail -n 1 "$1/metrics.jsonl"
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if l.strip()]
-train = [r for r in rows if "loss" in r]
-val = [r for r in rows if "validation_loss" in r]
-print(f"steps {train[-1]['step']:>5}  train loss {train[-1]['loss']:.4f}" +
-      (f"  validation loss {val[-1]['validation_loss']:.4f}" if val else ""))
-PY
-}
+echo "== 9/9 answer the $TEST held-out prompts per task and score them"
+COMMON=(--data "$DATA/chat_test.jsonl" --length "$SPAN" --batch-size 32 --top-p 0 --seed 1234
+        --reward-model "$OUT/reward/final")
+"$TESS" eval --model "$OUT/instruction/final" "${COMMON[@]}" --metrics exact_match,reward,diversity,speed \
+  --sweep "steps=$SWEEP" --output "$EVAL/adapted.json" --samples "$EVAL/adapted_samples.jsonl"
+"$TESS" eval --model "$OUT/instruction/final" "${COMMON[@]}" --metrics exact_match,reward,diversity,speed \
+  --steps "$GUIDED_STEPS" --guidance-scale "$GUIDANCE" --output "$EVAL/adapted_guided.json" \
+  --samples "$EVAL/adapted_guided_samples.jsonl"
+"$TESS" eval --model "$OUT/instruction_scratch/final" "${COMMON[@]}" --metrics exact_match,reward,diversity,speed \
+  --sweep "steps=$SWEEP" --output "$EVAL/scratch.json"
+"$TESS" eval --model "$OUT/ar_instruction/final" --ar "${COMMON[@]}" --metrics exact_match,reward,diversity,speed \
+  --output "$EVAL/ar.json" --samples "$EVAL/ar_samples.jsonl"
+
+SECONDS_TOTAL=$(( $(date +%s) - T0 ))
 echo
-echo "== Summary (configs/quickstart/*.yaml, $STEPS steps each, seed 1234)"
-for run in ar adaptation instruction instruction_scratch; do
-  printf '%-22s %s\n' "$run" "$(summary "$OUT/$run")"
-done
-cat <<'MSG'
+echo "== Summary: exact match on held-out prompts (configs/quickstart/*.yaml, $STEPS training steps per stage,"
+echo "   seed 1234, greedy token choice, span $SPAN, guidance scale $GUIDANCE; ${SECONDS_TOTAL}s of runs)"
+python3 "$ROOT/scripts/quickstart_summary.py" "$OUT"
+cat <<MSG
 
-Models: runs/quickstart/{ar,adaptation,instruction,instruction_scratch}/final (HF layout).
-Not there yet in this version of tess: sampling answers for the held-out prompts
-(tess generate), the evaluation table with exact match per task, step-count
-sweeps and reward guidance (tess eval), and the reward model (stage reward).
+Models: $OUT/{ar,adaptation,instruction,instruction_scratch,ar_instruction,reward}/final (HF layout).
+Reports: $EVAL/*.json (+ .svg plots of each metric against the step count), answers: $EVAL/*_samples.jsonl.
 MSG

@@ -1,6 +1,7 @@
-// The stages of `run.stage`: ar (causal LM), adaptation (stage 1) and
-// instruction (stage 2). Adaptation and instruction are one DiffusionStage
-// over two example sources (packed corpus + UL2 masks, or chat sequences).
+// The stages of `run.stage`: ar (causal LM), adaptation (stage 1),
+// instruction (stage 2) and reward (Bradley-Terry reward model). Adaptation
+// and instruction are one DiffusionStage over two example sources (packed
+// corpus + UL2 masks, or chat sequences).
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include "core/config/config.h"
 #include "core/diffusion/diffusion_loss.h"
 #include "core/model/hf_checkpoint.h"
+#include "core/model/reward_model.h"
 #include "core/util/error.h"
 #include "core/util/rng.h"
 #include "data/chat.h"
@@ -36,6 +38,11 @@ class Examples {
   // ids [n, L] and mask [n, L] (1 = span / target position) of `indices`.
   virtual void fill(const std::vector<int64_t>& indices, int64_t* ids, uint8_t* mask) const = 0;
   virtual bool needs_span_masker() const = 0;  // corpus text gets UL2 masks in diffusion stages
+  // What a batch's loss is averaged over: its predicted positions (position
+  // 0 has no predictor), or pairs for preference data.
+  virtual int64_t loss_units(const torch::Tensor& span_mask) const {
+    return span_mask.narrow(1, 1, span_mask.size(1) - 1).sum().item<int64_t>();
+  }
 };
 
 class CorpusExamples : public Examples {
@@ -97,12 +104,51 @@ class ChatExamples : public Examples {
   std::unique_ptr<data::ChatDataset> ds_;
 };
 
+// Preference pairs for the reward model, one example per pair: the chosen and
+// the rejected sequence side by side in one row of 2L tokens, the mask marking
+// the last real token (EOS) of each half, where the reward is read.
+class PreferenceExamples : public Examples {
+ public:
+  PreferenceExamples(const std::vector<std::string>& files, const config::Config& cfg, const data::Tokenizer& tok) {
+    std::vector<fs::path> paths(files.begin(), files.end());
+    ds_ = std::make_unique<data::PreferenceDataset>(
+        data::PreferenceDataset::build(paths, tok, data::ChatOptions::from_config(cfg)));
+    if (ds_->size() == 0) throw Error(fmt::format("data: no usable preference pair in {}", files.front()));
+  }
+  int64_t size() const override { return ds_->size(); }
+  int64_t seq_len() const override { return 2 * ds_->seq_len(); }
+  bool needs_span_masker() const override { return false; }
+  int64_t loss_units(const torch::Tensor& span_mask) const override { return span_mask.size(0); }
+  void fill(const std::vector<int64_t>& indices, int64_t* ids, uint8_t* mask) const override {
+    int64_t half = ds_->seq_len(), l = seq_len();
+    std::fill(mask, mask + indices.size() * static_cast<size_t>(l), 0);
+    for (size_t i = 0; i < indices.size(); ++i) {
+      int64_t* row = ids + i * l;
+      std::copy(ds_->chosen_ids(indices[i]), ds_->chosen_ids(indices[i]) + half, row);
+      std::copy(ds_->rejected_ids(indices[i]), ds_->rejected_ids(indices[i]) + half, row + half);
+      mask[i * l + ds_->chosen_last(indices[i])] = 1;
+      mask[i * l + half + ds_->rejected_last(indices[i])] = 1;
+    }
+  }
+
+ private:
+  std::unique_ptr<data::PreferenceDataset> ds_;
+};
+
 bool is_token_dataset(const std::string& path) { return fs::is_directory(path) && fs::exists(fs::path(path) / "meta.json"); }
 
 std::shared_ptr<Examples> open_examples(const std::vector<std::string>& inputs, const config::Config& cfg,
                                         const data::Tokenizer& tok, const std::string& text_hash,
-                                        const std::string& split, const char* key) {
+                                        const std::string& split, const char* key, bool preferences) {
   if (inputs.empty()) throw Error(fmt::format("{} is empty: give token-shard directories or chat JSONL files", key));
+  if (preferences) {
+    for (const auto& in : inputs)
+      if (!fs::is_regular_file(in))
+        throw Error(fmt::format("{}: '{}' is not a preference JSONL file (stage reward trains on prompt/chosen/rejected "
+                                "pairs)",
+                                key, in));
+    return std::make_shared<PreferenceExamples>(inputs, cfg, tok);
+  }
   bool corpus = is_token_dataset(inputs.front());
   for (const auto& in : inputs) {
     if (!fs::exists(in)) throw Error(fmt::format("{}: '{}' does not exist", key, in));
@@ -168,7 +214,7 @@ class BatchLoader {
     MicroBatch mb;
     mb.ids = ids;
     mb.span_mask = torch::from_blob(mask.data(), {b, l}, torch::kUInt8).to(torch::kBool);
-    mb.tokens = mb.span_mask.narrow(1, 1, l - 1).sum().item<int64_t>();  // position 0 has no predictor
+    mb.tokens = examples_->loss_units(mb.span_mask);
     return mb;
   }
 
@@ -220,6 +266,7 @@ model::LoadedModel build_decoder(const config::Config& cfg, const data::Tokenize
   } else {
     model::LoadOptions lo;
     lo.dtype = cfg.get_string("model.dtype");
+    lo.body_only = cfg.get_string("run.stage") == "reward";  // a classifier has no LM head
     auto loaded = model::load_hf_model(path, lo);
     if (!loaded.extra_tensors.empty() && cfg.get_string("run.stage") == "ar")
       throw Error(fmt::format("{}: holds '{}', a diffusion model's tensor; stage ar trains causal LMs", path,
@@ -264,11 +311,11 @@ std::string rank_stream(const std::string& name, int rank) { return fmt::format(
 class StageBase : public Stage {
  protected:
   StageBase(const config::Config& cfg, const StageContext& ctx)
-      : ctx_(ctx), tokenizer_(load_run_tokenizer(cfg)) {
+      : ctx_(ctx), tokenizer_(load_run_tokenizer(cfg)), preferences_(cfg.get_string("run.stage") == "reward") {
     text_hash_ = tokenizer_->base_hash();
     ensure_pad(cfg, *tokenizer_);
     auto inputs = cfg.get_string_list("data.train");
-    examples_ = open_examples(inputs, cfg, *tokenizer_, text_hash_, "train", "data.train");
+    examples_ = open_examples(inputs, cfg, *tokenizer_, text_hash_, "train", "data.train", preferences_);
     validation_inputs_ = cfg.get_string_list("data.validation");
     prefetch_ = cfg.get_int("data.prefetch");
   }
@@ -319,7 +366,7 @@ class StageBase : public Stage {
       MicroBatch mb;
       mb.ids = ids;
       mb.span_mask = torch::from_blob(mask.data(), {ids.size(0), l}, torch::kUInt8).to(torch::kBool);
-      mb.tokens = mb.span_mask.narrow(1, 1, l - 1).sum().item<int64_t>();
+      mb.tokens = validation_->loss_units(mb.span_mask);
       out.push_back(mb);
     }
     return out;
@@ -331,12 +378,13 @@ class StageBase : public Stage {
     if (!validation_inputs_.empty())
       validation_ = open_examples(validation_inputs_, cfg, *tokenizer_, text_hash_,
                                   is_token_dataset(validation_inputs_.front()) ? "validation" : "train",
-                                  "data.validation");
+                                  "data.validation", preferences_);
   }
 
   StageContext ctx_;
   std::unique_ptr<data::Tokenizer> tokenizer_;
   std::string text_hash_;
+  bool preferences_ = false;
   std::shared_ptr<Examples> examples_, validation_;
   std::vector<std::string> validation_inputs_;
   std::shared_ptr<data::SpanMasker> masker_;
@@ -441,15 +489,60 @@ class DiffusionStage : public StageBase {
   diffusion::DiffusionLM model_{nullptr};
 };
 
+// ---------------------------------------------------------------------------
+// Bradley-Terry reward model on preference pairs: loss -log sigmoid(r_chosen -
+// r_rejected) per pair, the reward read at each response's EOS.
+class RewardStage : public StageBase {
+ public:
+  RewardStage(const config::Config& cfg, const StageContext& ctx) : StageBase(cfg, ctx) {
+    if (cfg.get_string("model.attention") == "bidirectional")
+      throw Error("stage reward trains a causal sequence classifier: model.attention must be auto or causal");
+    auto built = build_decoder(cfg, *tokenizer_, ctx.seed);
+    built.decoder->mutable_config().attention = model::Attention::Causal;
+    model_ = model::RewardModel(built.decoder, ctx.seed);
+    auto& extra = built.extra_tensors;
+    if (auto it = extra.find("score.weight"); it != extra.end()) {  // continuing a reward model
+      torch::NoGradGuard no_grad;
+      model_->score->weight.copy_(it->second);
+      extra.erase(it);
+    }
+    extra.erase("lm_head.weight");  // a causal LM's head: not part of a classifier
+    if (!extra.empty())
+      throw Error(fmt::format("{}: holds '{}'; stage reward starts from a causal LM or a reward model",
+                              cfg.get_string("model.path"), extra.begin()->first));
+    open_validation(cfg);
+    start_loader(cfg, nullptr);
+  }
+  std::string name() const override { return "reward"; }
+  torch::nn::Module& module() override { return *model_; }
+  std::vector<NamedParameter> parameters() override { return named(*model_, ""); }
+
+  LossTerms loss(const MicroBatch& mb) override {
+    int64_t pairs = mb.ids.size(0), l = mb.ids.size(1) / 2;
+    auto ids = mb.ids.reshape({2 * pairs, l});  // chosen, rejected, chosen, ...
+    auto positions = mb.span_mask.reshape({2 * pairs, l}).to(torch::kInt64).argmax(1);
+    auto scores = model_->forward(ids, positions).view({pairs, 2});
+    auto margin = scores.select(1, 0) - scores.select(1, 1);
+    return {-torch::log_sigmoid(margin).sum(), pairs};
+  }
+
+  void save_model(const fs::path& dir) override {
+    model::save_reward_model(dir, *model_);
+    tokenizer_->save(dir);
+  }
+
+ private:
+  model::RewardModel model_{nullptr};
+};
+
 }  // namespace
 
 std::unique_ptr<Stage> make_stage(const config::Config& cfg, const StageContext& ctx) {
   const auto& stage = cfg.get_string("run.stage");
   if (stage == "ar") return std::make_unique<ArStage>(cfg, ctx);
   if (stage == "adaptation" || stage == "instruction") return std::make_unique<DiffusionStage>(cfg, ctx);
-  throw Error(fmt::format("run.stage '{}' is not implemented yet in this version of tess (ar, adaptation and "
-                          "instruction are)",
-                          stage));
+  if (stage == "reward") return std::make_unique<RewardStage>(cfg, ctx);
+  throw Error(fmt::format("run.stage '{}' is unknown (ar, adaptation, instruction, reward)", stage));
 }
 
 }  // namespace tess::train

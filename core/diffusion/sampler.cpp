@@ -80,8 +80,8 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
                        torch::full({batch.ids.size(0)}, static_cast<float>(t) / static_cast<float>(n)),
                        batch.key_mask};
     logits = model_.span_logits(in, span, rows, prev).to(torch::kFloat32);
-    prev = logits;  // self-conditioning input of the next step
     if (guidance) logits = guidance(t, logits, span);
+    prev = logits;  // self-conditioning input of the next step (guided, as in the reference)
     auto tokens = choose_tokens(logits, rng);
     if (on_step) on_step(StepInfo{step, t, logits, tokens, span});
     if (t > 0) {

@@ -1,8 +1,8 @@
 #pragma once
 // Iterative denoising (method.md 7): a fixed-length span starts as k * noise;
-// at each of N steps (t = N-1 .. 0) the model predicts logits, which become
-// the self-conditioning input of the next step, a guidance hook may adjust
-// them (reward guidance, fp32), a token is chosen per position (top-p with
+// at each of N steps (t = N-1 .. 0) the model predicts logits, a guidance
+// hook may adjust them (reward guidance, fp32), they become the
+// self-conditioning input of the next step, a token is chosen per position (top-p with
 // temperature, or argmax), and its simplex is re-noised to level abar_N[t-1]
 // (noise-free at t = 0). Context positions stay clean throughout. The answer
 // is the argmax of the last logits, cut at the first EOS/PAD.

@@ -24,6 +24,7 @@ LoadedModel load_hf_model(const fs::path& dir, const LoadOptions& options) {
   if (!fs::is_directory(dir)) throw Error(fmt::format("model directory '{}' does not exist", dir.string()));
   auto config = ModelConfig::from_json_file(dir / "config.json");
   if (options.dtype) config.torch_dtype = *options.dtype;
+  if (options.body_only) config.tie_word_embeddings = true;
   SafetensorsCheckpoint weights(dir);
 
   LoadedModel out;
@@ -45,7 +46,7 @@ LoadedModel load_hf_model(const fs::path& dir, const LoadOptions& options) {
   }
   for (const auto& name : weights.names()) {
     if (used.count(name) || is_derived_buffer(name)) continue;
-    if (name == "lm_head.weight" && config.tie_word_embeddings) {
+    if (name == "lm_head.weight" && config.tie_word_embeddings && !options.body_only) {
       // Some tied checkpoints store the head anyway; it must equal the embedding.
       if (!torch::equal(weights.load(name).to(decoder.embedding_weight().scalar_type()), decoder.embedding_weight()))
         throw Error(fmt::format("{}: tie_word_embeddings is true but lm_head.weight differs from the embedding", dir.string()));

@@ -14,6 +14,10 @@ namespace tess::model {
 
 struct LoadOptions {
   std::optional<std::string> dtype;  // override config.json's dtype ("float32", "bfloat16")
+  // Sequence classifiers (reward models) carry no LM head: the decoder is
+  // built tied whatever config.json says, and an lm_head.weight that is
+  // present anyway lands in extra_tensors.
+  bool body_only = false;
 };
 
 struct LoadedModel {

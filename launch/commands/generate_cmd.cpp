@@ -115,6 +115,12 @@ void add_generate_command(CLI::App& app, Action& action) {
   cmd->add_option("--output", args->output, "Write JSONL {prompt, output, steps, seconds[, task, answer]} here");
   cmd->add_flag("--show-steps", args->show_steps, "Show the decoded span at every denoising step");
   cmd->add_flag("--ar", args->opt.ar, "The model is a causal LM: decode token by token with a KV cache");
+  cmd->add_option("--reward-model", args->opt.reward_model,
+                  "Reward model directory (stage reward, same tokenizer) for reward guidance");
+  cmd->add_option("--guidance-scale", args->opt.guidance_scale,
+                  "Reward-guidance ascent step on the logits at every denoising step (reference 0.5); 0 = off")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([&action, args, cmd] {
     if (cmd->count("--prompt") == 0 && cmd->count("--input") == 0)
       throw CLI::ValidationError("--prompt/--input", "give --prompt TEXT or --input prompts.jsonl");

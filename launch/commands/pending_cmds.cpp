@@ -14,7 +14,6 @@ void add_pending_commands(CLI::App& app, Action& action) {
     const char* description;
   };
   static const Pending pending[] = {
-      {"eval", "Evaluate a model: exact match, multiple choice, perplexity, diversity, reward, speed"},
       {"bench", "Measure peak, training, sampling, data and checkpoint throughput (JSON)"},
   };
   for (const auto& p : pending) {

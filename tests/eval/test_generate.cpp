@@ -16,81 +16,15 @@
 #include "core/util/rng.h"
 #include "data/tokenizer.h"
 #include "eval/generate.h"
+#include "tests/eval/workspace.h"
 #include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 using tess::test::run_tess;
+using tess::test::workspace;
 
 namespace {
-
-tess::model::ModelConfig tiny_config(int64_t vocab) {
-  auto c = tess::model::ModelConfig::preset("tiny");
-  c.vocab_size = vocab;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 256;
-  c.initializer_range = 0.2;  // a less uniform untrained model
-  return c;
-}
-
-// A tokenizer and three model directories, made once per test binary.
-struct Workspace {
-  tess::test::TempDir dir;
-  fs::path diffusion, ar, mismatch;
-
-  Workspace() {
-    std::string text;
-    const char* words[] = {"the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "park", "in", "sun",
-                           "birds", "sing", "loud", "every", "morning", "and", "night", "we", "walk", "home"};
-    uint32_t x = 777;
-    for (int line = 0; line < 400; ++line) {
-      for (int w = 0; w < 12; ++w) {
-        x = x * 1103515245u + 12345u;
-        text += std::string(words[(x >> 16) % 22]) + (w == 11 ? ".\n" : " ");
-      }
-    }
-    auto corpus = dir.write("corpus.txt", text);
-    tess::data::SentencePieceTrainOptions spm;
-    spm.inputs = {corpus};
-    spm.model_prefix = dir / "spm";
-    spm.vocab_size = 300;
-    spm.threads = 1;
-    tess::data::train_sentencepiece(spm);
-    auto tok = tess::data::load_tokenizer(dir / "spm.model");
-    int32_t pad = tok->add_special_token("[PAD]", true);
-
-    auto config = tiny_config(tok->vocab_size());
-    config.bos_token_id = tok->bos_id();
-    config.eos_token_id = tok->eos_id();
-    config.pad_token_id = pad;
-
-    diffusion = dir / "diffusion";
-    tess::diffusion::DiffusionLM lm(tess::model::Decoder(config, 3), tess::diffusion::SelfCondition::LogitsMean,
-                                    false, 4);
-    tess::diffusion::save_diffusion_lm(diffusion, *lm);
-    tok->save(diffusion);
-
-    ar = dir / "ar";
-    tess::model::Decoder decoder(config, 5);
-    tess::model::save_hf_model(ar, *decoder);
-    tok->save(ar);
-
-    mismatch = dir / "mismatch";  // a model whose vocabulary is smaller than the tokenizer's
-    tess::diffusion::DiffusionLM small(tess::model::Decoder(tiny_config(100), 3),
-                                       tess::diffusion::SelfCondition::LogitsMean, false, 4);
-    tess::diffusion::save_diffusion_lm(mismatch, *small);
-    tok->save(mismatch);
-  }
-};
-
-Workspace& workspace() {
-  static Workspace w;
-  return w;
-}
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
@@ -104,7 +38,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 }  // namespace
 
 TEST_CASE("KV-cache greedy decoding equals greedy decoding by repeated full forwards", "[unit][eval]") {
-  auto config = tiny_config(60);
+  auto config = tess::test::tiny_eval_config(60);
   for (int64_t window : {0, 5}) {
     config.sliding_window = window;
     tess::model::Decoder d(config, 11);

@@ -7,6 +7,9 @@
                      tests/data/hf_tiny/, regenerate with this command)
   logits MODEL_DIR IDS_CSV OUT   load MODEL_DIR with HF and write its logits
                      (causal, bidirectional) for IDS to OUT (safetensors)
+  reward MODEL_DIR ROWS OUT   load a reward model with HF's
+                     AutoModelForSequenceClassification and write the scores of
+                     ROWS ("1,2,3;4,5" right-padded with the config's pad id)
 
 Bidirectional = the same model with no causal mask: an all-zero additive 4D
 mask on the eager attention path (HF returns a 4D mask unchanged).
@@ -77,10 +80,25 @@ def logits_cmd(model_dir, ids_csv, out):
     save_file({"logits_causal": causal, "logits_bidirectional": bidir}, out)
 
 
+def reward_cmd(model_dir, rows_csv, out):
+    from transformers import AutoModelForSequenceClassification
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager",
+                                                               dtype=torch.float32).eval()
+    rows = [[int(t) for t in r.split(",")] for r in rows_csv.split(";")]
+    pad = model.config.pad_token_id
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    with torch.no_grad():
+        scores = model(input_ids=ids).logits[:, 0].contiguous()
+    save_file({"scores": scores}, out)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "golden":
         golden(sys.argv[2])
     elif sys.argv[1] == "logits":
         logits_cmd(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "reward":
+        reward_cmd(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         sys.exit(__doc__)

@@ -21,7 +21,7 @@ namespace {
 // A tokenizer, a packed corpus and a chat set, made once per test binary.
 struct Workspace {
   tess::test::TempDir dir;
-  fs::path tokenizer, corpus, chat;
+  fs::path tokenizer, corpus, chat, preferences;
   int32_t vocab = 0;
 
   Workspace() {
@@ -61,6 +61,12 @@ struct Workspace {
                                "{{\"role\": \"assistant\", \"content\": \"{}\"}}]}}\n",
                                i, i + 1, 2 * i + 1);
     chat = dir.write("chat.jsonl", chat_text);
+    std::string pref_text;  // the right sum preferred over a refusal
+    for (int i = 0; i < 60; ++i)
+      pref_text += fmt::format("{{\"prompt\": \"add {} and {}\", \"chosen\": \"{}\", \"rejected\": \"the cat sat "
+                               "on a mat\"}}\n",
+                               i, i + 1, 2 * i + 1);
+    preferences = dir.write("preferences.jsonl", pref_text);
   }
 
   // `fresh`: the run builds a new model, so the shape keys are part of it.
@@ -184,6 +190,33 @@ TEST_CASE("adaptation and instruction stages train and resume bit-exactly", "[in
   REQUIRE(loss_texts(in_a).size() == 10);
   auto m = metrics(in_a);
   CHECK(m.back()["loss"].get<double>() < m.front()["loss"].get<double>());
+}
+
+TEST_CASE("stage reward learns preferences, saves an HF sequence classifier and resumes bit-exactly",
+          "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("reward", "run:\n  stage: reward\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" +
+                       w.preferences.string() + "] --set train.max_steps=14 --set checkpoint.every=5" +
+                       " --set data.seq_len=80 --set model.max_position_embeddings=80";  // the template is long in bytes
+  auto a = w.dir / "runs/reward_a", b = w.dir / "runs/reward_b";
+  train_ok(cfg, "--set run.dir=" + a.string() + common);
+  auto m = metrics(a);
+  REQUIRE(m.size() == 14);
+  CHECK(m.front()["loss"].get<double>() == Approx(std::log(2.0)).margin(0.05));  // untrained: r_c ~ r_r
+  CHECK(m.back()["loss"].get<double>() < 0.2);
+  CHECK(m.back()["tokens"].get<int64_t>() == 14 * 4);  // the loss is averaged over pairs
+  auto config = nlohmann::json::parse(tess::test::read_file(a / "final" / "config.json"));
+  CHECK(config["architectures"][0] == "LlamaForSequenceClassification");
+  train_killed_and_resumed(tess_cmd("train " + cfg.string() + " --set run.dir=" + b.string() + common), 8, b);
+  CHECK(loss_texts(b) == loss_texts(a));
+
+  // A chat file is not preference data: the error names the key and the record.
+  auto bad = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/reward_bad").string() +
+                      " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.chat.string() + "]" +
+                      " --set data.seq_len=80 --set model.max_position_embeddings=80");
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.err, Catch::Contains("chat.jsonl:1") && Catch::Contains("prompt"));
 }
 
 TEST_CASE("two Gloo processes equal one process with the doubled batch, and resume bit-exactly",

@@ -1,0 +1,69 @@
+#pragma once
+// `tess eval`: answers held-out prompts with a model (diffusion or, with
+// `ar`, causal) and scores them. Metrics:
+//   exact_match      answers against the records' reference answers, after
+//                    answer extraction (full string, last number, first line);
+//                    overall and per task
+//   multiple_choice  likelihood ranking of each record's "choices": exact
+//                    log-likelihood for AR models; for diffusion models (no
+//                    tractable likelihood) the mean diffusion cross-entropy of
+//                    the choice over `choice_samples` noise draws shared by all
+//                    choices (common random numbers), lower = more likely
+//   perplexity       of the generated answers under an AR model (its own
+//                    tokenizer; the text is re-encoded)
+//   diversity        dist-1/2/3 over all answers
+//   reward           mean reward-model score of (prompt, answer), read at EOS
+//   speed            generated span tokens per second (wall time of sampling)
+// A report is one JSON object: the settings that produced it and the metrics.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/generate.h"
+#include "eval/text_metrics.h"
+
+namespace tess::eval {
+
+const std::vector<std::string>& metric_names();
+// Splits "exact_match,speed" and checks every name (a tess::Error lists the valid ones).
+std::vector<std::string> parse_metrics(const std::string& list);
+
+struct EvalOptions {
+  std::filesystem::path model;
+  std::filesystem::path data;  // eval records: prompt or messages, answer, task (+ choices for multiple_choice)
+  std::vector<std::string> metrics = {"exact_match", "diversity", "speed"};
+  AnswerExtraction extraction = AnswerExtraction::FullString;
+  GenerateOptions generate;                   // sampling, and reward guidance when guidance_scale > 0
+  std::filesystem::path perplexity_model;     // AR model for `perplexity`
+  std::filesystem::path reward_model;         // for `reward` (default: generate.reward_model)
+  int64_t limit = 0;                          // only the first N records; 0 = all
+  int64_t choice_samples = 8;                 // diffusion multiple_choice: noise draws per choice
+  bool progress = true;
+};
+
+struct EvalResult {
+  nlohmann::json report;               // {"settings": {...}, "metrics": {...}}
+  std::vector<Generation> generations; // the answers (empty when only multiple_choice ran)
+};
+
+EvalResult evaluate(const EvalOptions& options);
+
+// The sweep grid of `--sweep name=v1,v2,...` (steps | guidance_scale | top_p | length).
+struct Sweep {
+  std::string name;
+  std::vector<double> values;
+};
+Sweep parse_sweep(const std::string& text);
+void apply_sweep_value(EvalOptions& options, const std::string& name, double value);
+
+// A human-readable table of reports (one row each, `label_key` = the swept
+// setting or empty), then exact match per task when there is any.
+std::string format_reports(const std::vector<nlohmann::json>& reports, const std::string& label_key);
+// An SVG with one small panel per metric against the swept setting.
+std::string sweep_svg(const std::vector<nlohmann::json>& reports, const std::string& setting, const std::string& title);
+
+}  // namespace tess::eval

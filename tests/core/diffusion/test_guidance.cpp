@@ -1,0 +1,127 @@
+// Reward guidance: the hook's step is scale x d reward / d logits of the soft
+// sequence (checked by finite differences), it reads the reward where the
+// current prediction ends, and it raises the reward of what is sampled.
+#include <catch2/catch.hpp>
+
+#include <torch/torch.h>
+
+#include "core/diffusion/guidance.h"
+#include "core/model/reward_model.h"
+#include "core/util/rng.h"
+
+using namespace tess::diffusion;
+using tess::model::Decoder;
+using tess::model::ModelConfig;
+using tess::model::RewardModel;
+using tess::util::Rng;
+
+namespace {
+
+ModelConfig config(int64_t vocab) {
+  auto c = ModelConfig::preset("tiny");
+  c.vocab_size = vocab;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.bos_token_id = 1;
+  c.eos_token_id = 2;
+  c.initializer_range = 0.3;
+  return c;
+}
+
+// The reward of the soft sequence, written out independently of the hook:
+// exact one-hots on the prompt, softmax(logits) on the span, read at the
+// first predicted EOS of each row (else its last span position).
+torch::Tensor soft_reward(tess::model::RewardModelImpl& rm, const SampleBatch& batch, const torch::Tensor& logits,
+                          int64_t eos) {
+  int64_t v = logits.size(1);
+  auto simplex = torch::one_hot(batch.ids, v).to(torch::kFloat64);
+  auto span = batch.span_mask.nonzero();
+  auto probs = torch::softmax(logits.to(torch::kFloat64), -1);
+  auto choice = logits.argmax(-1);
+  std::vector<int64_t> at(static_cast<size_t>(batch.ids.size(0)), -1);
+  std::vector<bool> done(at.size(), false);
+  for (int64_t i = 0; i < span.size(0); ++i) {
+    int64_t b = span[i][0].item<int64_t>(), p = span[i][1].item<int64_t>();
+    simplex[b][p] = probs[i];
+    if (done[b]) continue;
+    at[b] = p;
+    done[b] = choice[i].item<int64_t>() == eos;
+  }
+  auto embeds = simplex.matmul(rm.embedding_weight().to(torch::kFloat64)).to(torch::kFloat32);
+  return rm.forward_embeds(embeds, torch::tensor(at), batch.key_mask);
+}
+
+}  // namespace
+
+TEST_CASE("the guidance step is scale x the gradient of the soft-sequence reward (finite differences)",
+          "[unit][diffusion][guidance]") {
+  torch::NoGradGuard no_grad;  // as inside the sampler: the hook enables grad itself
+  RewardModel rm(Decoder(config(20), 5), 6);
+  auto batch = SampleBatch::from_prompts({{1, 7, 8}, {1, 9, 10, 11, 12}}, 4, 0);
+  Rng rng(3, "logits");
+  auto span = SpanIndex::from_mask(batch.span_mask);
+  auto logits = torch::randn({span.rows, 20}, rng.generator()) * 2;
+  logits[1][2] = 30;  // row 0 predicts EOS at its second span position: the reward is read there
+  double scale = 0.7;
+  RewardGuidance guidance(*rm, scale, 2);
+  auto hook = guidance.hook(batch);
+  auto stepped = hook(3, logits, span);
+  auto grad = (stepped - logits) / scale;
+  REQUIRE(guidance.step_rewards().size() == 1);
+  CHECK(guidance.step_rewards()[0] == Approx(soft_reward(*rm, batch, logits, 2).mean().item<double>()).epsilon(1e-5));
+
+  // Span rows after the read position of row 0 do not influence its reward.
+  CHECK(grad[2].abs().max().item<double>() < 1e-7);
+  CHECK(grad[3].abs().max().item<double>() < 1e-7);
+  double eps = 1e-2;
+  for (auto [row, col] : {std::pair<int64_t, int64_t>{0, 4}, {1, 9}, {4, 0}, {6, 13}, {7, 19}}) {
+    auto plus = logits.clone(), minus = logits.clone();
+    plus[row][col] += eps;
+    minus[row][col] -= eps;
+    double fd = (soft_reward(*rm, batch, plus, 2).sum().item<double>() -
+                 soft_reward(*rm, batch, minus, 2).sum().item<double>()) / (2 * eps);
+    INFO("row " << row << " col " << col);
+    CHECK(grad[row][col].item<double>() == Approx(fd).margin(2e-4).epsilon(2e-2));
+  }
+}
+
+TEST_CASE("reward guidance raises the reward of sampled answers (same seeds)", "[unit][diffusion][guidance]") {
+  auto c = config(24);
+  DiffusionLM lm(Decoder(c, 1), SelfCondition::LogitsMean, false, 2);
+  lm->eval();
+  RewardModel rm(Decoder(c, 7), 8);
+  auto batch = SampleBatch::from_prompts({{1, 5, 6}, {1, 9}, {1, 12, 13, 14}, {1, 20}, {1, 3, 4}, {1, 17, 18}}, 6, 0);
+  SamplerOptions so;
+  so.steps = 6;
+  so.top_p = 0.9;
+  // The reward of the hard answers, read where each answer ends.
+  auto hard_reward = [&](const torch::Tensor& ids) {
+    torch::NoGradGuard g;
+    auto span = SpanIndex::from_mask(batch.span_mask);
+    auto choice = ids.view(-1).index_select(0, span.flat);
+    auto onehot = torch::one_hot(choice, c.vocab_size).to(torch::kFloat32) * 100.0;  // logits of the hard tokens
+    RewardGuidance probe(*rm, 0.0, 2);
+    probe.hook(batch)(0, onehot, span);
+    return probe.step_rewards()[0];
+  };
+  double plain = 0, guided = 0;
+  for (uint64_t seed : {11, 12, 13}) {
+    Sampler sampler(*lm, so);
+    Rng a(seed, "generate"), b(seed, "generate");
+    plain += hard_reward(sampler.sample(batch, a));
+    RewardGuidance guidance(*rm, 200.0, 2);
+    guided += hard_reward(sampler.sample(batch, b, {}, guidance.hook(batch)));
+  }
+  INFO("mean reward without guidance " << plain / 3 << ", with " << guided / 3);
+  CHECK(guided > plain);
+}
+
+TEST_CASE("guidance refuses a bf16 reward model and a negative scale", "[unit][diffusion][guidance]") {
+  RewardModel rm(Decoder(config(20), 5), 6);
+  CHECK_THROWS_WITH(RewardGuidance(*rm, -1.0, 2), Catch::Contains("guidance scale must be >= 0"));
+  rm->to(torch::kBFloat16);
+  CHECK_THROWS_WITH(RewardGuidance(*rm, 1.0, 2), Catch::Contains("fp32"));
+}

@@ -1,0 +1,186 @@
+// `tess eval`: metrics on hand-made inputs with known values, the report,
+// table and sweep plot, and the errors a user meets.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "data/tokenizer.h"
+#include "eval/evaluate.h"
+#include "tests/eval/workspace.h"
+#include "tests/support/test_support.h"
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using tess::test::error_of;
+using tess::test::run_tess;
+using tess::test::workspace;
+
+namespace {
+
+std::string q(const fs::path& p) { return tess::test::shell_quote(p.string()); }
+
+// Two prompts whose reference answers are known.
+fs::path answer_file(tess::test::TempDir& dir) {
+  return dir.write("answers.jsonl",
+                   "{\"prompt\": \"sun sun\", \"answer\": \"sun\", \"task\": \"echo\"}\n"
+                   "{\"messages\": [{\"role\": \"user\", \"content\": \"the dog\"}, {\"role\": \"assistant\", "
+                   "\"content\": \"ran\"}], \"task\": \"story\"}\n");
+}
+
+}  // namespace
+
+TEST_CASE("parse_metrics and parse_sweep accept the documented names and reject others by name", "[unit][eval]") {
+  CHECK(tess::eval::parse_metrics("exact_match, speed,exact_match") == std::vector<std::string>{"exact_match", "speed"});
+  CHECK_THAT(error_of([] { tess::eval::parse_metrics("exact_match,bleu"); }), Contains("unknown metric 'bleu'"));
+  auto s = tess::eval::parse_sweep("steps=8,16,32");
+  CHECK(s.name == "steps");
+  CHECK(s.values == std::vector<double>{8, 16, 32});
+  CHECK_THAT(error_of([] { tess::eval::parse_sweep("steps"); }), Contains("expected name=v1,v2"));
+  CHECK_THAT(error_of([] { tess::eval::parse_sweep("beam=2"); }), Contains("cannot sweep 'beam'"));
+  CHECK_THAT(error_of([] { tess::eval::parse_sweep("steps=8,x"); }), Contains("'x' is not a number"));
+  tess::eval::EvalOptions o;
+  CHECK_THAT(error_of([&] { tess::eval::apply_sweep_value(o, "steps", 2.5); }), Contains("not a positive integer"));
+}
+
+TEST_CASE("multiple choice ranks choices by likelihood: a copy model prefers repeated tokens", "[unit][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  // The copy model predicts "the same token again": the repeated choice is the
+  // likely one, so records 1-3 are right and record 4 (whose key is the
+  // varied text) is wrong: accuracy 3/4 exactly.
+  auto data = dir.write("mc.jsonl",
+                        "{\"prompt\": \"pick\", \"choices\": [\"sun sun sun sun sun sun\", \"the cat sat on a mat\"], "
+                        "\"answer\": 0}\n"
+                        "{\"prompt\": \"pick\", \"choices\": [\"dog ran to the park\", \"walk walk walk walk walk\"], "
+                        "\"answer\": 1}\n"
+                        "{\"prompt\": \"pick\", \"choices\": [\"we sing every night\", \"home home home home\", \"a "
+                        "loud bird\"], \"answer\": \"home home home home\"}\n"
+                        "{\"prompt\": \"pick\", \"choices\": [\"cat cat cat cat cat\", \"birds sing loud\"], "
+                        "\"answer\": 1}\n");
+  tess::eval::EvalOptions o;
+  o.model = w.copy_ar;
+  o.data = data;
+  o.metrics = {"multiple_choice"};
+  o.generate.ar = true;
+  o.progress = false;
+  auto r = tess::eval::evaluate(o);
+  CHECK(r.report["metrics"]["multiple_choice"].get<double>() == Approx(0.75));
+  CHECK(r.report["metrics"]["multiple_choice_n"].get<int64_t>() == 4);
+  CHECK(r.generations.empty());
+
+  // Diffusion models are ranked by their diffusion loss over shared noise draws:
+  // deterministic for a seed.
+  o.model = w.diffusion;
+  o.generate.ar = false;
+  o.choice_samples = 2;
+  auto d1 = tess::eval::evaluate(o).report["metrics"]["multiple_choice"].get<double>();
+  auto d2 = tess::eval::evaluate(o).report["metrics"]["multiple_choice"].get<double>();
+  CHECK(d1 == d2);
+
+  auto bad = dir.write("bad.jsonl", "{\"prompt\": \"pick\", \"choices\": [\"a\", \"b\"], \"answer\": 2}\n");
+  o.data = bad;
+  CHECK_THAT(error_of([&] { tess::eval::evaluate(o); }), Contains("bad.jsonl:1") && Contains("not a choice index"));
+  o.data = answer_file(dir);
+  CHECK_THAT(error_of([&] { tess::eval::evaluate(o); }), Contains("answers.jsonl:1") && Contains("needs \"choices\""));
+}
+
+TEST_CASE("eval report: exact match per task, dist-n, speed, reward and perplexity of the generated answers",
+          "[unit][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  tess::eval::EvalOptions o;
+  o.model = w.copy_ar;
+  o.data = answer_file(dir);
+  o.metrics = {"exact_match", "diversity", "speed", "reward", "perplexity"};
+  o.generate.ar = true;
+  o.generate.length = 6;
+  o.generate.top_p = 0;  // greedy: the copy model repeats the prompt's last token
+  o.generate.reward_model = w.reward;
+  o.perplexity_model = w.copy_ar;
+  o.progress = false;
+  auto r = tess::eval::evaluate(o);
+  const auto& m = r.report["metrics"];
+  REQUIRE(r.generations.size() == 2);
+  // Known values recomputed from the outputs with the text metrics.
+  int64_t right = 0;
+  for (const auto& g : r.generations) right += tess::eval::exact_match(g.output, g.answer, tess::eval::AnswerExtraction::FullString);
+  CHECK(m["exact_match"].get<double>() == Approx(right / 2.0));
+  CHECK(m["exact_match_by_task"].contains("echo"));
+  CHECK(m["exact_match_by_task"]["story"]["n"].get<int64_t>() == 1);
+  std::vector<std::string> texts = {r.generations[0].output, r.generations[1].output};
+  CHECK(m["dist_2"].get<double>() == Approx(tess::eval::distinct_n(texts, 2)));
+  CHECK(m["tokens_per_s"].get<double>() > 0);
+  CHECK(std::isfinite(m["reward"].get<double>()));
+  // The copy model is far more confident about its own greedy output than an
+  // untrained model is.
+  CHECK(m["perplexity"].get<double>() >= 1.0);
+  auto other = o;
+  other.metrics = {"perplexity"};
+  other.perplexity_model = w.ar;
+  auto untrained = tess::eval::evaluate(other).report["metrics"]["perplexity"].get<double>();
+  CHECK(m["perplexity"].get<double>() * 5 < untrained);
+  CHECK(r.report["settings"]["kind"] == "ar");
+
+  auto table = tess::eval::format_reports({r.report}, "");
+  CHECK_THAT(table, Contains("exact_match") && Contains("exact match per task") && Contains("echo"));
+
+  o.metrics = {"perplexity"};
+  o.perplexity_model.clear();
+  CHECK_THAT(error_of([&] { tess::eval::evaluate(o); }), Contains("--perplexity-model"));
+}
+
+TEST_CASE("tess eval --sweep steps writes one report per value, a table and an SVG plot", "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto data = answer_file(dir);
+  auto out = dir / "sweep.json";
+  auto r = run_tess(fmt::format("eval --model {} --data {} --metrics exact_match,diversity,speed --length 8 "
+                                "--sweep steps=2,4 --output {} --samples {}",
+                                q(w.diffusion), q(data), q(out), q(dir / "samples.jsonl")));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("steps") && Contains("exact_match") && Contains("sweep.svg"));
+  auto doc = nlohmann::json::parse(tess::test::read_file(out));
+  REQUIRE(doc["reports"].size() == 2);
+  CHECK(doc["reports"][0]["settings"]["steps"] == 2);
+  CHECK(doc["reports"][1]["settings"]["steps"] == 4);
+  auto svg = tess::test::read_file(dir / "sweep.svg");
+  CHECK_THAT(svg, Contains("<svg") && Contains("exact_match") && Contains("polyline"));
+  CHECK(std::count(svg.begin(), svg.end(), '\n') > 10);
+  auto samples = tess::test::read_file(dir / "samples.jsonl");
+  CHECK(std::count(samples.begin(), samples.end(), '\n') == 4);
+}
+
+TEST_CASE("tess eval: errors name the flag, the file and what was expected", "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto data = answer_file(dir);
+  auto r = run_tess(fmt::format("eval --model {} --data {} --metrics bleu", q(w.diffusion), q(data)));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("unknown metric 'bleu'"));
+  r = run_tess(fmt::format("eval --model {} --data {}", q(w.diffusion), q(dir / "missing.jsonl")));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("missing.jsonl") && Contains("does not exist"));
+  r = run_tess(fmt::format("eval --model {} --data {} --guidance-scale 0.5", q(w.diffusion), q(data)));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("--reward-model"));
+  // A reward model must share the model's tokenizer.
+  r = run_tess(fmt::format("eval --model {} --data {} --metrics reward --reward-model {}", q(w.diffusion), q(data),
+                           q(w.ar)));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("not a reward model"));
+  // A reward model with another tokenizer (one more added token) is refused
+  // before any sampling, naming both directories.
+  auto other = dir / "other_rm";
+  fs::copy(w.reward, other);
+  auto tok = tess::data::load_tokenizer(other);
+  tok->add_special_token("[SEP]", false);
+  tok->save(other);
+  r = run_tess(fmt::format("eval --model {} --data {} --metrics exact_match --reward-model {} --guidance-scale 1",
+                           q(w.diffusion), q(data), q(other)));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("different tokenizer") && Contains("other_rm"));
+}
