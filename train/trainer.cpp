@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <ATen/autocast_mode.h>
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -23,6 +25,7 @@
 #include "core/util/tensorboard.h"
 #include "train/lr_schedule.h"
 #include "train/stage.h"
+#include "train/weight_update.h"
 
 namespace tess::train {
 namespace fs = std::filesystem;
@@ -50,6 +53,34 @@ void truncate_metrics(const fs::path& file, int64_t step) {
   std::ofstream(file, std::ios::trunc) << kept;
 }
 
+// bf16 autocast for the forward passes of train.precision bf16_autocast
+// (weights stay fp32; matmuls run in bf16). Restores the previous state.
+class AutocastGuard {
+ public:
+  AutocastGuard(bool on, at::DeviceType device) : on_(on), device_(device) {
+    if (!on_) return;
+    enabled_ = at::autocast::is_autocast_enabled(device_);
+    dtype_ = at::autocast::get_autocast_dtype(device_);
+    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, enabled_);
+    at::autocast::set_autocast_dtype(device_, dtype_);
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool on_;
+  at::DeviceType device_;
+  bool enabled_ = false;
+  at::ScalarType dtype_ = at::kBFloat16;
+};
+
 }  // namespace
 
 void install_stop_signal_handlers() {
@@ -63,7 +94,8 @@ struct Trainer::Impl {
   fs::path run_dir;
   std::unique_ptr<Stage> stage;
   std::vector<NamedParameter> params;
-  std::unique_ptr<AdamW> optimizer;
+  std::unique_ptr<WeightUpdate> update;  // AdamW, fp32 masters (bf16_master), ZeRO-1 ownership
+  bool autocast = false;                  // bf16_autocast
   LrSchedule schedule;
   int64_t step = 0, tokens_seen = 0, skipped = 0, total_steps = 0;
   int64_t accum = 1, log_every = 1, ckpt_every = 0, keep_last = 1, eval_every = 0, eval_batches = 1;
@@ -102,21 +134,31 @@ struct Trainer::Impl {
     params = stage->parameters();
     bool decay_all = cfg.get_bool("train.decay_norms_and_embeddings");
     for (auto& p : params) p.decay = AdamW::default_decay(p.name, decay_all);
-    AdamW::Options ao;
-    ao.beta1 = cfg.get_float("train.adam_beta1");
-    ao.beta2 = cfg.get_float("train.adam_beta2");
-    ao.eps = cfg.get_float("train.adam_eps");
-    ao.weight_decay = cfg.get_float("train.weight_decay");
-    optimizer = std::make_unique<AdamW>(params, ao);
+    WeightUpdate::Options wo;
+    wo.adamw.beta1 = cfg.get_float("train.adam_beta1");
+    wo.adamw.beta2 = cfg.get_float("train.adam_beta2");
+    wo.adamw.eps = cfg.get_float("train.adam_eps");
+    wo.adamw.weight_decay = cfg.get_float("train.weight_decay");
+    const auto& precision = cfg.get_string("train.precision");
+    const auto& dtype = cfg.get_string("model.dtype");
+    if (precision == "bf16_master" && dtype != "bfloat16")
+      throw Error(fmt::format("train.precision: bf16_master trains bf16 weights with fp32 master copies; set "
+                              "model.dtype: bfloat16 (it is {}, set at {})",
+                              dtype, cfg.origin("model.dtype").where));
+    if (precision != "bf16_master" && dtype != "float32")
+      throw Error(fmt::format("model.dtype: bfloat16 weights need train.precision: bf16_master (fp32 master copies); "
+                              "train.precision is {} (set at {})",
+                              precision, cfg.origin("train.precision").where));
+    autocast = precision == "bf16_autocast";
+    wo.master_weights = precision == "bf16_master";
+    wo.zero = cfg.get_int("dist.zero") == 1;
+    update = std::make_unique<WeightUpdate>(params, wo, *dist);
 
     accum = cfg.get_int("train.grad_accum");
     grad_clip = cfg.get_float("train.grad_clip");
     global_norm = cfg.get_string("diffusion.loss_normalization") == "global_tokens";
     nonfinite = cfg.get_string("train.nonfinite_policy");
     if (nonfinite == "rollback") throw Error("train.nonfinite_policy: rollback is not implemented yet (use skip or abort)");
-    if (cfg.get_string("train.precision") != "fp32")
-      throw Error("train.precision: only fp32 is implemented in this version of the trainer");
-    if (cfg.get_int("dist.zero") != 0) throw Error("dist.zero: 1 (ZeRO-1) is not implemented yet");
     cfg.get_float("dist.bucket_mb");
     log_every = cfg.get_int("log.every");
     ckpt_every = cfg.get_int("checkpoint.every");
@@ -195,12 +237,19 @@ struct Trainer::Impl {
                                 c10::str(t.sizes()), c10::str(p.tensor.sizes())));
       p.tensor.copy_(t);
     }
+    // Optimizer state by name from the union of all rank files (so ZeRO-1
+    // shards re-shard onto another world size); stage state from one file.
+    auto needed = update->needed_state();
+    std::map<std::string, at::Tensor> opt_state;
+    for (int r = 0; r < m.world_size; ++r) {
+      model::SafetensorsFile f(*dir / checkpoint::rank_file_name(r));
+      for (const auto& e : f.entries())
+        if (needed.count(e.name) && !opt_state.count(e.name)) opt_state[e.name] = f.load(e.name);
+    }
     int source_rank = dist->rank() % m.world_size;
     auto rank_path = *dir / checkpoint::rank_file_name(source_rank);
     model::SafetensorsFile rank_file(rank_path);
-    std::map<std::string, at::Tensor> opt_state;
-    for (const auto& e : rank_file.entries()) opt_state[e.name] = rank_file.load(e.name);
-    optimizer->load_state(opt_state, rank_path.string());
+    update->load_state(opt_state, (*dir / "rank files").string());
     stage->load_state(rank_file.metadata(), rank_path.string());
     step = m.step;
     tokens_seen = m.tokens_seen;
@@ -220,7 +269,7 @@ struct Trainer::Impl {
     meta["step"] = std::to_string(step);
     meta["tokens_seen"] = std::to_string(tokens_seen);
     meta["skipped"] = std::to_string(skipped);
-    model::write_safetensors(writer.staging_dir() / checkpoint::rank_file_name(dist->rank()), optimizer->state(), meta);
+    model::write_safetensors(writer.staging_dir() / checkpoint::rank_file_name(dist->rank()), update->state(), meta);
     if (main()) stage->save_model(writer.staging_dir() / "model");
     dist->barrier("checkpoint files written");
     if (main()) {
@@ -241,7 +290,7 @@ struct Trainer::Impl {
   void all_reduce_gradients() {
     if (dist->world_size() == 1) return;
     std::vector<at::Tensor> grads;
-    for (auto& p : params)
+    for (auto& p : update->gradient_params())
       if (p.tensor.grad().defined()) grads.push_back(p.tensor.grad());
     int64_t bucket_bytes = static_cast<int64_t>(cfg.get_float("dist.bucket_mb") * 1024 * 1024);
     size_t start = 0;
@@ -265,7 +314,7 @@ struct Trainer::Impl {
 
   double grad_norm() {
     double sq = 0;
-    for (auto& p : params)
+    for (auto& p : update->gradient_params())
       if (p.tensor.grad().defined()) sq += p.tensor.grad().to(torch::kFloat64).pow(2).sum().item<double>();
     return std::sqrt(sq);
   }
@@ -287,7 +336,11 @@ struct Trainer::Impl {
     double global_tokens = dist->sum(static_cast<double>(local_tokens), "token count");
     double loss_sum = 0;
     for (auto& mb : micro) {
-      auto terms = stage->loss(mb);
+      LossTerms terms;
+      {
+        AutocastGuard amp(autocast, at::kCPU);
+        terms = stage->loss(mb);
+      }
       // global_tokens: divide by the step's global count (= one big batch); micro_batch:
       // each micro-batch's own mean, averaged over accumulation and ranks (the reference).
       double scale = global_norm ? 1.0 / std::max(global_tokens, 1.0)
@@ -308,6 +361,7 @@ struct Trainer::Impl {
     auto batches = stage->validation_batches(eval_batches);
     if (batches.empty()) return;
     torch::NoGradGuard no_grad;
+    AutocastGuard amp(autocast, at::kCPU);
     stage->module().eval();
     double sum = 0, tokens = 0;
     for (auto& mb : batches) {
@@ -344,7 +398,7 @@ struct Trainer::Impl {
       auto r = train_step();
       double lr = schedule.at(step);
       if (!r.finite) {
-        optimizer->zero_grad();
+        update->zero_grad();
         if (nonfinite == "abort") {
           if (main()) save_checkpoint_as_diagnostics();
           throw Error(fmt::format("non-finite loss or gradient at step {} (loss {}, grad norm {}); "
@@ -359,11 +413,11 @@ struct Trainer::Impl {
       if (grad_clip > 0 && r.grad_norm > grad_clip) {
         double factor = grad_clip / (r.grad_norm + 1e-6);
         torch::NoGradGuard g;
-        for (auto& p : params)
+        for (auto& p : update->gradient_params())
           if (p.tensor.grad().defined()) p.tensor.mutable_grad().mul_(factor);
       }
-      optimizer->step(lr);
-      optimizer->zero_grad();
+      update->step(lr);
+      update->zero_grad();
       ++step;
       tokens_seen += r.tokens;
       double dt = seconds_since(t0);

@@ -80,9 +80,52 @@ std::shared_ptr<Dist> Dist::create(const DistEnv& env, const std::string& backen
   return d;
 }
 
+namespace {
+std::string progress_key(int rank) { return fmt::format("tess/collectives/{}", rank); }
+}  // namespace
+
+void Dist::mark(const char* what) {
+  ++collectives_;
+  if (!store_) return;
+  std::string v = fmt::format("{} {}", collectives_, what);
+  try {
+    store_->set(progress_key(env_.rank), std::vector<uint8_t>(v.begin(), v.end()));
+  } catch (const std::exception& e) {
+    fail(what, fmt::format("the rendezvous store at {}:{} (served by rank 0) is unreachable: {}", env_.master_addr,
+                           env_.master_port, e.what()));
+  }
+}
+
+std::string Dist::missing_ranks() const {
+  if (!store_) return "";
+  std::vector<std::string> late;
+  try {
+    store_->setTimeout(std::chrono::milliseconds(2000));
+    for (int r = 0; r < env_.world_size; ++r) {
+      if (r == env_.rank) continue;
+      if (!store_->check({progress_key(r)})) {
+        late.push_back(fmt::format("rank {} (never entered a collective)", r));
+        continue;
+      }
+      auto raw = store_->get(progress_key(r));
+      std::string v(raw.begin(), raw.end());
+      int64_t n = std::stoll(v.substr(0, v.find(' ')));
+      if (n < collectives_)
+        late.push_back(fmt::format("rank {} (last entered #{} '{}')", r, n, v.substr(v.find(' ') + 1)));
+    }
+  } catch (const std::exception& e) {
+    return fmt::format("; the rendezvous store on rank 0 ({}:{}) does not answer either, so rank 0 died or hung ({})",
+                       env_.master_addr, env_.master_port, e.what());
+  }
+  if (late.empty()) return "";
+  std::string list;
+  for (const auto& l : late) list += (list.empty() ? "" : ", ") + l;
+  return fmt::format("; not arrived: {}", list);
+}
+
 void Dist::fail(const char* what, const std::string& message) const {
-  throw Error(fmt::format("rank {}: collective '{}' failed or timed out after {} s (a peer rank died or hung?): {}",
-                          env_.rank, what, timeout_.count() / 1000, message));
+  throw Error(fmt::format("rank {}: collective #{} '{}' failed or timed out after {} s{}: {}", env_.rank, collectives_,
+                          what, timeout_.count() / 1000, missing_ranks(), message));
 }
 
 void Dist::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {

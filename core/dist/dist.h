@@ -59,10 +59,16 @@ class Dist {
   std::chrono::milliseconds timeout_{0};
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;
+  int64_t collectives_ = 0;  // collectives this rank has entered
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what);
+  // Records in the store that this rank entered collective #n (`what`), so
+  // that a rank whose peer died or hung can name the ranks that never came.
+  void mark(const char* what);
+  std::string missing_ranks() const;
   // Starts a collective and waits for it; any failure becomes a tess::Error naming `what`.
   template <typename Start>
   void run(const char* what, Start&& start) {
+    mark(what);
     c10::intrusive_ptr<c10d::Work> work;
     try {
       work = start();

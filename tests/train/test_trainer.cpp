@@ -4,10 +4,12 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint/checkpoint.h"
+#include "core/model/safetensors.h"
 #include "data/corpus.h"
 #include "data/tokenizer.h"
 #include "tests/support/test_support.h"
@@ -246,6 +248,144 @@ TEST_CASE("two Gloo processes equal one process with the doubled batch, and resu
   CHECK(manifest.world_size == 2);
   train_killed_and_resumed(launch(two_b), 5, two_b);
   CHECK(loss_texts(two_b) == loss_texts(two));
+}
+
+TEST_CASE("ZeRO-1 equals replicated AdamW bit for bit, and its shards resume on another world size",
+          "[dist][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("zero", "run:\n  stage: ar\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=8 --set checkpoint.every=4 --set train.batch_size=2" +
+                       " --set train.weight_decay=0.1";
+  auto launch = [&](const fs::path& run, int zero) {
+    return tess_cmd("launch --nproc 2 --grace-seconds 5 -- train " + cfg.string() + " --set run.dir=" + run.string() +
+                    " --set dist.zero=" + std::to_string(zero) + common);
+  };
+  auto plain = w.dir / "runs/zero0", sharded = w.dir / "runs/zero1";
+  for (auto [run, zero] : {std::pair<fs::path, int>{plain, 0}, {sharded, 1}}) {
+    auto r = run_command(launch(run, zero));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+  }
+  REQUIRE(loss_texts(plain).size() == 8);
+  CHECK(loss_texts(sharded) == loss_texts(plain));
+  // Each rank file holds only its shard of the optimizer state.
+  auto ckpt = w.dir / "runs/zero1/checkpoints/step_00000004";
+  tess::model::SafetensorsFile r0(ckpt / tess::checkpoint::rank_file_name(0)), r1(ckpt / tess::checkpoint::rank_file_name(1));
+  CHECK(r0.entries().size() > 1);
+  CHECK(r1.entries().size() > 1);
+  std::set<std::string> in_r1;
+  for (const auto& e : r1.entries()) in_r1.insert(e.name);
+  for (const auto& e : r0.entries())
+    if (e.name != "__step__") CHECK_FALSE(in_r1.count(e.name));
+
+  // Both step-4 checkpoints resumed on ONE process continue identically: the
+  // sharded state is gathered by name from both rank files.
+  auto resume_on_one = [&](const fs::path& from, const fs::path& run, int zero) {
+    train_ok(cfg, "--set run.dir=" + run.string() + " --set checkpoint.resume=" +
+                      (from / "checkpoints/step_00000004").string() + " --set dist.zero=" + std::to_string(zero) +
+                      " --set train.batch_size=4" +
+                      " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                      "] --set train.max_steps=8 --set checkpoint.every=4 --set train.weight_decay=0.1");
+  };
+  resume_on_one(plain, w.dir / "runs/zero0_on1", 0);
+  resume_on_one(sharded, w.dir / "runs/zero1_on1", 1);
+  CHECK(loss_texts(w.dir / "runs/zero1_on1") == loss_texts(w.dir / "runs/zero0_on1"));
+  CHECK(loss_texts(w.dir / "runs/zero1_on1").size() == 4);
+}
+
+TEST_CASE("bf16 autocast and bf16 weights with fp32 masters train and resume bit-exactly", "[integration][train]") {
+  auto& w = workspace();
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=10 --set checkpoint.every=4";
+  auto fp32_cfg = w.config("prec_fp32", "run:\n  stage: ar\n");
+  train_ok(fp32_cfg, "--set run.dir=" + (w.dir / "runs/prec_fp32").string() + common);
+  for (std::string mode : {"autocast", "master"}) {
+    INFO(mode);
+    auto cfg = w.config("prec_" + mode, "run:\n  stage: ar\n");
+    std::string sets = common + (mode == "autocast" ? " --set train.precision=bf16_autocast"
+                                                    : " --set train.precision=bf16_master --set model.dtype=bfloat16");
+    auto a = w.dir / ("runs/prec_" + mode + "_a"), b = w.dir / ("runs/prec_" + mode + "_b");
+    train_ok(cfg, "--set run.dir=" + a.string() + sets);
+    auto m = metrics(a), f = metrics(w.dir / "runs/prec_fp32");
+    REQUIRE(m.size() == 10);
+    CHECK(m.back()["loss"].get<double>() < m.front()["loss"].get<double>());
+    CHECK(loss_texts(a) != loss_texts(w.dir / "runs/prec_fp32"));  // bf16 arithmetic really ran
+    CHECK(m.back()["loss"].get<double>() == Approx(f.back()["loss"].get<double>()).epsilon(0.05));
+    train_killed_and_resumed(tess_cmd("train " + cfg.string() + " --set run.dir=" + b.string() + sets), 6, b);
+    CHECK(loss_texts(b) == loss_texts(a));
+    auto config = nlohmann::json::parse(tess::test::read_file(a / "final" / "config.json"));
+    CHECK(config["torch_dtype"] == (mode == "master" ? "bfloat16" : "float32"));
+  }
+  // Mismatched precision and dtype are refused, naming both keys.
+  auto bad = w.config("prec_bad", "run:\n  stage: ar\n");
+  auto r = run_tess("train " + bad.string() + " --set run.dir=" + (w.dir / "runs/prec_bad").string() + common +
+                    " --set train.precision=bf16_master");
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Catch::Contains("model.dtype: bfloat16") && Catch::Contains("bf16_master"));
+}
+
+TEST_CASE("a hung rank is named by the others within dist.timeout_s, and the launcher stops the run",
+          "[dist][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("hang", "run:\n  stage: ar\n");
+  auto run = w.dir / "runs/hang";
+  auto script = w.dir / "hang.sh";
+  std::ofstream(script) << tess_cmd("launch --nproc 2 --grace-seconds 2 -- train " + cfg.string() +
+                                    " --set run.dir=" + run.string() + " --set data.tokenizer=" + w.tokenizer.string() +
+                                    " --set data.train=[" + w.corpus.string() + "] --set train.max_steps=100000" +
+                                    " --set checkpoint.every=0 --set dist.timeout_s=3")
+                        << " > " << (w.dir / "hang.out").string() << " 2> " << (w.dir / "hang.err").string() << " &\n"
+                        << "lp=$!\n"
+                        << "for i in $(seq 1 2400); do grep -q '\"step\":2,' '" << (run / "metrics.jsonl").string()
+                        << "' 2>/dev/null && break; sleep 0.05; done\n"
+                        << "for c in $(pgrep -P $lp); do tr '\\0' '\\n' < /proc/$c/environ | grep -qx RANK=1 && kill -STOP $c; "
+                           "done\n"
+                        << "SECONDS=0\nwait $lp\nrc=$?\necho \"rc=$rc seconds=$SECONDS\"\n";
+  auto r = run_command("bash " + script.string());
+  auto err = tess::test::read_file(w.dir / "hang.err");
+  INFO(r.out << err);
+  CHECK_THAT(r.out, Catch::Contains("rc=") && !Catch::Contains("rc=0 "));
+  int seconds = std::stoi(r.out.substr(r.out.find("seconds=") + 8));
+  CHECK(seconds <= 20);  // dist.timeout_s (3) + the launcher's grace (2) + slack; never a hang
+  CHECK_THAT(err, Catch::Contains("[rank 0]") && Catch::Contains("timed out after 3 s") &&
+                      Catch::Contains("not arrived: rank 1"));
+}
+
+TEST_CASE("a simulated 2-node x 2-process run (loopback rendezvous) trains and resumes", "[dist][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("nodes", "run:\n  stage: ar\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=6 --set checkpoint.every=3 --set train.batch_size=1";
+  auto two_nodes = [&](const fs::path& run, int port, const std::string& extra) {
+    std::string node = "launch --nproc 2 --nnodes 2 --master-addr 127.0.0.1 --master-port " + std::to_string(port) +
+                       " --grace-seconds 5 --node-rank ";
+    std::string train = " -- train " + cfg.string() + " --set run.dir=" + run.string() + common + extra;
+    return tess_cmd(node + "1" + train) + " > /dev/null 2>&1 & " + tess_cmd(node + "0" + train) + "; rc=$?; wait; exit $rc";
+  };
+  auto a = w.dir / "runs/nodes_a";
+  auto r = run_command(two_nodes(a, 29671, ""));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(loss_texts(a).size() == 6);
+  CHECK(tess::checkpoint::verify_checkpoint(*tess::checkpoint::latest_checkpoint(a)).world_size == 4);
+  // The same 4-rank run on one "node" gives the same losses (bit for bit):
+  // which machine a rank lives on does not matter.
+  auto b = w.dir / "runs/nodes_b";
+  r = run_command(tess_cmd("launch --nproc 4 --master-port 29672 --grace-seconds 5 -- train " + cfg.string() +
+                           " --set run.dir=" + b.string() + common));
+  REQUIRE(r.exit_code == 0);
+  CHECK(loss_texts(b) == loss_texts(a));
+  // Resume the 2-node run from its step-3 checkpoint: the rest is identical.
+  auto c = w.dir / "runs/nodes_c";
+  fs::create_directories(c / "checkpoints");
+  fs::copy(a / "checkpoints/step_00000003", c / "checkpoints/step_00000003", fs::copy_options::recursive);
+  r = run_command(two_nodes(c, 29673, " --set checkpoint.resume=" + (c / "checkpoints/step_00000003").string()));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto resumed = loss_texts(c), full = loss_texts(a);
+  REQUIRE(resumed.size() == 3);
+  CHECK(std::vector<std::string>(full.begin() + 3, full.end()) == resumed);
 }
 
 TEST_CASE("both diffusion stages resume bit-exactly on two Gloo processes", "[dist][train]") {
