@@ -34,6 +34,7 @@ int run(int argc, char** argv) {
   add_tokenize_command(app, action);
   add_launch_command(app, action);
   add_generate_command(app, action);
+  add_convert_command(app, action);
   add_pending_commands(app, action);
 
   try {
