@@ -57,12 +57,6 @@ const TypeInfo* type_info(uint32_t type) {
 
 constexpr uint32_t kSupported[] = {0, 1, 30, 8, 2, 3, 6, 7};
 
-std::string supported_list() {
-  std::string s;
-  for (uint32_t t : kSupported) s += (s.empty() ? "" : ", ") + ggml_type_name(t);
-  return s;
-}
-
 std::string shape_text(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 std::string errno_text() { return std::strerror(errno); }
@@ -298,6 +292,13 @@ GGMLBlock ggml_block(uint32_t type) {
   return t ? GGMLBlock{t->block_elements, t->block_bytes} : GGMLBlock{};
 }
 
+std::string ggml_supported_types() {
+  std::string s;
+  for (uint32_t t : kSupported) s += (s.empty() ? "" : ", ") + ggml_type_name(t);
+  return s;
+}
+
+
 bool ggml_type_supported(uint32_t type) {
   return std::find(std::begin(kSupported), std::end(kSupported), type) != std::end(kSupported);
 }
@@ -306,7 +307,7 @@ void dequantize_row(uint32_t type, const uint8_t* src, float* dst, int64_t n, co
   const GGMLBlock blk = ggml_block(type);
   if (!ggml_type_supported(type))
     throw Error(fmt::format("{}: ggml type {} is not supported (supported: {})", what, ggml_type_name(type),
-                            supported_list()));
+                            ggml_supported_types()));
   if (n % blk.elements != 0)
     throw Error(fmt::format("{}: {} elements are not a whole number of {}-element {} blocks", what, n, blk.elements,
                             ggml_type_name(type)));
@@ -616,7 +617,7 @@ at::Tensor GGUFFile::dequantize(const GGUFTensorInfo& t) const {
   const std::string what = fmt::format("{}: tensor '{}'", path_.string(), t.name);
   if (!ggml_type_supported(t.type))
     throw Error(fmt::format("{}: ggml type {} is not supported (supported: {})", what, ggml_type_name(t.type),
-                            supported_list()));
+                            ggml_supported_types()));
   auto out = torch::empty(t.shape(), torch::kFloat32);
   const GGMLBlock blk = ggml_block(t.type);
   const int64_t n_blocks = t.numel() / blk.elements;

@@ -36,8 +36,9 @@ struct GGMLBlock {
   int64_t bytes = 0;
 };
 GGMLBlock ggml_block(uint32_t type);
-// Whether dequantize_row() decodes this type.
+// Whether dequantize_row() decodes this type, and the list for messages.
 bool ggml_type_supported(uint32_t type);
+std::string ggml_supported_types();  // "F32, F16, BF16, Q8_0, ..."
 // Decodes `n` elements (a whole number of blocks) of `type` at `src` into
 // `dst`. Throws tess::Error naming `what` (a tensor) for unsupported types.
 void dequantize_row(uint32_t type, const uint8_t* src, float* dst, int64_t n, const std::string& what);

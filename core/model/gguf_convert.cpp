@@ -190,6 +190,17 @@ void write_text(const fs::path& path, const std::string& text) {
 
 std::string dump(const ordered_json& j) { return j.dump(2, ' ', false, ordered_json::error_handler_t::replace) + "\n"; }
 
+// A float32 metadata value as the shortest decimal that round-trips in
+// float32 (1e-05, not 9.999999747378752e-06): the value the model's authors
+// wrote, before llama.cpp's converter narrowed it. fallback < 0: required.
+double float32_decimal(const GGUFFile& file, const std::string& key, double fallback) {
+  const GGUFValue* v = file.find(key);
+  if (!v && fallback >= 0) return fallback;
+  const double x = file.get_float(key);
+  if (v->type != GGUFValueType::FLOAT32) return x;
+  return std::stod(fmt::format("{}", float(x)));
+}
+
 }  // namespace
 
 ModelConfig gguf_model_config(const GGUFFile& file) {
@@ -207,8 +218,8 @@ ModelConfig gguf_model_config(const GGUFFile& file) {
   c.num_hidden_layers = int64_t(file.get_uint(p + "block_count"));
   c.num_attention_heads = int64_t(file.get_uint(p + "attention.head_count"));
   c.num_key_value_heads = int64_t(file.get_uint(p + "attention.head_count_kv", uint64_t(c.num_attention_heads)));
-  c.rope_theta = file.get_float(p + "rope.freq_base", 10000.0);
-  c.rms_norm_eps = file.get_float(p + "attention.layer_norm_rms_epsilon");
+  c.rope_theta = float32_decimal(file, p + "rope.freq_base", 10000.0);
+  c.rms_norm_eps = float32_decimal(file, p + "attention.layer_norm_rms_epsilon", -1.0);
   c.max_position_embeddings = int64_t(file.get_uint(p + "context_length"));
   if (file.find(p + "vocab_size")) {
     c.vocab_size = int64_t(file.get_uint(p + "vocab_size"));
@@ -411,8 +422,8 @@ GGUFConvertSummary convert_gguf_to_hf(const fs::path& gguf_path, const fs::path&
       throw Error(fmt::format("{}: tensor '{}' has shape {}, expected {} for {} from the llama.* metadata", src, t.name,
                               shape_text(t.shape()), shape_text(expected.at(hf).shape), hf));
     if (!ggml_type_supported(t.type))
-      throw Error(fmt::format("{}: tensor '{}' has ggml type {}, which tess cannot dequantise", src, t.name,
-                              ggml_type_name(t.type)));
+      throw Error(fmt::format("{}: tensor '{}' has ggml type {}, which tess cannot dequantise (supported: {})", src,
+                              t.name, ggml_type_name(t.type), ggml_supported_types()));
   }
   std::map<std::string, torch::Tensor> weights;
   for (const auto& t : file.tensors()) {
