@@ -434,7 +434,7 @@ GGUFConvertSummary convert_gguf_to_hf(const fs::path& gguf_path, const fs::path&
     summary.tensors_by_type[ggml_type_name(t.type)] += 1;
     weights[hf] = w.to(dtype).contiguous();
     ++summary.tensors;
-    if (options.on_tensor) options.on_tensor(t);
+    if (options.on_tensor) options.on_tensor(t, summary.tensors, int64_t(file.tensors().size()));
   }
   for (const auto& [name, e] : expected)
     if (!weights.count(name))

@@ -50,8 +50,9 @@ bool write_hf_tokenizer(const GGUFFile& file, const std::filesystem::path& dir);
 
 struct GGUFConvertOptions {
   std::string dtype = "float32";  // of the written weights: "float32" | "bfloat16"
-  // Called after each tensor is converted (e.g. to advance a progress bar).
-  std::function<void(const GGUFTensorInfo&)> on_tensor;
+  // Called after each tensor is converted, with the count done and the total
+  // (e.g. to draw a progress bar).
+  std::function<void(const GGUFTensorInfo&, int64_t done, int64_t total)> on_tensor;
 };
 
 struct GGUFConvertSummary {

@@ -3,11 +3,12 @@
 // opens; see core/model/gguf_convert.h.
 #include <chrono>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "core/model/gguf.h"
+#include "core/model/gguf.h"  // GGUFTensorInfo
 #include "core/model/gguf_convert.h"
 #include "core/util/format.h"
 #include <spdlog/spdlog.h>
@@ -25,22 +26,20 @@ struct ConvertArgs {
 
 int convert_gguf(const ConvertArgs& a) {
   const auto start = std::chrono::steady_clock::now();
-  int64_t total = 0;
-  {
-    model::GGUFFile probe(a.input);  // validated up front; mmap makes the second open cheap
-    total = int64_t(probe.tensors().size());
-  }
-  util::Progress::Options progress_options;
-  progress_options.unit = "tensors";
-  util::Progress progress("convert", total, progress_options);
+  std::optional<util::Progress> progress;  // created once the file is open and the tensor count known
   model::GGUFConvertOptions options;
   options.dtype = a.dtype;
-  options.on_tensor = [&](const model::GGUFTensorInfo& t) {
-    progress.set_field("tensor", t.name);
-    progress.advance();
+  options.on_tensor = [&](const model::GGUFTensorInfo& t, int64_t done, int64_t total) {
+    if (!progress) {
+      util::Progress::Options progress_options;
+      progress_options.unit = "tensors";
+      progress.emplace("convert", total, progress_options);
+    }
+    progress->set_field("tensor", t.name);
+    progress->update(done);
   };
   auto summary = model::convert_gguf_to_hf(a.input, a.output, options);
-  progress.finish();
+  if (progress) progress->finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   std::string types;
