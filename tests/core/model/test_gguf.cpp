@@ -131,7 +131,7 @@ TEST_CASE("truncated or corrupt GGUF files are clear errors, never reads past th
   // A tensor offset moved past the end of the data section.
   std::string moved = good;
   const auto& last = reference.tensor("q5_1");
-  // The offset is the 8 bytes before the data section's padding... find it by value.
+  // Its offset field (8 bytes, last in its tensor info) is found by value in the header.
   std::string needle(reinterpret_cast<const char*>(&last.offset), 8);
   auto at = moved.rfind(needle, reference.data_offset());
   REQUIRE(at != std::string::npos);
