@@ -13,6 +13,7 @@ PY_TEST_REFS=(
   "safetensors==0.8.0"
   "sentencepiece==0.2.3"
   "tensorboard==2.21.0"
+  "gguf==0.19.0"
 )
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
