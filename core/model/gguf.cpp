@@ -59,7 +59,6 @@ constexpr uint32_t kSupported[] = {0, 1, 30, 8, 2, 3, 6, 7};
 
 std::string shape_text(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
-std::string errno_text() { return std::strerror(errno); }
 
 // ---- scalar decoding -------------------------------------------------------
 
@@ -384,31 +383,10 @@ std::vector<int64_t> GGUFTensorInfo::shape() const { return std::vector<int64_t>
 
 // ---- GGUFFile --------------------------------------------------------------
 
-GGUFFile::GGUFFile(const fs::path& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    std::string why = errno_text();
-    throw Error(fmt::format("{}: cannot open: {}", path.string(), why));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(fmt::format("{}: not a regular file", path.string()));
-  }
-  size_ = uint64_t(st.st_size);
-  map_size_ = size_t(st.st_size);
-  if (map_size_ > 0) {
-    map_ = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map_ == MAP_FAILED) {
-      map_ = nullptr;
-      std::string why = errno_text();
-      ::close(fd);
-      throw Error(fmt::format("{}: cannot mmap: {}", path.string(), why));
-    }
-  }
-  ::close(fd);
-  try {
-    const auto* bytes = static_cast<const uint8_t*>(map_);
+GGUFFile::GGUFFile(const fs::path& path) : path_(path), file_(path) {
+  size_ = file_.size();
+  {
+    const auto* bytes = file_.data();
     Cursor c(path_, bytes, size_);
     if (size_ < 4) throw c.fail(fmt::format("not a GGUF file: {} bytes, too short for the magic \"GGUF\"", size_));
     uint32_t magic = c.read<uint32_t>("magic");
@@ -504,15 +482,10 @@ GGUFFile::GGUFFile(const fs::path& path) : path_(path) {
                                  prev->name, prev->offset + prev->nbytes));
       prev = t;
     }
-  } catch (...) {
-    if (map_) ::munmap(map_, map_size_);
-    throw;
   }
 }
 
-GGUFFile::~GGUFFile() {
-  if (map_) ::munmap(map_, map_size_);
-}
+GGUFFile::~GGUFFile() = default;
 
 const GGUFValue* GGUFFile::find(const std::string& key) const {
   auto it = metadata_.find(key);

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "core/util/mapped_file.h"
+
 namespace at {
 class Tensor;
 }
@@ -127,8 +129,7 @@ class GGUFFile {
   std::vector<GGUFTensorInfo> tensors_;
   std::map<std::string, size_t> tensor_index_;
   const uint8_t* data_ = nullptr;
-  void* map_ = nullptr;
-  size_t map_size_ = 0;
+  util::MappedFile file_;
 };
 
 }  // namespace tess::model

@@ -225,41 +225,13 @@ const char* kIndexName = "model.safetensors.index.json";
 
 // ---- reading -----------------------------------------------------------------
 
-SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    std::string why = errno_text();
-    throw Error(fmt::format("{}: cannot open: {}", path.string(), why));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(fmt::format("{}: not a regular file", path.string()));
-  }
-  map_size_ = size_t(st.st_size);
-  if (map_size_ > 0) {  // mmap rejects length 0; parse_header reports the short file
-    map_ = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map_ == MAP_FAILED) {
-      map_ = nullptr;
-      std::string why = errno_text();
-      ::close(fd);
-      throw Error(fmt::format("{}: cannot mmap: {}", path.string(), why));
-    }
-  }
-  ::close(fd);  // the mapping stays valid without the descriptor
-  try {
-    uint64_t data_start = 0;
-    parse_header(path_, static_cast<const uint8_t*>(map_), map_size_, entries_, metadata_, data_start);
-    data_ = static_cast<const uint8_t*>(map_) + data_start;
-  } catch (...) {
-    if (map_) ::munmap(map_, map_size_);  // the destructor does not run for a throwing constructor
-    throw;
-  }
+SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path), file_(path) {
+  uint64_t data_start = 0;
+  parse_header(path_, file_.data(), file_.size(), entries_, metadata_, data_start);
+  data_ = file_.data() + data_start;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(map_, map_size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
   for (const auto& e : entries_)

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "core/util/mapped_file.h"
+
 namespace at {
 class Tensor;
 }
@@ -51,8 +53,7 @@ class SafetensorsFile {
   std::vector<SafetensorsEntry> entries_;
   std::map<std::string, std::string> metadata_;
   const uint8_t* data_ = nullptr;  // start of the data section inside the mapping
-  void* map_ = nullptr;
-  size_t map_size_ = 0;
+  util::MappedFile file_;
 };
 
 // Writes `tensors` (any device; stored as contiguous CPU data in their dtype,
