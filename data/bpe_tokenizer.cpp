@@ -22,7 +22,9 @@
 
 namespace tess::data {
 namespace fs = std::filesystem;
-using ojson = nlohmann::ordered_json;
+// std::map-backed: ordered_json inserts in linear time per key, which takes
+// seconds on a 50k-token vocabulary. Saved files therefore list keys sorted.
+using ojson = nlohmann::json;
 
 namespace {
 

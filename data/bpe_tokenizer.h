@@ -43,7 +43,7 @@
 // or -1. A token named in a config file that the vocabulary lacks is an error.
 //
 // Hashes: base_hash() is the SHA-256 of tokenizer.json in a canonical form
-// (the parsed document dumped compactly, keeping its key order, with
+// (the parsed document dumped compactly with sorted keys, with
 // added_tokens sorted by id and without those beyond the model vocabulary);
 // content_hash() adds the added tokens beyond the model vocabulary (e.g. a
 // [PAD] from add_special_token). save() writes the same document back, so

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "data/jsonl.h"
@@ -345,4 +346,52 @@ TEST_CASE("tess tokenize encode/decode work with a tokenizer.json model director
   auto p = run_tess("tokenize encode --pieces --tokenizer " + shell_quote(dir) + " --text " + shell_quote("Hi 42"));
   REQUIRE(p.exit_code == 0);
   CHECK(p.out == "H i Ġ 4 2\n");
+}
+
+// Manual check against a real model's tokenizer (not run by ctest: hidden):
+//   TESS_BPE_MODEL_DIR=/path/to/smollm2 ./build/tests/test_data "[bpe_model]"
+// compares tess's ids with HF transformers loading the same directory on the
+// golden strings, and reports the encoding speed.
+TEST_CASE("a real model's tokenizer.json gives HF's ids", "[.][bpe_model]") {
+  const char* env = std::getenv("TESS_BPE_MODEL_DIR");
+  REQUIRE(env != nullptr);
+  fs::path model_dir = env;
+  TempDir dir;
+  {
+    std::ofstream out(dir / "texts.jsonl", std::ios::binary);
+    for (const auto& g : goldens()) out << nlohmann::json{{"text", g.text}}.dump() << '\n';
+  }
+  auto r = run_command(std::string(TESS_PYTHON) + " " + TESS_SOURCE_DIR + "/tests/tools/bpe_reference.py encode " +
+                       shell_quote(model_dir.string()) + " " + shell_quote((dir / "texts.jsonl").string()));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto start = std::chrono::steady_clock::now();
+  auto tok = load_tokenizer(model_dir);
+  double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::istringstream lines(r.out);
+  std::string line;
+  REQUIRE(std::getline(lines, line));
+  auto head = nlohmann::json::parse(line);
+  CHECK(head.at("size").get<int32_t>() == tok->vocab_size());
+  size_t n = 0, mismatches = 0, tokens = 0, bytes = 0, round_trips = 0;
+  double encode_s = 0;
+  for (; std::getline(lines, line); ++n) {
+    auto hf = nlohmann::json::parse(line).at("ids").get<std::vector<int32_t>>();
+    const auto& text = goldens()[n].text;
+    auto t0 = std::chrono::steady_clock::now();
+    auto ids = tok->encode(text);
+    encode_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    tokens += ids.size();
+    bytes += text.size();
+    if (tok->decode(ids) == text) ++round_trips;
+    if (ids != hf && ++mismatches <= 3) {
+      INFO(nlohmann::json(text).dump().substr(0, 300));
+      CHECK(join_ids(ids) == join_ids(hf));
+    }
+  }
+  WARN(fmt::format("{}: {} strings, {} mismatches, {} exact round trips, {} tokens; load {:.2f}s, encode "
+                   "{:.1f} MB/s (cold cache)",
+                   model_dir.string(), n, mismatches, round_trips, tokens, load_s, bytes / 1e6 / encode_s));
+  CHECK(n == goldens().size());
+  CHECK(mismatches == 0);
 }
