@@ -16,7 +16,9 @@
 #include <zlib.h>
 
 #include "core/util/error.h"
+#include "core/util/file.h"
 #include "core/util/sha256.h"
+#include "data/bpe_tokenizer.h"
 
 namespace tess::data {
 namespace fs = std::filesystem;
@@ -34,23 +36,6 @@ std::string read_binary(const fs::path& file) {
   ss << in.rdbuf();
   if (in.bad()) throw Error(fmt::format("failed reading '{}'", file.string()));
   return ss.str();
-}
-
-// Writes through a temporary file and a rename, so a crash never leaves a
-// half-written tokenizer behind.
-void write_binary(const fs::path& file, std::string_view bytes) {
-  fs::path tmp = file;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(fmt::format("cannot write '{}'", file.string()));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) throw Error(fmt::format("failed writing '{}' (disk full?)", file.string()));
-  }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) throw Error(fmt::format("cannot write '{}': {}", file.string(), ec.message()));
 }
 
 class SentencePieceTokenizer final : public Tokenizer {
@@ -158,7 +143,7 @@ class SentencePieceTokenizer final : public Tokenizer {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) throw Error(fmt::format("cannot create '{}': {}", dir.string(), ec.message()));
-    write_binary(dir / kModelFile, model_bytes_);
+    util::write_file_atomic(dir / kModelFile, model_bytes_);
     auto added_file = dir / kAddedTokensFile;
     if (added_.empty()) {
       // A stale file from an earlier tokenizer would change the ids on load.
@@ -167,7 +152,7 @@ class SentencePieceTokenizer final : public Tokenizer {
     }
     nlohmann::json j = nlohmann::json::object();
     for (size_t i = 0; i < added_.size(); ++i) j[added_[i]] = base_size_ + static_cast<int32_t>(i);
-    write_binary(added_file, j.dump(2) + "\n");
+    util::write_file_atomic(added_file, j.dump(2) + "\n");
   }
 
   // Applies a model directory's added_tokens.json ({"[PAD]": 32000}, as HF
@@ -343,22 +328,22 @@ class LineIterator final : public sentencepiece::SentenceIterator {
 std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& dir_or_file) {
   std::error_code ec;
   if (!fs::exists(dir_or_file, ec))
-    throw Error(fmt::format("'{}' does not exist (expected a model directory with {} or a {} file)",
-                            dir_or_file.string(), kModelFile, kModelFile));
+    throw Error(fmt::format("'{}' does not exist (expected a model directory with {} or tokenizer.json, or one "
+                            "of those files)",
+                            dir_or_file.string(), kModelFile));
   if (!fs::is_directory(dir_or_file, ec)) {
-    if (dir_or_file.filename() == "tokenizer.json")
-      throw Error(fmt::format("'{}': byte-level BPE tokenizers (tokenizer.json) are not supported yet; "
-                              "expected a SentencePiece {}",
-                              dir_or_file.string(), kModelFile));
+    if (dir_or_file.extension() == ".json") return load_bpe_tokenizer(dir_or_file);
     return std::make_unique<SentencePieceTokenizer>(read_binary(dir_or_file), dir_or_file);
   }
+  // A SentencePiece model wins over a tokenizer.json (Llama/Mistral
+  // directories often ship both; tess has always used the former).
   auto model = dir_or_file / kModelFile;
   if (!fs::exists(model, ec)) {
-    std::string note;
-    if (fs::exists(dir_or_file / "tokenizer.json", ec))
-      note = "; it has a tokenizer.json, but byte-level BPE tokenizers (tokenizer.json) are not supported yet";
-    throw Error(fmt::format("model directory '{}' has no {} (a SentencePiece model){}",
-                            dir_or_file.string(), kModelFile, note));
+    auto json = dir_or_file / "tokenizer.json";
+    if (fs::exists(json, ec)) return load_bpe_tokenizer(json);
+    throw Error(fmt::format("model directory '{}' has no {} (SentencePiece) and no tokenizer.json "
+                            "(byte-level BPE)",
+                            dir_or_file.string(), kModelFile));
   }
   auto tok = std::make_unique<SentencePieceTokenizer>(read_binary(model), model);
   auto added = dir_or_file / kAddedTokensFile;
@@ -439,10 +424,10 @@ void train_sentencepiece(const SentencePieceTrainOptions& options) {
     if (ec)
       throw Error(fmt::format("cannot create '{}': {}", model_file.parent_path().string(), ec.message()));
   }
-  write_binary(model_file, model_bytes);
+  util::write_file_atomic(model_file, model_bytes);
   std::ostringstream vocab;
   for (int i = 0; i < sp.GetPieceSize(); ++i) vocab << sp.IdToPiece(i) << '\t' << sp.GetScore(i) << '\n';
-  write_binary(vocab_file, vocab.str());
+  util::write_file_atomic(vocab_file, vocab.str());
   if (sp.GetPieceSize() < options.vocab_size)
     spdlog::warn("the corpus supports only {} pieces; the vocabulary is smaller than the requested {}",
                  sp.GetPieceSize(), options.vocab_size);

@@ -1,7 +1,8 @@
 #pragma once
-// Tokenizers behind one interface. SentencePiece today (the Mistral/Llama
-// family's tokenizer.model); byte-level BPE joins later. A model directory's
-// tokenizer is chosen by what the directory holds. The chat markers
+// Tokenizers behind one interface: SentencePiece (the Mistral/Llama family's
+// tokenizer.model) and byte-level BPE (an HF tokenizer.json: GPT-2, SmolLM2,
+// Llama-3; see bpe_tokenizer.h). A model directory's tokenizer is chosen by
+// what the directory holds. The chat markers
 // (<|user|>, <|assistant|>) are plain text, as in the reference: they are
 // encoded like any other text, not as special tokens.
 #include <cstdint>
@@ -43,19 +44,27 @@ class Tokenizer {
   // The hash of the base vocabulary alone (without added special tokens):
   // token shards tokenized before a [PAD] was added still match it.
   virtual std::string base_hash() const = 0;
-  virtual std::string kind() const = 0;  // "sentencepiece"
+  virtual std::string kind() const = 0;  // "sentencepiece" | "bpe"
 
-  // Writes the tokenizer files into a model directory (tokenizer.model and,
-  // when tokens were added, added_tokens.json as HF writes it).
+  // Writes the tokenizer files into a model directory (SentencePiece:
+  // tokenizer.model and, when tokens were added, added_tokens.json as HF
+  // writes it; BPE: tokenizer.json with every added token, and the config
+  // files naming bos/eos/pad/unk).
   virtual void save(const std::filesystem::path& dir) const = 0;
 };
 
-// Loads the tokenizer of a model directory (tokenizer.model + optional
-// added_tokens.json) or a tokenizer.model file. Throws tess::Error naming the
-// path and what was expected when nothing usable is there. Added token ids
-// must continue the base vocabulary without gaps. The added token that pads is
-// the pad_token of special_tokens_map.json when there is one, else (when the
-// model has no PAD of its own) an added "[PAD]" or "<pad>".
+// Loads the tokenizer of a model directory or file:
+//  - a directory with tokenizer.model: SentencePiece (+ optional
+//    added_tokens.json), even when a tokenizer.json is there too;
+//  - else a directory with tokenizer.json: byte-level BPE (bpe_tokenizer.h,
+//    which also says where bos/eos/pad/unk come from);
+//  - a *.json file: byte-level BPE (config files read beside it); any other
+//    file: a SentencePiece model.
+// Throws tess::Error naming the path and what was expected when nothing
+// usable is there. SentencePiece: added token ids must continue the base
+// vocabulary without gaps; the added token that pads is the pad_token of
+// special_tokens_map.json when there is one, else (when the model has no PAD
+// of its own) an added "[PAD]" or "<pad>".
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& dir_or_file);
 
 struct SentencePieceTrainOptions {

@@ -2,10 +2,15 @@
 // Whole small files (configs, manifests, pointers) read into memory.
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 namespace tess::util {
 
 // The file's bytes; throws tess::Error "cannot read <what> '<path>'".
 std::string read_file(const std::filesystem::path& path, const std::string& what = "");
+
+// Writes `bytes` through `<path>.tmp` and a rename, so a crash never leaves a
+// half-written file behind; throws tess::Error "cannot write '<path>'".
+void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
 
 }  // namespace tess::util

@@ -184,7 +184,7 @@ void add_chat(CLI::App& cmd, Action& action) {
       "chat",
       "Tokenize chat JSONL ({messages} or {prompt, completion}) with the Tulu template and print the preprocessing "
       "report; --show N renders examples with the span marked");
-  c->add_option("--tokenizer", args->tokenizer, "Model directory or tokenizer.model file")->required();
+  c->add_option("--tokenizer", args->tokenizer, "Model directory, tokenizer.model or tokenizer.json")->required();
   c->add_option("--input", args->inputs, "Chat JSONL file (.gz works; repeatable)")->required()->allow_extra_args(false);
   c->add_option("--seq-len", args->seq_len, "Sequence length L")->required()->check(CLI::Range(int64_t{4}, int64_t{1} << 24));
   c->add_flag("--system-message", args->system_message,

@@ -96,7 +96,7 @@ int encode(const EncodeArgs& a) {
 void add_encode(CLI::App& cmd, Action& action) {
   auto args = std::make_shared<EncodeArgs>();
   auto* c = cmd.add_subcommand("encode", "Print the token ids of a text (no BOS/EOS), space-separated");
-  c->add_option("--tokenizer", args->tokenizer, "Model directory or tokenizer.model file")->required();
+  c->add_option("--tokenizer", args->tokenizer, "Model directory, tokenizer.model or tokenizer.json")->required();
   c->add_option("--text", args->text, "Text to encode")->required();
   c->add_flag("--pieces", args->pieces, "Print the pieces instead of the ids");
   c->callback([&action, args] { action = [args] { return encode(*args); }; });
@@ -137,7 +137,7 @@ int decode(const DecodeArgs& a) {
 void add_decode(CLI::App& cmd, Action& action) {
   auto args = std::make_shared<DecodeArgs>();
   auto* c = cmd.add_subcommand("decode", "Print the text of token ids (special tokens left out)");
-  c->add_option("--tokenizer", args->tokenizer, "Model directory or tokenizer.model file")->required();
+  c->add_option("--tokenizer", args->tokenizer, "Model directory, tokenizer.model or tokenizer.json")->required();
   c->add_option("--ids", args->ids, "Token ids separated by spaces or commas: --ids \"1 2 3\"")->required();
   c->callback([&action, args] { action = [args] { return decode(*args); }; });
 }

@@ -48,7 +48,7 @@ void add_corpus(CLI::App& cmd, Action& action) {
   auto& o = args->options;
   auto* c = cmd.add_subcommand(
       "corpus", "Tokenize plain-text/JSONL corpora into a token dataset directory (binary shards + meta.json)");
-  c->add_option("--tokenizer", args->tokenizer, "Model directory or tokenizer.model file")->required();
+  c->add_option("--tokenizer", args->tokenizer, "Model directory, tokenizer.model or tokenizer.json")->required();
   c->add_option("--input", o.inputs,
                 "Text or JSONL file (.gz works), directory (recursive) or quoted glob; repeatable")
       ->required()
