@@ -132,8 +132,9 @@ class ByteLevelAlphabet {
 
 // transformers' GGUF_PRE_TOKENIZER_SPLITS (integrations/gguf/
 // gguf_tokenizer_mapping.py): `tokenizer.ggml.pre` values whose vocabulary was
-// trained with a split regex other than GPT-2's. Every other value (e.g.
-// "smollm", "gpt2", "default") keeps GPT-2's ByteLevel pre-tokenizer.
+// trained with a split regex other than GPT-2's. "smollm" adds a digit split
+// (see below); every other value (e.g. "gpt2", "default") keeps GPT-2's
+// ByteLevel pre-tokenizer.
 const char* split_regex(const std::string& pre) {
   static const char* kLlama3 =
       R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
@@ -353,6 +354,14 @@ bool write_hf_tokenizer(const GGUFFile& file, const fs::path& dir) {
                      {"pretokenizers",
                       {{{"type", "Split"}, {"pattern", {{"Regex", split}}}, {"behavior", "Isolated"}, {"invert", false}},
                        byte_level(false, false)}}};
+  } else if (pre == "smollm") {
+    // SmolLM/SmolLM2 were trained with digits split one by one before GPT-2's
+    // ByteLevel (their released tokenizer.json; llama.cpp's "smollm" does the
+    // same). transformers' GGUF loader does not know the name and drops the
+    // digit split, which changes the ids of numbers.
+    pre_tokenizer = {{"type", "Sequence"},
+                     {"pretokenizers",
+                      {{{"type", "Digits"}, {"individual_digits", true}}, byte_level(true, false)}}};
   } else {
     pre_tokenizer = byte_level(true, false);
   }

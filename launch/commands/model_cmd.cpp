@@ -13,6 +13,7 @@
 #include "core/model/safetensors.h"
 #include "core/util/error.h"
 #include "core/util/format.h"
+#include "data/tokenizer.h"
 #include "launch/cli.h"
 
 namespace tess::cli {
@@ -24,6 +25,7 @@ struct ModelArgs {
   std::string attention;
   std::string output;
   std::string preset = "tiny";
+  std::string like;
   uint64_t seed = 0;
 };
 
@@ -84,11 +86,16 @@ int forward(const ModelArgs& a) {
   return 0;
 }
 
+// A fresh model of a preset shape, or of the shape (and with the tokenizer)
+// of an existing model directory: the from-scratch baseline of a pretrained model.
 int init(const ModelArgs& a) {
-  auto config = model::ModelConfig::preset(a.preset);
+  auto config = a.like.empty() ? model::ModelConfig::preset(a.preset)
+                               : model::ModelConfig::from_json_file(std::filesystem::path(a.like) / "config.json");
   model::Decoder decoder(config, a.seed);
   model::save_hf_model(a.output, *decoder);
-  std::cout << fmt::format("wrote a fresh '{}' model (seed {}, {} parameters) to {}\n", a.preset, a.seed,
+  std::string shape = a.like.empty() ? fmt::format("'{}'", a.preset) : fmt::format("{}-shaped", a.like);
+  if (!a.like.empty()) data::load_tokenizer(a.like)->save(a.output);
+  std::cout << fmt::format("wrote a fresh {} model (seed {}, {} parameters) to {}\n", shape, a.seed,
                            util::human_count(static_cast<double>(config.num_parameters())), a.output);
   return 0;
 }
@@ -113,7 +120,10 @@ void add_model_command(CLI::App& app, Action& action) {
   f->callback([&action, args] { action = [args] { return forward(*args); }; });
 
   auto* n = cmd->add_subcommand("init", "Write a freshly initialised model of a preset shape");
-  n->add_option("--preset", args->preset, "tiny, tinyllama-1.1b, mistral-7b-v0.1 or llama-3-8b")->capture_default_str();
+  auto* preset = n->add_option("--preset", args->preset, "tiny, tinyllama-1.1b, mistral-7b-v0.1 or llama-3-8b")
+                     ->capture_default_str();
+  n->add_option("--like", args->like, "Take the shape (config.json) and the tokenizer of this model directory")
+      ->excludes(preset);
   n->add_option("--seed", args->seed, "Initialisation seed")->capture_default_str();
   n->add_option("--output", args->output, "Directory to write")->required();
   n->callback([&action, args] { action = [args] { return init(*args); }; });

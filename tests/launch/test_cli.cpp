@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
 #include "core/config/config.h"
 #include "tests/support/test_support.h"
 
@@ -68,4 +72,25 @@ TEST_CASE("subcommands that have not landed say so and fail", "[unit][cli]") {
   auto r = run_tess("bench peak");
   CHECK(r.exit_code == 3);
   CHECK_THAT(r.err, Contains("not implemented yet"));
+}
+
+TEST_CASE("tess model init --like: the shape and tokenizer of a model, fresh weights", "[unit][cli]") {
+  tess::test::TempDir dir;
+  auto like = dir.path() / "like";
+  std::filesystem::create_directories(like);
+  std::filesystem::copy(std::string(TESS_TEST_DATA) + "/hf_tiny/llama/config.json", like / "config.json");
+  std::filesystem::copy(std::string(TESS_TEST_DATA) + "/bpe/smollm/tokenizer.json", like / "tokenizer.json");
+  std::filesystem::copy(std::string(TESS_TEST_DATA) + "/bpe/smollm/tokenizer_config.json", like / "tokenizer_config.json");
+  auto out = dir.path() / "fresh";
+  auto r = run_tess("model init --like " + like.string() + " --seed 3 --output " + out.string());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("like-shaped"));
+  auto a = nlohmann::json::parse(tess::test::read_file(like / "config.json"));
+  auto b = nlohmann::json::parse(tess::test::read_file(out / "config.json"));
+  for (const char* k : {"hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size"})
+    CHECK(a[k] == b[k]);
+  CHECK(std::filesystem::exists(out / "tokenizer.json"));
+  CHECK(run_tess("model init --like " + like.string() + " --preset tiny --output " + (dir.path() / "x").string())
+            .exit_code != 0);
 }

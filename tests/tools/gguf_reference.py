@@ -271,6 +271,17 @@ def tokenizer(gguf_file, model_dir, prefix=""):
     ref = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(gguf_file)),
                                         gguf_file=os.path.basename(gguf_file))
     got = AutoTokenizer.from_pretrained(model_dir)
+    from gguf import GGUFReader
+    field = GGUFReader(gguf_file).fields.get("tokenizer.ggml.pre")
+    pre = bytes(field.parts[field.data[0]]).decode() if field else ""
+    if pre == "smollm":
+        # SmolLM2's released tokenizer splits digits one by one before
+        # ByteLevel; transformers' GGUF loader does not know "smollm" and
+        # leaves the split out, so the reference gets it back here.
+        from tokenizers import pre_tokenizers
+        ref.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True),
+             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     texts = list(TEXTS)
     rng = np.random.default_rng(3)
     alphabet = list("abcdefghijklmnopqrstuvwxyz ABC,.!?'\n\t0123456789éü😀✓") + ["<|im_start|>", "<|im_end|>"]
