@@ -37,15 +37,20 @@ DATA=$OUT/data
 EVAL=$OUT/eval
 mkdir -p "$DATA" "$EVAL"
 
+# Training steps per stage come from the configs (configs/quickstart/*.yaml);
+# --tiny overrides them.
 if [ "$TINY" = 1 ]; then
-  DOCS=2000; TRAIN=600; TEST=12; PREFS=100; VOCAB=1000; STEPS=12
+  DOCS=2000; TRAIN=600; TEST=12; PREFS=100; VOCAB=1000
   SWEEP=2,8; GUIDED_STEPS=8; SPAN=16
+  STEP_SET=(--set train.max_steps=12 --set checkpoint.resume=none)
+  REWARD_SET=(--set train.max_steps=6 --set checkpoint.resume=none)
 else
-  DOCS=0; TRAIN=6000; TEST=300; PREFS=2000; VOCAB=4000; STEPS=600
+  DOCS=0; TRAIN=6000; TEST=300; PREFS=2000; VOCAB=2000
   SWEEP=4,16,64; GUIDED_STEPS=16; SPAN=48
+  STEP_SET=(--set checkpoint.resume=none)
+  REWARD_SET=(--set checkpoint.resume=none)
 fi
 GUIDANCE=1.0
-STEP_SET=(--set "train.max_steps=$STEPS" --set checkpoint.resume=none)
 T0=$(date +%s)
 
 echo "== tess: $("$TESS" --version | head -1)"
@@ -69,7 +74,7 @@ echo "== 6/9 comparison (b): instruction-tune a same-shape diffusion model from 
 echo "== 7/9 comparison (c): instruction-tune the AR model on the same data"
 "$TESS" train "$CONFIGS/ar_instruction.yaml" "${STEP_SET[@]}"
 echo "== 8/9 reward model on preference pairs"
-"$TESS" train "$CONFIGS/reward.yaml" --set "train.max_steps=$(( STEPS / 2 ))" --set checkpoint.resume=none
+"$TESS" train "$CONFIGS/reward.yaml" "${REWARD_SET[@]}"
 
 echo "== 9/9 answer the $TEST held-out prompts per task and score them"
 COMMON=(--data "$DATA/chat_test.jsonl" --length "$SPAN" --batch-size 32 --top-p 0 --seed 1234
@@ -86,7 +91,7 @@ COMMON=(--data "$DATA/chat_test.jsonl" --length "$SPAN" --batch-size 32 --top-p 
 
 SECONDS_TOTAL=$(( $(date +%s) - T0 ))
 echo
-echo "== Summary: exact match on held-out prompts (configs/quickstart/*.yaml, $STEPS training steps per stage,"
+echo "== Summary: exact match on held-out prompts (configs/quickstart/*.yaml$([ "$TINY" = 1 ] && echo ", --tiny: 12 steps per stage"),"
 echo "   seed 1234, greedy token choice, span $SPAN, guidance scale $GUIDANCE; ${SECONDS_TOTAL}s of runs)"
 python3 "$ROOT/scripts/quickstart_summary.py" "$OUT"
 cat <<MSG

@@ -12,15 +12,8 @@ namespace fs = std::filesystem;
 namespace tess::test {
 
 model::ModelConfig tiny_eval_config(int64_t vocab) {
-  auto c = model::ModelConfig::preset("tiny");
-  c.vocab_size = vocab;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
+  auto c = small_model_config(vocab);
   c.max_position_embeddings = 256;
-  c.initializer_range = 0.2;  // a less uniform untrained model
   return c;
 }
 

@@ -79,4 +79,16 @@ CommandResult run_tess(const std::string& args) {
   return run_command(std::string("'") + TESS_BINARY + "' " + args);
 }
 
+model::ModelConfig small_model_config(int64_t vocab, double init_std) {
+  auto c = model::ModelConfig::preset("tiny");
+  c.vocab_size = vocab;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.initializer_range = init_std;
+  return c;
+}
+
 }  // namespace tess::test

@@ -5,6 +5,8 @@
 #include <functional>
 #include <string>
 
+#include "core/model/model_config.h"
+
 namespace tess::test {
 
 // A fresh directory under the system temp dir, removed when destroyed.
@@ -40,5 +42,10 @@ std::string read_file(const std::filesystem::path& path);
 std::string error_of(const std::function<void()>& f);
 // `s` quoted for a POSIX shell command line.
 std::string shell_quote(const std::string& s);
+
+// A small GQA decoder shape for fast tests: hidden 32, 2 layers, 4 heads,
+// 2 KV heads, vocabulary `vocab`; `init_std` > 0.02 gives a less uniform
+// untrained model.
+model::ModelConfig small_model_config(int64_t vocab, double init_std = 0.2);
 
 }  // namespace tess::test

@@ -8,6 +8,7 @@
 #include "core/diffusion/guidance.h"
 #include "core/model/reward_model.h"
 #include "core/util/rng.h"
+#include "tests/support/test_support.h"
 
 using namespace tess::diffusion;
 using tess::model::Decoder;
@@ -18,16 +19,9 @@ using tess::util::Rng;
 namespace {
 
 ModelConfig config(int64_t vocab) {
-  auto c = ModelConfig::preset("tiny");
-  c.vocab_size = vocab;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
+  auto c = tess::test::small_model_config(vocab, 0.3);
   c.bos_token_id = 1;
   c.eos_token_id = 2;
-  c.initializer_range = 0.3;
   return c;
 }
 

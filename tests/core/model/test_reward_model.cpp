@@ -15,15 +15,8 @@ using Catch::Matchers::Contains;
 namespace {
 
 ModelConfig rm_config() {
-  auto c = ModelConfig::preset("tiny");
-  c.vocab_size = 50;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
+  auto c = tess::test::small_model_config(50);
   c.pad_token_id = 0;
-  c.initializer_range = 0.2;
   return c;
 }
 
