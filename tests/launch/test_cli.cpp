@@ -63,9 +63,3 @@ TEST_CASE("config docs --check detects a stale reference", "[unit][cli]") {
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Contains("stale"));
 }
-
-TEST_CASE("subcommands that have not landed say so and fail", "[unit][cli]") {
-  auto r = run_tess("bench peak");
-  CHECK(r.exit_code == 3);
-  CHECK_THAT(r.err, Contains("not implemented yet"));
-}
