@@ -949,7 +949,7 @@ std::string format_report(const json& r) {
   }
   if (r.contains("data")) {
     const auto& d = r["data"];
-    s += fmt::format("\ndata loader (B {}, L {}, packing + UL2 masks, {} threads): {:.0f} tokens/s, {:.2f} ms/batch, "
+    s += fmt::format("\ndata loader (B {}, L {}, packing + UL2 masks, {} threads): {:.0f} tokens/s, {:.3f} ms/batch, "
                      "prefetch wait {:.3f} ms/batch\n",
                      d["batch"].get<int64_t>(), d["seq_len"].get<int64_t>(), d["threads"].get<int>(),
                      d["loader_tokens_per_s"].get<double>(), 1e3 * d["loader_batch_s"].get<double>(),

@@ -86,8 +86,10 @@ class Model(nn.Module):
         self.register_buffer("sin", ang.sin()[None, None], persistent=False)
 
     def hidden(self, x, causal):
+        l = x.shape[1]
+        cos, sin = self.cos[:, :, :l], self.sin[:, :, :l]
         for layer in self.layers:
-            x = layer(x, self.cos, self.sin, causal)
+            x = layer(x, cos, sin, causal)
         return self.norm(x)
 
 

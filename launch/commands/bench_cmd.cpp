@@ -40,7 +40,7 @@ struct BenchArgs {
 int emit(const BenchArgs& a, json report) {
   auto table = bench::format_report(report);
   if (a.json_out) {
-    std::fputs(table.c_str(), stderr);
+    if (a.case_id.empty()) std::fputs(table.c_str(), stderr);  // a case's parent prints the table
     std::cout << report.dump(2) << std::endl;
   } else {
     std::cout << table << std::flush;
