@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/bench.h"
-#include "support/test_support.h"
+#include "tests/support/test_support.h"
 
 using namespace tess::eval::bench;
 using Catch::Matchers::Contains;
