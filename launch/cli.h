@@ -24,12 +24,11 @@ void add_launch_command(CLI::App& app, Action& action);    // tess launch --npro
 void add_generate_command(CLI::App& app, Action& action);  // tess generate --model DIR --prompt TEXT
 void add_eval_command(CLI::App& app, Action& action);      // tess eval --model DIR --data FILE
 void add_convert_command(CLI::App& app, Action& action);   // tess convert gguf IN.gguf OUT_DIR
+void add_bench_command(CLI::App& app, Action& action);     // tess bench peak|train|sample|data|checkpoint|dist|all
 // `tess tokenize` sub-subcommands that live in their own files.
 void add_tokenize_corpus_commands(CLI::App& tokenize, Action& action);  // corpus -> token shards
 void add_tokenize_chat_commands(CLI::App& tokenize, Action& action);    // quickstart data, chat sets
-// Subcommands whose implementation has not landed yet: they parse, print
-// their --help, and otherwise exit non-zero saying so.
-void add_pending_commands(CLI::App& app, Action& action);
+
 
 // "tess 0.1.0 (git abc123)\nLibTorch 2.15.0, CUDA ..."
 std::string version_text();

@@ -68,12 +68,6 @@ TEST_CASE("config docs --check detects a stale reference", "[unit][cli]") {
   CHECK_THAT(r.err, Contains("stale"));
 }
 
-TEST_CASE("subcommands that have not landed say so and fail", "[unit][cli]") {
-  auto r = run_tess("bench peak");
-  CHECK(r.exit_code == 3);
-  CHECK_THAT(r.err, Contains("not implemented yet"));
-}
-
 TEST_CASE("tess model init --like: the shape and tokenizer of a model, fresh weights", "[unit][cli]") {
   tess::test::TempDir dir;
   auto like = dir.path() / "like";

@@ -1,0 +1,128 @@
+// tess bench: the FLOP counting rule on shapes small enough to count by hand,
+// and the JSON reports of the smoke runs. Never a timing assertion.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "eval/bench.h"
+#include "tests/support/test_support.h"
+
+using namespace tess::eval::bench;
+using Catch::Matchers::Contains;
+using tess::test::run_tess;
+
+namespace {
+
+tess::model::ModelConfig hand_shape() {
+  tess::model::ModelConfig c;
+  c.vocab_size = 10;
+  c.hidden_size = 4;
+  c.intermediate_size = 6;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;  // head_dim 2: q 4x4, k and v 4x2, o 4x4
+  return c;
+}
+
+nlohmann::json parse_stdout(const tess::test::CommandResult& r) {
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  return nlohmann::json::parse(r.out);
+}
+
+}  // namespace
+
+TEST_CASE("bench counts the layers' matmul weights", "[unit][bench]") {
+  // attention 16 + 8 + 8 + 16, SwiGLU 3 * 4 * 6
+  CHECK(layer_matmul_parameters(hand_shape()) == 120);
+}
+
+TEST_CASE("bench FLOPs of an ar step: 6N per predicted token plus attention and LM head", "[unit][bench]") {
+  // B 2, L 5: 8 predicted tokens.
+  auto f = train_step_flops(hand_shape(), TrainStage::Ar, 2, 5, 0, 0.5);
+  CHECK(f.body == 6.0 * 120 * 8);
+  CHECK(f.attention == 12.0 * 1 * 4 * 4 * 8);  // layers * heads*head_dim * (L - 1) per token
+  CHECK(f.lm_head == 6.0 * 40 * 8);
+  CHECK(f.input_projection == 0);
+  CHECK(f.self_condition == 0);
+  CHECK(f.total() == 9216.0);
+}
+
+TEST_CASE("bench FLOPs of a diffusion step count the input projection and the self-conditioning pass",
+          "[unit][bench]") {
+  // B 2, L 5 (10 tokens), 6 span tokens, self-conditioning on half the steps.
+  auto f = train_step_flops(hand_shape(), TrainStage::Adaptation, 2, 5, 6, 0.5);
+  CHECK(f.body == 7200.0);
+  CHECK(f.attention == 12.0 * 4 * 5 * 10);
+  CHECK(f.lm_head == 6.0 * 40 * 6);
+  CHECK(f.input_projection == 2.0 * 40 * 6);
+  // forward of the pass: 2 * 120 * 10 + 4 * 4 * 5 * 10 + input 480 + LM head 480 = 4160, half the time
+  CHECK(f.self_condition == 2080.0);
+  CHECK(f.total() == 13600.0);
+  CHECK(train_step_flops(hand_shape(), TrainStage::Instruction, 2, 5, 6, 0.0).self_condition == 0);
+}
+
+TEST_CASE("bench cases and presets are checked by name", "[unit][bench]") {
+  auto c = TrainCase::parse("medium/instruction/bf16");
+  CHECK(c.preset == "medium");
+  CHECK(c.stage == TrainStage::Instruction);
+  CHECK(c.id() == "medium/instruction/bf16");
+  CHECK_THAT(tess::test::error_of([] { TrainCase::parse("small/adaptation"); }), Contains("PRESET/STAGE/PRECISION"));
+  CHECK_THAT(tess::test::error_of([] { TrainCase::parse("huge/ar/fp32"); }), Contains("unknown bench preset 'huge'"));
+  CHECK_THAT(tess::test::error_of([] { TrainCase::parse("small/ar/fp16"); }), Contains("fp32 or bf16"));
+  auto m = train_preset("medium", false);
+  CHECK(m.model.hidden_size == 512);
+  CHECK(m.model.num_hidden_layers == 8);
+  CHECK(m.model.vocab_size == 32000);
+  CHECK(m.seq_len == 512);
+}
+
+TEST_CASE("bench peak --smoke --json reports positive GFLOP/s with its threads", "[integration][bench]") {
+  auto j = parse_stdout(run_tess("bench peak --smoke --json --threads 1"));
+  CHECK(j["machine"]["torch_threads"] == 1);
+  CHECK(j["peak"]["threads"] == 1);
+  for (const char* p : {"fp32", "bf16"}) {
+    INFO(p);
+    CHECK(j["peak"][p]["gflops"].get<double>() > 0);
+    CHECK(j["peak"][p]["by_size"].size() == 2);
+  }
+}
+
+TEST_CASE("bench train --smoke --json reports every documented field of each case", "[integration][bench]") {
+  auto j = parse_stdout(run_tess("bench train --smoke --json --threads 1 --presets tiny --python " +
+                                 tess::test::shell_quote(TESS_PYTHON)));
+  REQUIRE(j.contains("train"));
+  const auto& cases = j["train"]["cases"];
+  REQUIRE(cases.size() == 6);  // ar, adaptation, instruction x fp32, bf16
+  int measured = 0;
+  for (const auto& c : cases) {
+    INFO(c.dump());
+    if (c.contains("skipped")) {
+      CHECK(c["case"].get<std::string>().find("/bf16") != std::string::npos);
+      CHECK_THAT(c["skipped"].get<std::string>(), Contains("not supported by the trainer"));
+      continue;
+    }
+    ++measured;
+    for (const char* k : {"step_s", "tokens_per_s", "achieved_gflops", "peak_gflops", "mfu", "peak_rss_bytes",
+                          "state_bytes"})
+      CHECK(c[k].get<double>() > 0);
+    CHECK(c["threads"] == 1);
+    CHECK(c["flops_per_step"]["total"].get<double>() > 0);
+    for (const char* k : {"data", "forward", "backward", "optimizer"}) CHECK(c["breakdown_s"][k].get<double>() > 0);
+    if (c["stage"] != "ar") {
+      CHECK(c["span_tokens"].get<int64_t>() > 0);
+      CHECK(c["breakdown_s"]["noise"].get<double>() > 0);
+      CHECK(c["breakdown_s"]["self_condition"].get<double>() > 0);
+      CHECK(c["self_condition_rate"].get<double>() == 0.5);
+    }
+    REQUIRE(c.contains("eager"));
+    CHECK(c["eager"]["step_s"].get<double>() > 0);
+    CHECK(c["eager_over_tess"].get<double>() > 0);
+  }
+  CHECK(measured >= 3);
+}
+
+TEST_CASE("bench rejects an unknown case", "[integration][bench]") {
+  auto r = run_tess("bench train --case tiny/pretrain/fp32");
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Contains("unknown training stage 'pretrain'"));
+}
