@@ -36,6 +36,7 @@ int run(int argc, char** argv) {
   add_generate_command(app, action);
   add_eval_command(app, action);
   add_convert_command(app, action);
+  add_plan_command(app, action);
   add_pending_commands(app, action);
 
   try {
