@@ -9,7 +9,6 @@
 
 #include "core/config/config.h"
 #include "core/util/error.h"
-#include "core/util/format.h"
 #include "data/tokenizer.h"
 
 namespace tess::train {
@@ -147,7 +146,9 @@ std::vector<SavedTensor> layer_saved_tensors(const model::ModelConfig& m, Precis
     out.push_back({which + " norm input in fp32 (the layer input itself unless weights are bf16)", 4 * h});
     out.push_back({which + " norm 1/rms (fp32)", 4});
     out.push_back({which + " norm x/rms (saved by the weight product)", r * h});
-    out.push_back({which + " norm output (projection input)", r * h});
+    // The projections keep their input: the norm output itself, or under
+    // autocast one bf16 cast per projection (the fp32 output is then freed).
+    if (!cast) out.push_back({which + " norm output (projection input)", r * h});
   };
   norm("attention");
   if (cast) out.push_back({"q/k/v projection inputs cast to bf16 (3 copies)", 3 * 2 * h});
@@ -252,7 +253,7 @@ MemoryPlan estimate(const PlanInputs& in) {
   double stored;
   if (ckpt) {
     stored = add("activations", "activations: checkpointed layer inputs", "forward",
-                 double(layers) * double(tokens) * b.r,
+                 double(layers) * double(tokens) * double(h) * b.r,
                  fmt::format("{} layers x {} x H {} x {} B", layers, tok, h, b.r));
   } else {
     stored = add("activations", "activations: tensors saved by every layer", "forward",
@@ -273,31 +274,25 @@ MemoryPlan estimate(const PlanInputs& in) {
                        double(tokens) * double(3 * inter * ab + 3 * h * b.r) + double(largest_layer_matrix) * b.w,
                        fmt::format("{} x (3 x I {} x {} B + 3 x H x {} B) + largest layer matrix {} x {} B", tok,
                                    inter, ab, b.r, count(largest_layer_matrix), b.w));
-  // Outside the layers: the final norm's saved tensors and the LM head's input.
-  double head_in = 0;
-  std::string head_formula;
-  if (diffusion) {
-    head_in = double(rows) * h * (autocast ? 2 : b.r);
-    head_formula = fmt::format(" + LM head input: {} span rows x H x {} B", count(rows), autocast ? 2 : b.r);
-  } else if (ar && autocast) {
-    head_in = double(tokens) * h * 2;
-    head_formula = " + LM head input cast to bf16: tokens x H x 2 B";
-  } else if (reward) {
-    head_in = double(seqs) * h * b.r;
-    head_formula = " + score input: sequences x H";
-  }
+  // Outside the layers: the final norm's saved tensors and the head's input
+  // (the gathered span rows, all positions for ar, one row per sequence for
+  // reward; under autocast its bf16 cast instead).
+  int64_t head_rows = diffusion ? rows : ar ? tokens : seqs;
+  int64_t head_bytes = autocast ? 2 : b.r;
   double outside = add("final_norm_head_input", "final norm + LM head input", "forward",
-                       double(tokens) * double(4 * h + 4 + 2 * h * b.r) + head_in,
-                       fmt::format("{} x (4H + 4 + 2 x H x {} B){}", tok, b.r, head_formula));
+                       double(tokens) * double(4 * h + 4 + h * b.r) + double(head_rows) * double(h) * head_bytes,
+                       fmt::format("{} x (4H + 4 + H x {} B) + {} {} x H x {} B", tok, b.r, count(head_rows),
+                                   diffusion ? "span rows" : ar ? "positions" : "sequences", head_bytes));
 
-  double cache_fwd = 0, cache_bwd = 0;
+  // Autocast caches the bf16 cast of each weight used with grad enabled, and
+  // the graph keeps it for backward; checkpointed layers run without grad in
+  // the forward, so only the weights outside them are cast and kept.
+  double cache = 0;
   if (autocast) {
-    cache_fwd = add("autocast_weight_copies", "autocast bf16 copies of matmul weights", "forward", double(linear) * 2,
-                    fmt::format("{} matmul params x 2 B (cached for the whole forward)", count(linear)));
-    double kept = ckpt ? double(linear - layer_linear) : double(linear);
-    cache_bwd = add("autocast_weight_copies_backward", "  of which still referenced in backward", "backward", kept * 2,
-                    ckpt ? fmt::format("{} params outside the checkpointed layers x 2 B", count(linear - layer_linear))
-                         : std::string("all: the graph keeps every cast weight"));
+    int64_t cast = ckpt ? linear - layer_linear : linear;
+    cache = add("autocast_weight_copies", "autocast bf16 copies of matmul weights", "forward", double(cast) * 2,
+                ckpt ? fmt::format("{} matmul params outside the checkpointed layers x 2 B", count(cast))
+                     : fmt::format("{} matmul params x 2 B (kept by the graph until their backward)", count(cast)));
   }
 
   double vocab_fwd = 0, vocab_bwd = 0, prev = 0, input_proj = 0;
@@ -352,8 +347,8 @@ MemoryPlan estimate(const PlanInputs& in) {
                               "largest rank share x 4 B (fp32 weights or masters)"));
   }
 
-  plan.forward_peak = cache_fwd + stored + outside + vocab_fwd + prev;
-  plan.backward_peak = cache_bwd + stored + outside + std::max(vocab_bwd, recompute + working);
+  plan.forward_peak = cache + stored + outside + vocab_fwd + prev;
+  plan.backward_peak = cache + stored + outside + std::max(vocab_bwd, recompute + working);
   plan.step_peak = step;
   plan.forward_start_peak = input_proj > 0 ? input_proj + prev : 0;
   plan.total = persistent + std::max({plan.forward_peak, plan.backward_peak, plan.step_peak, plan.forward_start_peak});
@@ -537,9 +532,8 @@ std::string fit_line(const MemoryPlan& plan, double gpu_gib, std::string* sugges
   for (const auto& t : plan.terms) {
     bool in_phase = t.phase == "persistent" || t.phase == dominant ||
                     (dominant == "backward" && t.phase == "forward" && t.key != "logits_forward" &&
-                     t.key != "self_condition_logits" && t.key != "autocast_weight_copies");
-    if (in_phase && t.key != (dominant == "backward" ? "autocast_weight_copies" : "autocast_weight_copies_backward"))
-      sorted.push_back(&t);
+                     t.key != "self_condition_logits");
+    if (in_phase) sorted.push_back(&t);
   }
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->value > b->value; });
   std::string largest;
@@ -572,6 +566,11 @@ std::string fit_line(const MemoryPlan& plan, double gpu_gib, std::string* sugges
     x.activation_checkpointing = true;
     retry("both ZeRO-1 and activation checkpointing", x);
   }
+  if (in.precision == Precision::Bf16Master) {
+    auto x = in;
+    x.precision = Precision::Bf16Autocast;
+    retry("train.precision: bf16_autocast with model.dtype: float32 (no unsharded fp32 masters)", x);
+  }
   if (in.zero && in.world_size == 1) *suggestions += "  - more ranks: ZeRO-1 shards the AdamW moments over them\n";
   return fmt::format("DOES NOT FIT in {:.1f} GiB: over by {:.2f} GiB; largest terms: {}", gpu_gib, -head, largest);
 }
@@ -595,9 +594,9 @@ std::string format_plan(const MemoryPlan& plan, double gpu_gib, double mfu, doub
     s += "assumptions:\n";
     for (const auto& a : in.assumptions) s += "  - " + a + "\n";
   }
-  s += fmt::format("\n{:<46} {:>9}  {:<10} {}\n", "per-rank memory", "GiB", "phase", "formula");
+  s += fmt::format("\n{:<46} {:>9}  {:<11} {}\n", "per-rank memory", "GiB", "phase", "formula");
   for (const auto& t : plan.terms)
-    s += fmt::format("{:<46} {:>9.3f}  {:<10} {}\n", t.label, gib(t.value), phase_name(t.phase), t.formula);
+    s += fmt::format("{:<46} {:>9.3f}  {:<11} {}\n", t.label, gib(t.value), phase_name(t.phase), t.formula);
   double start = plan.forward_start_peak;
   s += fmt::format("\nphases: persistent {:.2f} GiB; transients: forward end {:.2f}, backward {:.2f}, optimizer step "
                    "{:.2f}{} GiB\n",
@@ -615,12 +614,13 @@ std::string format_plan(const MemoryPlan& plan, double gpu_gib, double mfu, doub
   s += fmt::format("{:<46} {:>9.3f}\n", "total", plan.flops_per_token / 1e9);
   if (peak_tflops > 0) {
     auto t = throughput(plan, mfu, peak_tflops);
-    s += fmt::format("at {:.0f}% MFU of {} TFLOP/s: {} tokens/s per rank; a step of {} tokens takes {}", mfu * 100,
-                     peak_tflops, count(std::llround(t.tokens_per_s_per_rank)), count(plan.tokens_per_step),
-                     util::human_duration(t.step_seconds));
+    s += fmt::format("at {:.0f}% MFU of {} TFLOP/s: {} tokens/s per rank; a step of {} tokens on {} rank(s) takes "
+                     "{:.3g} s",
+                     mfu * 100, peak_tflops, count(std::llround(t.tokens_per_s_per_rank)), count(plan.tokens_per_step),
+                     in.world_size, t.step_seconds);
     if (in.max_steps > 0)
-      s += fmt::format(", {} steps {:.1f} days ({})", count(in.max_steps), t.total_seconds / 86400.0,
-                       util::human_duration(t.total_seconds));
+      s += fmt::format("; {} steps: {:.1f} hours = {:.1f} days", count(in.max_steps), t.total_seconds / 3600.0,
+                       t.total_seconds / 86400.0);
     s += "\n";
   }
   return s;
