@@ -19,7 +19,7 @@ TEST_CASE("tess --version names the version, the commit and LibTorch", "[unit][c
 
 TEST_CASE("every subcommand has --help", "[unit][cli]") {
   for (const char* cmd : {"train", "generate", "eval", "tokenize", "launch", "config", "checkpoint",
-                          "bench", "model", "debug", "convert"}) {
+                          "bench", "model", "debug", "convert", "plan"}) {
     INFO(cmd);
     auto r = run_tess(std::string(cmd) + " --help");
     CHECK(r.exit_code == 0);

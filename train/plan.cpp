@@ -1,0 +1,689 @@
+#include "train/plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/config/config.h"
+#include "core/util/error.h"
+#include "data/tokenizer.h"
+
+namespace tess::train {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+// DiffusionLMImpl::kRowChunk: rows of vocabulary-space input work per chunk
+// (core/diffusion/diffusion_lm.h; the header needs torch, the value is fixed).
+constexpr int64_t kRowChunk = 512;
+
+bool is_diffusion(const std::string& stage) { return stage == "adaptation" || stage == "instruction"; }
+
+std::string count(int64_t n) {  // 7241732096 -> "7,241,732,096"
+  auto digits = std::to_string(n < 0 ? -n : n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+double gib(double bytes) { return bytes / kGiB; }
+
+// One trained tensor, in the trainer's parameter order (named_parameters()).
+struct Param {
+  std::string name;
+  int64_t numel = 0;
+  bool linear = false;  // a matmul weight (autocast casts it to bf16 and caches the copy)
+  bool in_layer = false;
+};
+
+std::vector<Param> parameter_list(const PlanInputs& in) {
+  const auto& m = in.model;
+  int64_t h = m.hidden_size, v = m.vocab_size, hd = m.resolved_head_dim();
+  int64_t hq = m.num_attention_heads * hd, hkv = m.num_key_value_heads * hd, i = m.intermediate_size;
+  bool reward = in.stage == "reward";
+  std::vector<Param> out;
+  // An untied embedding is only gathered from; tied, it is also the LM head's matmul weight.
+  out.push_back({"model.embed_tokens.weight", v * h, m.tie_word_embeddings && !reward, false});
+  for (int64_t l = 0; l < m.num_hidden_layers; ++l) {
+    auto p = fmt::format("model.layers.{}.", l);
+    out.push_back({p + "self_attn.q_proj.weight", hq * h, true, true});
+    out.push_back({p + "self_attn.k_proj.weight", hkv * h, true, true});
+    out.push_back({p + "self_attn.v_proj.weight", hkv * h, true, true});
+    out.push_back({p + "self_attn.o_proj.weight", h * hq, true, true});
+    out.push_back({p + "mlp.gate_proj.weight", i * h, true, true});
+    out.push_back({p + "mlp.up_proj.weight", i * h, true, true});
+    out.push_back({p + "mlp.down_proj.weight", h * i, true, true});
+    out.push_back({p + "input_layernorm.weight", h, false, true});
+    out.push_back({p + "post_attention_layernorm.weight", h, false, true});
+  }
+  out.push_back({"model.norm.weight", h, false, false});
+  if (reward) {
+    out.push_back({"score.weight", h, true, false});  // [1, H]; the LM head is not part of a classifier
+  } else {
+    if (!m.tie_word_embeddings) out.push_back({"lm_head.weight", v * h, true, false});
+    if (is_diffusion(in.stage)) out.push_back({"timestep_embed.weight", h, true, false});  // Linear(1 -> H)
+  }
+  return out;
+}
+
+// The trainer's ZeRO-1 owner assignment (train/weight_update.cpp): each
+// tensor goes to the rank with the fewest elements so far.
+std::vector<int64_t> owner_loads(const std::vector<Param>& params, int64_t ranks, std::vector<int64_t>* owners) {
+  std::vector<int64_t> load(static_cast<size_t>(std::max<int64_t>(ranks, 1)), 0);
+  for (const auto& p : params) {
+    auto r = std::min_element(load.begin(), load.end()) - load.begin();
+    load[static_cast<size_t>(r)] += p.numel;
+    if (owners) owners->push_back(r);
+  }
+  return load;
+}
+
+// The largest all-reduce bucket of Trainer::all_reduce_gradients: whole
+// gradients packed in order while they fit; a gradient larger than the
+// bucket travels alone.
+int64_t largest_bucket_bytes(const std::vector<Param>& params, double bucket_mb, int64_t elem_bytes) {
+  auto limit = static_cast<int64_t>(bucket_mb * 1024 * 1024);
+  int64_t largest = 0;
+  size_t start = 0;
+  while (start < params.size()) {
+    size_t end = start;
+    int64_t bytes = 0;
+    while (end < params.size() && (end == start || bytes + params[end].numel * elem_bytes <= limit))
+      bytes += params[end++].numel * elem_bytes;
+    largest = std::max(largest, bytes);
+    start = end;
+  }
+  return largest;
+}
+
+struct Bytes {
+  int w, r, a, logits;  // weights, residual stream, matmul activations, logits
+};
+
+Bytes bytes_of(Precision p) {
+  switch (p) {
+    case Precision::Fp32: return {4, 4, 4, 4};
+    case Precision::Bf16Autocast: return {4, 4, 2, 2};
+    case Precision::Bf16Master: return {2, 2, 2, 2};
+  }
+  return {4, 4, 4, 4};
+}
+
+}  // namespace
+
+Precision parse_precision(const std::string& name) {
+  if (name == "fp32") return Precision::Fp32;
+  if (name == "bf16_autocast") return Precision::Bf16Autocast;
+  if (name == "bf16_master") return Precision::Bf16Master;
+  throw Error(fmt::format("train.precision '{}' is unknown (fp32, bf16_autocast, bf16_master)", name));
+}
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::Fp32: return "fp32";
+    case Precision::Bf16Autocast: return "bf16_autocast";
+    case Precision::Bf16Master: return "bf16_master";
+  }
+  return "?";
+}
+
+std::vector<SavedTensor> layer_saved_tensors(const model::ModelConfig& m, Precision p, bool autocast) {
+  int64_t h = m.hidden_size, hd = m.resolved_head_dim(), i = m.intermediate_size;
+  int64_t hq = m.num_attention_heads * hd, hkv = m.num_key_value_heads * hd;
+  bool cast = p == Precision::Bf16Autocast && autocast;
+  // Without autocast an autocast run's layer is plain fp32 (the checkpoint recomputation).
+  int64_t r = p == Precision::Bf16Master ? 2 : 4;
+  int64_t a = p == Precision::Fp32 || (p == Precision::Bf16Autocast && !autocast) ? 4 : 2;
+  std::vector<SavedTensor> out;
+  auto norm = [&](const std::string& which) {
+    // RMSNorm (decoder.cpp): h = x in fp32; h * rsqrt(mean(h^2) + eps); cast back; * weight.
+    out.push_back({which + " norm input in fp32 (the layer input itself unless weights are bf16)", 4 * h});
+    out.push_back({which + " norm 1/rms (fp32)", 4});
+    out.push_back({which + " norm x/rms (saved by the weight product)", r * h});
+    // The projections keep their input: the norm output itself, or under
+    // autocast one bf16 cast per projection (the fp32 output is then freed).
+    if (!cast) out.push_back({which + " norm output (projection input)", r * h});
+  };
+  norm("attention");
+  if (cast) out.push_back({"q/k/v projection inputs cast to bf16 (3 copies)", 3 * 2 * h});
+  out.push_back({"q after RoPE", a * hq});
+  out.push_back({"k after RoPE (kv heads)", a * hkv});
+  out.push_back({"v (kv heads)", a * hkv});
+  out.push_back({"attention output = o_proj input (same storage)", a * hq});
+  out.push_back({"attention log-sum-exp (fp32, per head)", 4 * m.num_attention_heads});
+  norm("MLP");
+  if (cast) out.push_back({"gate/up projection inputs cast to bf16 (2 copies)", 2 * 2 * h});
+  out.push_back({"gate projection output (SiLU input)", a * i});
+  out.push_back({"SiLU output", a * i});
+  out.push_back({"up projection output", a * i});
+  out.push_back({"SiLU x up (down_proj input)", a * i});
+  return out;
+}
+
+const PlanTerm* MemoryPlan::term(const std::string& key) const {
+  for (const auto& t : terms)
+    if (t.key == key) return &t;
+  return nullptr;
+}
+
+MemoryPlan estimate(const PlanInputs& in) {
+  const auto& m = in.model;
+  m.validate("plan model");
+  if (in.world_size < 1) throw Error(fmt::format("world size must be at least 1, got {}", in.world_size));
+  if (in.batch_size < 1 || in.seq_len < 2 || in.grad_accum < 1)
+    throw Error("plan: batch size, grad accumulation must be >= 1 and the sequence length >= 2");
+  if (!(in.span_fraction > 0 && in.span_fraction <= 1))
+    throw Error(fmt::format("plan: span fraction must be in (0, 1], got {}", in.span_fraction));
+
+  MemoryPlan plan;
+  plan.in = in;
+  const bool diffusion = is_diffusion(in.stage), reward = in.stage == "reward", ar = in.stage == "ar";
+  const bool autocast = in.precision == Precision::Bf16Autocast, master = in.precision == Precision::Bf16Master;
+  const bool ckpt = in.activation_checkpointing;
+  const auto b = bytes_of(in.precision);
+  const int64_t h = m.hidden_size, v = m.vocab_size, layers = m.num_hidden_layers, inter = m.intermediate_size;
+  const int64_t hq = m.num_attention_heads * m.resolved_head_dim();
+  const int64_t w = in.world_size;
+
+  // ---- parameters and their state
+  auto params = parameter_list(in);
+  int64_t total = 0, linear = 0, layer_linear = 0, largest = 0, largest_layer_matrix = 0;
+  for (const auto& p : params) {
+    total += p.numel;
+    largest = std::max(largest, p.numel);
+    if (p.linear) linear += p.numel;
+    if (p.linear && p.in_layer) {
+      layer_linear += p.numel;
+      largest_layer_matrix = std::max(largest_layer_matrix, p.numel);
+    }
+  }
+  plan.parameters = total;
+  std::vector<int64_t> owners;
+  auto loads = owner_loads(params, in.zero ? w : 1, &owners);
+  plan.owned_parameters = *std::max_element(loads.begin(), loads.end());
+
+  auto add = [&](std::string key, std::string label, std::string phase, double value, std::string formula) {
+    plan.terms.push_back({std::move(key), std::move(label), std::move(phase), value, std::move(formula)});
+    return value;
+  };
+  const char* wname = b.w == 4 ? "fp32" : "bf16";
+  double persistent = 0;
+  persistent += add("weights", fmt::format("weights ({})", wname), "persistent", double(total) * b.w,
+                    fmt::format("{} params x {} B", count(total), b.w));
+  persistent += add("gradients", fmt::format("gradients ({})", wname), "persistent", double(total) * b.w,
+                    fmt::format("{} params x {} B", count(total), b.w));
+  if (master) {
+    persistent += add("master_weights", "fp32 master weights (every rank)", "persistent", double(total) * 4,
+                      fmt::format("{} params x 4 B; not sharded by ZeRO-1 in tess", count(total)));
+    persistent += add("master_gradients", "fp32 master gradients", "persistent", double(total) * 4,
+                      fmt::format("{} params x 4 B (bf16 gradients moved to fp32 for reduce/clip/step)", count(total)));
+  }
+  std::string adam_formula =
+      in.zero && w > 1
+          ? fmt::format("2 x 4 B x {} params owned by the fullest of {} ranks (whole tensors; P/{} = {})",
+                        count(plan.owned_parameters), w, w, count(total / w))
+          : fmt::format("2 x 4 B x {} params{}", count(total), in.zero ? " (ZeRO-1 with 1 rank: nothing to shard)" : "");
+  persistent += add("adamw_states", "AdamW moments (fp32 exp_avg, exp_avg_sq)", "persistent",
+                    double(plan.owned_parameters) * 8, adam_formula);
+  plan.persistent = persistent;
+
+  // ---- one micro-batch through the model
+  const int64_t seqs = reward ? 2 * in.batch_size : in.batch_size;
+  const int64_t len = ar ? in.seq_len - 1 : in.seq_len;  // the AR loss feeds L - 1 positions
+  const int64_t tokens = seqs * len;
+  int64_t rows = 0;  // rows of [rows, V] logits
+  if (diffusion) rows = std::max<int64_t>(1, std::llround(in.span_fraction * double(tokens)));
+  if (ar) rows = tokens;
+  const std::string tok = fmt::format("{} tokens ({} x {})", count(tokens), seqs, len);
+
+  auto sum_bytes = [](const std::vector<SavedTensor>& list) {
+    int64_t s = 0;
+    for (const auto& t : list) s += t.bytes_per_token;
+    return s;
+  };
+  int64_t per_layer = sum_bytes(layer_saved_tensors(m, in.precision, autocast));
+  int64_t per_layer_recompute = sum_bytes(layer_saved_tensors(m, in.precision, false));
+
+  double stored;
+  if (ckpt) {
+    stored = add("activations", "activations: checkpointed layer inputs", "forward",
+                 double(layers) * double(tokens) * double(h) * b.r,
+                 fmt::format("{} layers x {} x H {} x {} B", layers, tok, h, b.r));
+  } else {
+    stored = add("activations", "activations: tensors saved by every layer", "forward",
+                 double(layers) * double(tokens) * double(per_layer),
+                 fmt::format("{} layers x {} x {} B/token/layer", layers, tok, count(per_layer)));
+  }
+  double recompute = 0;
+  if (ckpt)
+    recompute = add("recomputed_layer", "recomputed layer (checkpointing backward)", "backward",
+                    double(tokens) * double(per_layer_recompute),
+                    fmt::format("{} x {} B/token{}", tok, count(per_layer_recompute),
+                                autocast ? " (recomputed without autocast: fp32)" : ""));
+  // Gradients in flight through one layer (its MLP: dL/d of gate, up and the
+  // product, and of the residual and the norm output) plus the temporary
+  // weight gradient that is added into the existing .grad.
+  int64_t ab = ckpt && autocast ? 4 : b.a;  // an autocast run's recomputation is fp32
+  double working = add("backward_working_set", "backward working set of one layer", "backward",
+                       double(tokens) * double(3 * inter * ab + 3 * h * b.r) + double(largest_layer_matrix) * b.w,
+                       fmt::format("{} x (3 x I {} x {} B + 3 x H x {} B) + largest layer matrix {} x {} B", tok,
+                                   inter, ab, b.r, count(largest_layer_matrix), b.w));
+  // Outside the layers: the final norm's saved tensors and the head's input
+  // (the gathered span rows, all positions for ar, one row per sequence for
+  // reward; under autocast its bf16 cast instead).
+  int64_t head_rows = diffusion ? rows : ar ? tokens : seqs;
+  int64_t head_bytes = autocast ? 2 : b.r;
+  double outside = add("final_norm_head_input", "final norm + LM head input", "forward",
+                       double(tokens) * double(4 * h + 4 + h * b.r) + double(head_rows) * double(h) * head_bytes,
+                       fmt::format("{} x (4H + 4 + H x {} B) + {} {} x H x {} B", tok, b.r, count(head_rows),
+                                   diffusion ? "span rows" : ar ? "positions" : "sequences", head_bytes));
+
+  // Autocast caches the bf16 cast of each weight used with grad enabled, and
+  // the graph keeps it for backward; checkpointed layers run without grad in
+  // the forward, so only the weights outside them are cast and kept.
+  double cache = 0;
+  if (autocast) {
+    int64_t cast = ckpt ? linear - layer_linear : linear;
+    cache = add("autocast_weight_copies", "autocast bf16 copies of matmul weights", "forward", double(cast) * 2,
+                ckpt ? fmt::format("{} matmul params outside the checkpointed layers x 2 B", count(cast))
+                     : fmt::format("{} matmul params x 2 B (kept by the graph until their backward)", count(cast)));
+  }
+
+  double vocab_fwd = 0, vocab_bwd = 0, prev = 0, input_proj = 0;
+  if (rows > 0) {
+    double nv = double(rows) * double(v);
+    std::string nvs = fmt::format("{} rows x V {}", count(rows), count(v));
+    // Forward end: the (masked) logits, their fp32 copy for cross-entropy when
+    // they are bf16, and the log-softmax cross-entropy keeps for backward.
+    vocab_fwd = add("logits_forward", "logits + cross-entropy (forward end)", "forward",
+                    nv * (b.logits + (b.logits == 2 ? 4 : 0) + 4),
+                    fmt::format("{} x ({} B logits{} + 4 B log-softmax)", nvs, b.logits,
+                                b.logits == 2 ? " + 4 B fp32 copy" : ""));
+    // CE backward: saved log-softmax + incoming gradient + its gradient (fp32),
+    // or later the logits gradient and the LM head's weight-gradient temporary.
+    double ce = nv * 12, head = nv * b.logits + double(v) * h * b.w;
+    vocab_bwd = add("logits_backward", "cross-entropy backward", "backward", std::max(ce, head),
+                    fmt::format("max({} x 3 x 4 B, {} x {} B + LM head grad temp V x H x {} B)", nvs, nvs, b.logits, b.w));
+    if (diffusion && in.self_condition) {
+      prev = add("self_condition_logits", "self-conditioning logits (no-grad pass)", "forward", nv * b.logits,
+                 fmt::format("{} x {} B, alive through the graded forward", nvs, b.logits));
+    }
+    if (diffusion) {
+      int64_t chunk = std::min(rows, kRowChunk);
+      double e_cast = autocast ? double(v) * h * 2 : 0;
+      input_proj = add("input_projection", "input projection softmax(x_t) @ E (chunked)", "forward_start",
+                       4.0 * double(chunk) * double(v) * 4 + (master ? 2.0 * double(chunk) * double(v) : 0) + e_cast,
+                       fmt::format("4 fp32 buffers x {} rows x V{}{}", chunk, master ? " + bf16 copy" : "",
+                                   autocast ? " + bf16 cast of E (V x H x 2 B)" : ""));
+    }
+  }
+
+  // ---- optimizer step
+  double step = 0;
+  if (w > 1) {
+    step = std::max(step, add("allreduce_bucket", "gradient all-reduce bucket (fp32)", "step",
+                              double(largest_bucket_bytes(params, in.bucket_mb, 4)),
+                              fmt::format("dist.bucket_mb {} MiB, or the largest gradient when bigger ({} x 4 B)",
+                                          in.bucket_mb, count(largest))));
+  }
+  step = std::max(step, add("grad_norm_temp", "gradient-norm fp64 temporaries", "step", double(largest) * 16,
+                            fmt::format("largest tensor {} x (8 B copy + 8 B square)", count(largest))));
+  step = std::max(step, add("adamw_temp", "AdamW temporaries", "step", double(largest) * 8,
+                            fmt::format("largest tensor {} x 2 x 4 B (sqrt, division)", count(largest))));
+  if (in.zero && w > 1) {
+    // Each owner's updated tensors travel as one flat buffer (Dist::broadcast).
+    std::vector<int64_t> group_tensors(static_cast<size_t>(w), 0);
+    for (auto o : owners) ++group_tensors[static_cast<size_t>(o)];
+    double flat = 0;
+    for (int64_t r = 0; r < w; ++r)
+      if (group_tensors[static_cast<size_t>(r)] > 1) flat = std::max(flat, double(loads[static_cast<size_t>(r)]) * 4);
+    step = std::max(step, add("zero_broadcast", "ZeRO-1 parameter broadcast buffer", "step", flat,
+                              "largest rank share x 4 B (fp32 weights or masters)"));
+  }
+
+  plan.forward_peak = cache + stored + outside + vocab_fwd + prev;
+  plan.backward_peak = cache + stored + outside + std::max(vocab_bwd, recompute + working);
+  plan.step_peak = step;
+  plan.forward_start_peak = input_proj > 0 ? input_proj + prev : 0;
+  plan.total = persistent + std::max({plan.forward_peak, plan.backward_peak, plan.step_peak, plan.forward_start_peak});
+
+  // ---- compute per token (method.md section 11)
+  int64_t att_len = m.attention == model::Attention::Causal && ar && m.sliding_window > 0
+                        ? std::min(len, m.sliding_window)
+                        : len;
+  auto flop = [&](std::string key, std::string label, double value, std::string formula) {
+    plan.flops.push_back({std::move(key), std::move(label), "flops", value, std::move(formula)});
+    plan.flops_per_token += value;
+  };
+  flop("decoder", "decoder forward + backward", 6.0 * double(total), fmt::format("6 x N {}", count(total)));
+  flop("attention", "attention scores and values", 12.0 * double(layers) * double(hq) * double(att_len),
+       fmt::format("12 x layers {} x H {} x L {}", layers, hq, att_len));
+  if (diffusion) {
+    double p = in.self_condition ? in.self_condition_prob : 0.0;
+    if (p > 0)
+      flop("self_condition", "self-conditioning forward (average)",
+           p * (2.0 * double(total) + 4.0 * double(layers) * double(hq) * double(att_len) + 2.0 * double(v) * double(h)),
+           fmt::format("p {} x (2N + 4 x layers x H x L + 2VH)", p));
+    flop("input_projection", "input projection softmax(x_t) @ E", 2.0 * double(v) * double(h),
+         fmt::format("2 x V {} x H {}", v, h));
+  }
+  plan.tokens_per_step = in.batch_size * in.grad_accum * w * (reward ? 2 * in.seq_len : in.seq_len);
+  return plan;
+}
+
+ThroughputPlan throughput(const MemoryPlan& plan, double mfu, double peak_tflops) {
+  ThroughputPlan t;
+  if (!(peak_tflops > 0) || !(mfu > 0) || mfu > 1)
+    throw Error(fmt::format("throughput needs 0 < mfu <= 1 and peak TFLOP/s > 0 (got mfu {}, peak {})", mfu, peak_tflops));
+  t.tokens_per_s_per_rank = mfu * peak_tflops * 1e12 / plan.flops_per_token;
+  t.step_seconds = double(plan.tokens_per_step) / (t.tokens_per_s_per_rank * double(plan.in.world_size));
+  t.total_seconds = double(plan.in.max_steps) * t.step_seconds;
+  return t;
+}
+
+// ---------------------------------------------------------------------------
+PlanInputs plan_inputs(const config::Config& cfg, const PlanOptions& options) {
+  PlanInputs in;
+  in.stage = cfg.get_string("run.stage");
+  in.precision = parse_precision(cfg.get_string("train.precision"));
+  const auto& dtype = cfg.get_string("model.dtype");
+  // The combinations the trainer refuses (train/trainer.cpp) are errors here too.
+  if (in.precision == Precision::Bf16Master && dtype != "bfloat16")
+    throw Error(fmt::format("train.precision: bf16_master trains bf16 weights with fp32 master copies; set "
+                            "model.dtype: bfloat16 (it is {}, set at {})",
+                            dtype, cfg.origin("model.dtype").where));
+  if (in.precision != Precision::Bf16Master && dtype != "float32")
+    throw Error(fmt::format("model.dtype: bfloat16 weights need train.precision: bf16_master (fp32 master copies); "
+                            "train.precision is {} (set at {})",
+                            precision_name(in.precision), cfg.origin("train.precision").where));
+  if (options.world_size < 1) throw Error(fmt::format("--world-size must be at least 1, got {}", options.world_size));
+  in.world_size = options.world_size;
+  in.zero = cfg.get_int("dist.zero") == 1;
+  in.bucket_mb = cfg.get_float("dist.bucket_mb");
+  in.activation_checkpointing = cfg.get_bool("model.activation_checkpointing");
+  in.batch_size = cfg.get_int("train.batch_size");
+  in.seq_len = cfg.get_int("data.seq_len");
+  in.grad_accum = cfg.get_int("train.grad_accum");
+  in.max_steps = cfg.get_int("train.max_steps");
+  if (is_diffusion(in.stage)) {
+    in.self_condition_prob = cfg.get_float("diffusion.self_condition_prob");
+    in.self_condition = cfg.get_string("diffusion.self_condition") != "none" && in.self_condition_prob > 0;
+    if (!in.self_condition) in.self_condition_prob = 0;
+  } else {
+    in.self_condition = false;
+    in.self_condition_prob = 0;
+  }
+  if (in.max_steps == 0)
+    in.assumptions.push_back("train.max_steps is 0 (the run is sized by train.epochs): the step count depends on the "
+                             "dataset, so no total wall time is given");
+
+  // The model shape, as build_decoder (train/stages.cpp) gets it.
+  const auto& path = cfg.get_string("model.path");
+  bool from_checkpoint = false;
+  if (!options.model_preset.empty()) {
+    in.model = model::ModelConfig::preset(options.model_preset);
+    in.model_source = "preset " + options.model_preset + (path.empty() ? "" : " (instead of model.path " + path + ")");
+    from_checkpoint = true;
+  } else if (!path.empty()) {
+    if (!fs::exists(fs::path(path) / "config.json"))
+      throw Error(fmt::format("model.path '{}' (set at {}) has no config.json here; pass --model-preset NAME (tiny, "
+                              "tinyllama-1.1b, mistral-7b-v0.1, llama-3-8b) to plan with a known shape",
+                              path, cfg.origin("model.path").where));
+    in.model = model::ModelConfig::from_json_file(fs::path(path) / "config.json");
+    in.model_source = (fs::path(path) / "config.json").string();
+    from_checkpoint = true;
+  } else {
+    in.model = model::ModelConfig::from_run_config(cfg);
+    in.model_source = "model.* keys (fresh model)";
+  }
+  in.model.torch_dtype = dtype;  // the trainer loads with model.dtype
+  in.model.attention = in.stage == "ar" || in.stage == "reward" ? model::Attention::Causal
+                                                                : model::Attention::Bidirectional;
+
+  // The vocabulary: the tokenizer's, grown by [PAD] when it has none.
+  bool add_pad = cfg.get_bool("model.add_pad_token");
+  std::string tok_path = cfg.get_string("data.tokenizer");
+  if (tok_path.empty() && options.model_preset.empty()) tok_path = path;
+  std::unique_ptr<data::Tokenizer> tok;
+  if (!tok_path.empty() && fs::exists(tok_path)) tok = data::load_tokenizer(tok_path);
+  int64_t v_model = in.model.vocab_size;
+  if (tok) {
+    int64_t v_tok = tok->vocab_size();
+    if (tok->pad_id() < 0) {
+      if (!add_pad)
+        throw Error(fmt::format("the tokenizer {} has no PAD token and model.add_pad_token is false; chat data and "
+                                "packing need one",
+                                tok_path));
+      ++v_tok;
+      in.assumptions.push_back(fmt::format("[PAD] added: the tokenizer {} has {} tokens and no PAD -> V {}", tok_path,
+                                           tok->vocab_size(), v_tok));
+    }
+    if (!from_checkpoint) {
+      if (cfg.origin("model.vocab_size").where != "default" && v_model != tok->vocab_size())
+        throw Error(fmt::format("{}: model.vocab_size = {} but the tokenizer has {} tokens",
+                                cfg.origin("model.vocab_size").where, v_model, tok->vocab_size()));
+      in.model.vocab_size = v_tok;
+    } else {
+      if (v_model > v_tok)
+        throw Error(fmt::format("{}: the model's vocabulary ({}) does not match its tokenizer ({})", in.model_source,
+                                v_model, v_tok));
+      in.model.vocab_size = v_tok;  // the trainer grows the embeddings to the tokenizer
+    }
+  } else {
+    std::string where = !tok_path.empty()                ? fmt::format("{} is not here", tok_path)
+                        : !options.model_preset.empty() ? std::string("planning from a preset")
+                                                        : std::string("no tokenizer path is set");
+    if (from_checkpoint && in.model.pad_token_id >= 0) {
+      in.assumptions.push_back(fmt::format("tokenizer unknown ({}): assumed to have the PAD of config.json "
+                                           "(pad_token_id {}) -> V {}",
+                                           where, in.model.pad_token_id, v_model));
+    } else if (add_pad) {
+      in.model.vocab_size = v_model + 1;
+      in.assumptions.push_back(fmt::format("tokenizer unknown ({}): assumed to have {} tokens and no PAD, so the "
+                                           "trainer adds [PAD] -> V {}",
+                                           where, v_model, v_model + 1));
+    } else {
+      in.assumptions.push_back(fmt::format("tokenizer unknown ({}): assumed V {} (model.add_pad_token is false)",
+                                           where, v_model));
+    }
+  }
+  in.model.validate(in.model_source);
+  if (!(options.span_fraction > 0 && options.span_fraction <= 1))
+    throw Error(fmt::format("the span fraction must be in (0, 1], got {}", options.span_fraction));
+  in.span_fraction = options.span_fraction;
+  if (is_diffusion(in.stage))
+    in.assumptions.push_back(in.span_fraction == 1.0
+                                 ? std::string("worst case for the vocabulary-space tensors: every position is a span "
+                                               "row (N = B x L)")
+                                 : fmt::format("span rows N = {} x B x L (--span-fraction)", in.span_fraction));
+  in.assumptions.push_back("attention through a fused kernel (FlashAttention / LibTorch's flash kernel): no [L, L] "
+                           "score matrix is kept");
+  return in;
+}
+
+// ---------------------------------------------------------------------------
+namespace {
+
+std::string phase_name(const std::string& phase) {
+  if (phase == "forward_start") return "fwd start";
+  return phase;
+}
+
+std::string fit_line(const MemoryPlan& plan, double gpu_gib, std::string* suggestions) {
+  double total = gib(plan.total), head = gpu_gib - total;
+  if (head >= 0)
+    return fmt::format("fits in {:.1f} GiB: headroom {:.2f} GiB ({:.0f}%) before the CUDA context and allocator "
+                       "fragmentation",
+                       gpu_gib, head, 100.0 * head / gpu_gib);
+  // The largest terms, and what each remedy would give.
+  // The largest terms of the persistent state and of the phase that sets the peak.
+  std::string dominant = "forward";
+  double top = plan.forward_peak;
+  if (plan.backward_peak > top) dominant = "backward", top = plan.backward_peak;
+  if (plan.step_peak > top) dominant = "step", top = plan.step_peak;
+  if (plan.forward_start_peak > top) dominant = "forward_start";
+  std::vector<const PlanTerm*> sorted;
+  for (const auto& t : plan.terms) {
+    bool in_phase = t.phase == "persistent" || t.phase == dominant ||
+                    (dominant == "backward" && t.phase == "forward" && t.key != "logits_forward" &&
+                     t.key != "self_condition_logits");
+    if (in_phase) sorted.push_back(&t);
+  }
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->value > b->value; });
+  std::string largest;
+  for (size_t i = 0; i < std::min<size_t>(3, sorted.size()); ++i)
+    largest += fmt::format("{}{} {:.2f} GiB", i ? ", " : "", sorted[i]->label, gib(sorted[i]->value));
+  auto retry = [&](const std::string& what, PlanInputs in) {
+    double t = gib(estimate(in).total);
+    *suggestions += fmt::format("  - {}: {:.2f} GiB{}\n", what, t, t <= gpu_gib ? " (fits)" : "");
+  };
+  const auto& in = plan.in;
+  if (!in.zero && in.world_size > 1) {
+    auto x = in;
+    x.zero = true;
+    retry("dist.zero: 1 (ZeRO-1, AdamW moments sharded)", x);
+  }
+  if (!in.activation_checkpointing) {
+    auto x = in;
+    x.activation_checkpointing = true;
+    retry("model.activation_checkpointing: true", x);
+  }
+  if (in.batch_size > 1) {
+    auto x = in;
+    x.grad_accum = in.grad_accum * in.batch_size;
+    x.batch_size = 1;
+    retry(fmt::format("train.batch_size: 1 with train.grad_accum: {} (same global batch)", x.grad_accum), x);
+  }
+  if (!in.zero && in.world_size > 1 && !in.activation_checkpointing) {
+    auto x = in;
+    x.zero = true;
+    x.activation_checkpointing = true;
+    retry("both ZeRO-1 and activation checkpointing", x);
+  }
+  if (in.precision == Precision::Bf16Master) {
+    auto x = in;
+    x.precision = Precision::Bf16Autocast;
+    retry("train.precision: bf16_autocast with model.dtype: float32 (no unsharded fp32 masters)", x);
+  }
+  if (in.zero && in.world_size == 1) *suggestions += "  - more ranks: ZeRO-1 shards the AdamW moments over them\n";
+  return fmt::format("DOES NOT FIT in {:.1f} GiB: over by {:.2f} GiB; largest terms: {}", gpu_gib, -head, largest);
+}
+
+}  // namespace
+
+std::string format_plan(const MemoryPlan& plan, double gpu_gib, double mfu, double peak_tflops) {
+  const auto& in = plan.in;
+  const auto& m = in.model;
+  std::string s;
+  s += fmt::format("tess plan: stage {}, {} rank(s); model from {}\n", in.stage, in.world_size, in.model_source);
+  s += fmt::format("model: {} V {} H {} I {} layers {} heads {}/{} kv x {}; {} trained parameters\n", m.model_type,
+                   m.vocab_size, m.hidden_size, m.intermediate_size, m.num_hidden_layers, m.num_attention_heads,
+                   m.num_key_value_heads, m.resolved_head_dim(), count(plan.parameters));
+  s += fmt::format("run: precision {}, ZeRO-1 {}, activation checkpointing {}; micro-batch {} x {} tokens, grad "
+                   "accumulation {}{}\n",
+                   precision_name(in.precision), in.zero ? "on" : "off", in.activation_checkpointing ? "on" : "off",
+                   in.batch_size, in.seq_len, in.grad_accum,
+                   in.stage == "reward" ? " (pairs: 2 sequences each)" : "");
+  if (!in.assumptions.empty()) {
+    s += "assumptions:\n";
+    for (const auto& a : in.assumptions) s += "  - " + a + "\n";
+  }
+  s += fmt::format("\n{:<46} {:>9}  {:<11} {}\n", "per-rank memory", "GiB", "phase", "formula");
+  for (const auto& t : plan.terms)
+    s += fmt::format("{:<46} {:>9.3f}  {:<11} {}\n", t.label, gib(t.value), phase_name(t.phase), t.formula);
+  double start = plan.forward_start_peak;
+  s += fmt::format("\nphases: persistent {:.2f} GiB; transients: forward end {:.2f}, backward {:.2f}, optimizer step "
+                   "{:.2f}{} GiB\n",
+                   gib(plan.persistent), gib(plan.forward_peak), gib(plan.backward_peak), gib(plan.step_peak),
+                   start > 0 ? fmt::format(", forward start {:.2f}", gib(start)) : std::string());
+  s += fmt::format("{:<46} {:>9.3f}  = persistent + largest transient phase\n", "total per rank", gib(plan.total));
+  if (gpu_gib > 0) {
+    std::string suggestions;
+    s += fit_line(plan, gpu_gib, &suggestions) + "\n";
+    if (!suggestions.empty()) s += "what would change it (per-rank total):\n" + suggestions;
+  }
+
+  s += fmt::format("\n{:<46} {:>9}  {}\n", "compute per token (method.md 11)", "GFLOP", "formula");
+  for (const auto& f : plan.flops) s += fmt::format("{:<46} {:>9.3f}  {}\n", f.label, f.value / 1e9, f.formula);
+  s += fmt::format("{:<46} {:>9.3f}\n", "total", plan.flops_per_token / 1e9);
+  if (peak_tflops > 0) {
+    auto t = throughput(plan, mfu, peak_tflops);
+    s += fmt::format("at {:.0f}% MFU of {} TFLOP/s: {} tokens/s per rank; a step of {} tokens on {} rank(s) takes "
+                     "{:.3g} s",
+                     mfu * 100, peak_tflops, count(std::llround(t.tokens_per_s_per_rank)), count(plan.tokens_per_step),
+                     in.world_size, t.step_seconds);
+    if (in.max_steps > 0)
+      s += fmt::format("; {} steps: {:.1f} hours = {:.1f} days", count(in.max_steps), t.total_seconds / 3600.0,
+                       t.total_seconds / 86400.0);
+    s += "\n";
+  }
+  return s;
+}
+
+std::string plan_json(const MemoryPlan& plan, double gpu_gib, double mfu, double peak_tflops) {
+  using nlohmann::json;
+  const auto& in = plan.in;
+  const auto& m = in.model;
+  json j;
+  j["stage"] = in.stage;
+  j["world_size"] = in.world_size;
+  j["model"] = {{"source", in.model_source},
+                {"model_type", m.model_type},
+                {"vocab_size", m.vocab_size},
+                {"hidden_size", m.hidden_size},
+                {"intermediate_size", m.intermediate_size},
+                {"num_hidden_layers", m.num_hidden_layers},
+                {"num_attention_heads", m.num_attention_heads},
+                {"num_key_value_heads", m.num_key_value_heads},
+                {"head_dim", m.resolved_head_dim()},
+                {"tie_word_embeddings", m.tie_word_embeddings},
+                {"parameters", plan.parameters}};
+  j["run"] = {{"precision", precision_name(in.precision)},
+              {"zero", in.zero ? 1 : 0},
+              {"activation_checkpointing", in.activation_checkpointing},
+              {"batch_size", in.batch_size},
+              {"seq_len", in.seq_len},
+              {"grad_accum", in.grad_accum},
+              {"bucket_mb", in.bucket_mb},
+              {"max_steps", in.max_steps},
+              {"self_condition_prob", in.self_condition_prob},
+              {"span_fraction", in.span_fraction}};
+  j["assumptions"] = in.assumptions;
+  json terms = json::array();
+  for (const auto& t : plan.terms)
+    terms.push_back({{"key", t.key}, {"label", t.label}, {"phase", t.phase}, {"bytes", t.value},
+                     {"gib", gib(t.value)}, {"formula", t.formula}});
+  j["memory"] = {{"terms", terms},
+                 {"owned_parameters", plan.owned_parameters},
+                 {"persistent_bytes", plan.persistent},
+                 {"forward_peak_bytes", plan.forward_peak},
+                 {"backward_peak_bytes", plan.backward_peak},
+                 {"step_peak_bytes", plan.step_peak},
+                 {"total_bytes", plan.total},
+                 {"total_gib", gib(plan.total)}};
+  if (gpu_gib > 0) {
+    j["memory"]["gpu_memory_gib"] = gpu_gib;
+    j["memory"]["fits"] = gib(plan.total) <= gpu_gib;
+    j["memory"]["headroom_gib"] = gpu_gib - gib(plan.total);
+  }
+  json flops = json::array();
+  for (const auto& f : plan.flops) flops.push_back({{"key", f.key}, {"label", f.label}, {"flops", f.value}, {"formula", f.formula}});
+  j["compute"] = {{"terms", flops}, {"flops_per_token", plan.flops_per_token}, {"tokens_per_step", plan.tokens_per_step}};
+  if (peak_tflops > 0) {
+    auto t = throughput(plan, mfu, peak_tflops);
+    j["compute"]["mfu"] = mfu;
+    j["compute"]["peak_tflops"] = peak_tflops;
+    j["compute"]["tokens_per_s_per_rank"] = t.tokens_per_s_per_rank;
+    j["compute"]["step_seconds"] = t.step_seconds;
+    if (in.max_steps > 0) j["compute"]["total_seconds"] = t.total_seconds;
+  }
+  return j.dump(2) + "\n";
+}
+
+}  // namespace tess::train
