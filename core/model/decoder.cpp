@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <ATen/autocast_mode.h>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 
@@ -66,10 +68,28 @@ torch::nn::Linear linear(int64_t in, int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
 }
 
+// The autocast state of the forward pass, re-applied while a checkpointed
+// layer is recomputed in backward (which runs outside the autocast region):
+// the recomputation must be the same arithmetic as the forward.
+struct AutocastState {
+  bool cpu = false, cuda = false;
+  at::ScalarType cpu_dtype = at::kBFloat16, cuda_dtype = at::kHalf;
+  static AutocastState current() {
+    return {at::autocast::is_autocast_enabled(at::kCPU), at::autocast::is_autocast_enabled(at::kCUDA),
+            at::autocast::get_autocast_dtype(at::kCPU), at::autocast::get_autocast_dtype(at::kCUDA)};
+  }
+  void apply() const {
+    at::autocast::set_autocast_enabled(at::kCPU, cpu);
+    at::autocast::set_autocast_enabled(at::kCUDA, cuda);
+    at::autocast::set_autocast_dtype(at::kCPU, cpu_dtype);
+    at::autocast::set_autocast_dtype(at::kCUDA, cuda_dtype);
+  }
+};
+
 // Reentrant activation checkpointing: forward without a graph, backward
-// recomputes the layer with grad enabled and back-propagates through it
-// (parameter gradients accumulate as usual). The layers have no dropout, so
-// the recomputation is exact.
+// recomputes the layer with grad enabled (and the forward's autocast state)
+// and back-propagates through it (parameter gradients accumulate as usual).
+// The layers have no dropout, so the recomputation is exact.
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
                                DecoderLayerImpl* layer, const LayerContext* lc) {
@@ -78,6 +98,11 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     ctx->saved_data["sin"] = lc->sin;
     ctx->saved_data["mask"] = lc->mask;
     ctx->saved_data["is_causal"] = lc->is_causal;
+    auto amp = AutocastState::current();
+    ctx->saved_data["amp_cpu"] = amp.cpu;
+    ctx->saved_data["amp_cuda"] = amp.cuda;
+    ctx->saved_data["amp_cpu_dtype"] = static_cast<int64_t>(amp.cpu_dtype);
+    ctx->saved_data["amp_cuda_dtype"] = static_cast<int64_t>(amp.cuda_dtype);
     // The layer outlives the graph (it is owned by the model being trained).
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
     return layer->forward(x, *lc);
@@ -92,10 +117,24 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     lc.mask = ctx->saved_data["mask"].toTensor();
     lc.is_causal = ctx->saved_data["is_causal"].toBool();
     auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    AutocastState forward_amp{ctx->saved_data["amp_cpu"].toBool(), ctx->saved_data["amp_cuda"].toBool(),
+                              static_cast<at::ScalarType>(ctx->saved_data["amp_cpu_dtype"].toInt()),
+                              static_cast<at::ScalarType>(ctx->saved_data["amp_cuda_dtype"].toInt())};
+    auto outer = AutocastState::current();
     torch::Tensor out;
     {
       torch::AutoGradMode enable(true);
-      out = layer->forward(x, lc);
+      forward_amp.apply();
+      if (forward_amp.cpu || forward_amp.cuda) at::autocast::increment_nesting();
+      try {
+        out = layer->forward(x, lc);
+      } catch (...) {
+        if ((forward_amp.cpu || forward_amp.cuda) && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+        outer.apply();
+        throw;
+      }
+      if ((forward_amp.cpu || forward_amp.cuda) && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+      outer.apply();
     }
     torch::autograd::backward({out}, {grads[0]});
     return {x.grad(), torch::Tensor(), torch::Tensor()};

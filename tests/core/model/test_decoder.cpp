@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <ATen/autocast_mode.h>
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -196,6 +198,31 @@ TEST_CASE("activation checkpointing gives the same gradients", "[unit][model]") 
   }
   REQUIRE(grads[0].size() == grads[1].size());
   for (size_t i = 0; i < grads[0].size(); ++i) CHECK(max_diff(grads[0][i], grads[1][i]) < 1e-6);
+}
+
+TEST_CASE("activation checkpointing under bf16 autocast recomputes in bf16: the same gradients", "[unit][model]") {
+  auto ids = ids_of({3, 1, 4, 1, 5, 9, 2, 6});
+  std::vector<torch::Tensor> grads[2];
+  for (int ckpt = 0; ckpt < 2; ++ckpt) {
+    Decoder d(tiny(), 9);
+    d->train();
+    d->set_activation_checkpointing(ckpt == 1);
+    torch::Tensor loss;
+    {
+      at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+      at::autocast::set_autocast_enabled(at::kCPU, true);
+      at::autocast::increment_nesting();
+      loss = torch::nn::functional::cross_entropy(d->forward(ids).view({-1, 50}).to(torch::kFloat32), ids.view(-1));
+      at::autocast::decrement_nesting();
+      at::autocast::clear_cache();
+      at::autocast::set_autocast_enabled(at::kCPU, false);
+    }
+    loss.backward();  // outside autocast, as the trainer does
+    for (auto& p : d->parameters()) grads[ckpt].push_back(p.grad().clone());
+  }
+  REQUIRE(grads[0].size() == grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i) CHECK(max_diff(grads[0][i], grads[1][i]) < 1e-6);
+  CHECK_FALSE(at::autocast::is_autocast_enabled(at::kCPU));
 }
 
 TEST_CASE("a training step lowers the loss on its batch", "[unit][model]") {
