@@ -335,6 +335,19 @@ void apply_behavior(std::vector<Span>& spans, Behavior behavior, bool invert,
   auto keep = [&out](size_t a, size_t b) {
     if (a != b) out.emplace_back(a, b);
   };
+  // Left to right: a span extends the last piece when `joins(span, previous match)`.
+  auto merge_forward = [&](auto joins) {
+    std::vector<std::pair<size_t, size_t>> acc;
+    bool previous = false;
+    for (const auto& s : spans) {
+      if (joins(s, previous) && !acc.empty())
+        acc.back().second = s.end;
+      else
+        acc.emplace_back(s.start, s.end);
+      previous = s.match;
+    }
+    for (const auto& [a, b] : acc) keep(a, b);
+  };
   switch (behavior) {
     case Behavior::Isolated:
       for (const auto& s : spans) keep(s.start, s.end);
@@ -343,32 +356,10 @@ void apply_behavior(std::vector<Span>& spans, Behavior behavior, bool invert,
       for (const auto& s : spans)
         if (!s.match) keep(s.start, s.end);
       return;
-    case Behavior::Contiguous: {
-      std::vector<std::pair<size_t, size_t>> acc;
-      bool previous = false;
-      for (const auto& s : spans) {
-        if (s.match == previous && !acc.empty())
-          acc.back().second = s.end;
-        else
-          acc.emplace_back(s.start, s.end);
-        previous = s.match;
-      }
-      for (const auto& [a, b] : acc) keep(a, b);
-      return;
-    }
-    case Behavior::MergedWithPrevious: {
-      std::vector<std::pair<size_t, size_t>> acc;
-      bool previous = false;
-      for (const auto& s : spans) {
-        if (s.match && !previous && !acc.empty())
-          acc.back().second = s.end;
-        else
-          acc.emplace_back(s.start, s.end);
-        previous = s.match;
-      }
-      for (const auto& [a, b] : acc) keep(a, b);
-      return;
-    }
+    case Behavior::Contiguous:  // runs of equal match state become one piece
+      return merge_forward([](const Span& s, bool previous) { return s.match == previous; });
+    case Behavior::MergedWithPrevious:  // a match joins the piece before it
+      return merge_forward([](const Span& s, bool previous) { return s.match && !previous; });
     case Behavior::MergedWithNext: {
       std::vector<std::pair<size_t, size_t>> acc;
       bool previous = false;

@@ -183,45 +183,44 @@ TEST_CASE("padding masked by key_mask leaves the real positions as if unpadded",
   }
 }
 
-TEST_CASE("activation checkpointing gives the same gradients", "[unit][model]") {
+namespace {
+
+// Parameter gradients of one bidirectional cross-entropy step, with or without
+// activation checkpointing, optionally under CPU bf16 autocast (backward runs
+// outside it, as in the trainer).
+std::vector<torch::Tensor> step_gradients(bool checkpointing, bool autocast) {
   auto ids = ids_of({3, 1, 4, 1, 5, 9, 2, 6});
-  std::vector<torch::Tensor> grads[2];
-  for (int ckpt = 0; ckpt < 2; ++ckpt) {
-    Decoder d(tiny(), 9);
-    d->train();
-    d->set_activation_checkpointing(ckpt == 1);
-    ForwardOptions opt;
-    opt.attention = Attention::Bidirectional;
-    auto loss = torch::nn::functional::cross_entropy(d->forward(ids, opt).view({-1, 50}), ids.view(-1));
-    loss.backward();
-    for (auto& p : d->parameters()) grads[ckpt].push_back(p.grad().clone());
+  Decoder d(tiny(), 9);
+  d->train();
+  d->set_activation_checkpointing(checkpointing);
+  ForwardOptions opt;
+  opt.attention = Attention::Bidirectional;
+  if (autocast) {
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::increment_nesting();
   }
-  REQUIRE(grads[0].size() == grads[1].size());
-  for (size_t i = 0; i < grads[0].size(); ++i) CHECK(max_diff(grads[0][i], grads[1][i]) < 1e-6);
+  auto loss = torch::nn::functional::cross_entropy(d->forward(ids, opt).view({-1, 50}).to(torch::kFloat32), ids.view(-1));
+  if (autocast) {
+    at::autocast::decrement_nesting();
+    at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+  }
+  loss.backward();
+  std::vector<torch::Tensor> grads;
+  for (auto& p : d->parameters()) grads.push_back(p.grad().clone());
+  return grads;
 }
 
-TEST_CASE("activation checkpointing under bf16 autocast recomputes in bf16: the same gradients", "[unit][model]") {
-  auto ids = ids_of({3, 1, 4, 1, 5, 9, 2, 6});
-  std::vector<torch::Tensor> grads[2];
-  for (int ckpt = 0; ckpt < 2; ++ckpt) {
-    Decoder d(tiny(), 9);
-    d->train();
-    d->set_activation_checkpointing(ckpt == 1);
-    torch::Tensor loss;
-    {
-      at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-      at::autocast::set_autocast_enabled(at::kCPU, true);
-      at::autocast::increment_nesting();
-      loss = torch::nn::functional::cross_entropy(d->forward(ids).view({-1, 50}).to(torch::kFloat32), ids.view(-1));
-      at::autocast::decrement_nesting();
-      at::autocast::clear_cache();
-      at::autocast::set_autocast_enabled(at::kCPU, false);
-    }
-    loss.backward();  // outside autocast, as the trainer does
-    for (auto& p : d->parameters()) grads[ckpt].push_back(p.grad().clone());
+}  // namespace
+
+TEST_CASE("activation checkpointing gives the same gradients, also under bf16 autocast", "[unit][model]") {
+  for (bool autocast : {false, true}) {
+    INFO("autocast " << autocast);
+    auto plain = step_gradients(false, autocast), checkpointed = step_gradients(true, autocast);
+    REQUIRE(plain.size() == checkpointed.size());
+    for (size_t i = 0; i < plain.size(); ++i) CHECK(max_diff(plain[i], checkpointed[i]) < 1e-6);
   }
-  REQUIRE(grads[0].size() == grads[1].size());
-  for (size_t i = 0; i < grads[0].size(); ++i) CHECK(max_diff(grads[0][i], grads[1][i]) < 1e-6);
   CHECK_FALSE(at::autocast::is_autocast_enabled(at::kCPU));
 }
 
