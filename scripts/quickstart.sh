@@ -91,7 +91,9 @@ COMMON=(--data "$DATA/chat_test.jsonl" --length "$SPAN" --batch-size 32 --top-p 
 
 SECONDS_TOTAL=$(( $(date +%s) - T0 ))
 echo
-echo "== Summary: exact match on held-out prompts (configs/quickstart/*.yaml$([ "$TINY" = 1 ] && echo ", --tiny: 12 steps per stage"),"
+SIZE="training steps as in the configs"
+[ "$TINY" = 1 ] && SIZE="--tiny: 12 training steps per stage"
+echo "== Summary: exact match on held-out prompts (configs/quickstart/*.yaml, $SIZE,"
 echo "   seed 1234, greedy token choice, span $SPAN, guidance scale $GUIDANCE; ${SECONDS_TOTAL}s of runs)"
 python3 "$ROOT/scripts/quickstart_summary.py" "$OUT"
 cat <<MSG
