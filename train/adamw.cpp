@@ -10,10 +10,10 @@
 
 namespace tess::train {
 
-AdamW::AdamW(std::vector<NamedParameter> params, Options options, std::set<std::string> owned)
-    : params_(std::move(params)), options_(options), owned_(std::move(owned)) {
+AdamW::AdamW(std::vector<NamedParameter> params, Options options, std::optional<std::set<std::string>> owned)
+    : params_(std::move(params)), options_(options) {
   for (const auto& p : params_) {
-    if (!owned_.empty() && !owned_.count(p.name)) continue;
+    if (owned && !owned->count(p.name)) continue;
     // Moments in fp32 whatever the parameter dtype (bf16 moments lose the update).
     auto opts = p.tensor.options().dtype(torch::kFloat32);
     slots_[p.name] = {torch::zeros(p.tensor.sizes(), opts), torch::zeros(p.tensor.sizes(), opts)};

@@ -5,6 +5,7 @@
 // correction), operation for operation, so both give the same bits.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,8 +25,9 @@ class AdamW {
   struct Options {
     double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
   };
-  // `owned`: names this optimizer updates (ZeRO-1 shard); empty = all.
-  AdamW(std::vector<NamedParameter> params, Options options, std::set<std::string> owned = {});
+  // `owned`: names this optimizer updates (a ZeRO-1 shard, possibly empty);
+  // nullopt = all parameters.
+  AdamW(std::vector<NamedParameter> params, Options options, std::optional<std::set<std::string>> owned = std::nullopt);
 
   // One update with learning rate `lr` from the parameters' .grad().
   void step(double lr);
@@ -49,7 +51,6 @@ class AdamW {
   };
   std::vector<NamedParameter> params_;
   Options options_;
-  std::set<std::string> owned_;
   std::map<std::string, Slot> slots_;
   int64_t steps_ = 0;
 };

@@ -29,9 +29,6 @@ WeightUpdate::WeightUpdate(std::vector<NamedParameter> model_params, Options opt
       masters_.push_back({p.name, p.tensor.detach().to(torch::kFloat32).clone(), p.decay});
     }
   }
-  // An owner set that names everything would mean "all" to AdamW anyway; an
-  // empty one (a rank that owns nothing) must stay empty, so pass a sentinel.
-  if (owned.empty()) owned.insert("\x01none");
   adamw_ = std::make_unique<AdamW>(masters_.empty() ? model_ : masters_, options_.adamw, owned);
 }
 
@@ -75,12 +72,6 @@ void WeightUpdate::zero_grad() {
     for (auto& p : *set)
       if (p.tensor.grad().defined()) p.tensor.mutable_grad().zero_();
   grads_moved_ = false;
-}
-
-bool WeightUpdate::owns(const std::string& name) const {
-  for (size_t i = 0; i < model_.size(); ++i)
-    if (model_[i].name == name) return owner_[i] == dist_.rank();
-  return false;
 }
 
 std::map<std::string, at::Tensor> WeightUpdate::state() const {

@@ -45,8 +45,6 @@ class WeightUpdate {
   void step(double lr);
   void zero_grad();
 
-  // The owner rank of each parameter (all 0..world-1 when ZeRO is off: every rank owns all).
-  bool owns(const std::string& name) const;
   std::map<std::string, at::Tensor> state() const;
   // Names of the state entries this rank needs from a checkpoint.
   std::set<std::string> needed_state() const;
