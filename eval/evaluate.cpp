@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/config/config.h"
 #include "core/diffusion/diffusion_loss.h"
 #include "core/diffusion/noise_scheduler.h"
 #include "core/model/hf_checkpoint.h"
@@ -174,7 +175,8 @@ class DiffusionChoiceScorer : public ChoiceScorer {
   DiffusionChoiceScorer(const fs::path& dir, int64_t samples, uint64_t seed)
       : tok_(data::load_tokenizer(dir)),
         lm_(diffusion::load_diffusion_lm(dir)),
-        loss_(diffusion::NoiseScheduler(diffusion::Schedule::CosineImproved, 5000), {5.0, 0.0}),
+        loss_(diffusion::NoiseScheduler(diffusion::parse_schedule(lm_->noise.schedule), lm_->noise.timesteps),
+              {lm_->noise.simplex_value, 0.0}),
         samples_(samples),
         seed_(seed) {
     lm_->eval();
@@ -242,24 +244,52 @@ const std::vector<std::string>& metric_names() {
   return names;
 }
 
-std::vector<std::string> parse_metrics(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (item.empty()) continue;
-    const auto& names = metric_names();
-    if (std::find(names.begin(), names.end(), item) == names.end())
-      throw Error(fmt::format("unknown metric '{}' (expected one of: {})", item, fmt::join(names, ", ")));
-    if (std::find(out.begin(), out.end(), item) == out.end()) out.push_back(item);
+EvalPlan EvalPlan::from_config(const config::Config& cfg) {
+  EvalPlan plan;
+  auto& o = plan.options;
+  auto run_dir_set = [&] { return cfg.origin("run.dir").where != "default"; };
+  o.model = cfg.get_string("eval.model");
+  if (o.model.empty()) {
+    if (!run_dir_set())
+      throw Error("eval.model: no model to evaluate; give --model DIR (or eval.model, or a run config whose run.dir "
+                  "holds final/)");
+    o.model = fs::path(cfg.get_string("run.dir")) / "final";
+    if (!fs::is_directory(o.model))
+      throw Error(fmt::format("eval.model is empty, so the run's final model {} is evaluated, but it does not exist "
+                              "(run.dir set at {}); train it first or give --model",
+                              o.model.string(), cfg.origin("run.dir").where));
   }
-  if (out.empty()) throw Error("no metric given");
-  return out;
+  o.data = cfg.get_string("eval.data");
+  if (o.data.empty()) throw Error("eval.data: no eval records; give --data FILE.jsonl (or eval.data in the config)");
+  o.metrics.clear();
+  for (const auto& m : cfg.get_string_list("eval.metrics"))
+    if (std::find(o.metrics.begin(), o.metrics.end(), m) == o.metrics.end()) o.metrics.push_back(m);
+  if (o.metrics.empty()) throw Error(fmt::format("{}: eval.metrics is empty", cfg.origin("eval.metrics").where));
+  o.extraction = parse_answer_extraction(cfg.get_string("eval.extraction"));
+  const auto& decoding = cfg.get_string("eval.decoding");
+  o.generate.ar = decoding == "ar" || (decoding == "auto" && cfg.has("run.stage") && cfg.get_string("run.stage") == "ar");
+  o.generate.steps = cfg.get_int("eval.steps");
+  o.generate.length = cfg.get_int("eval.span_length");
+  o.generate.top_p = cfg.get_float("eval.top_p");
+  o.generate.temperature = cfg.get_float("eval.temperature");
+  o.generate.seed = static_cast<uint64_t>(cfg.get_int("eval.seed"));
+  o.generate.batch_size = cfg.get_int("eval.batch_size");
+  o.generate.reward_model = cfg.get_string("eval.reward_model");
+  o.generate.guidance_scale = cfg.get_float("eval.guidance_scale");
+  o.perplexity_model = cfg.get_string("eval.perplexity_model");
+  o.limit = cfg.get_int("eval.limit");
+  o.choice_samples = cfg.get_int("eval.choice_samples");
+  plan.sweep = cfg.get_string("eval.sweep");
+  plan.output = cfg.get_string("eval.output");
+  plan.samples = cfg.get_string("eval.samples");
+  plan.plot = cfg.get_string("eval.plot");
+  return plan;
 }
 
 EvalResult evaluate(const EvalOptions& o) {
+  for (const auto& m : o.metrics)
+    if (std::find(metric_names().begin(), metric_names().end(), m) == metric_names().end())
+      throw Error(fmt::format("unknown metric '{}' (expected one of: {})", m, fmt::join(metric_names(), ", ")));
   auto wants = [&](const char* m) { return std::find(o.metrics.begin(), o.metrics.end(), m) != o.metrics.end(); };
   data::ChatOptions co;
   co.progress = false;

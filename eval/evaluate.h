@@ -26,11 +26,13 @@
 #include "eval/generate.h"
 #include "eval/text_metrics.h"
 
+namespace tess::config {
+class Config;
+}
+
 namespace tess::eval {
 
-const std::vector<std::string>& metric_names();
-// Splits "exact_match,speed" and checks every name (a tess::Error lists the valid ones).
-std::vector<std::string> parse_metrics(const std::string& list);
+const std::vector<std::string>& metric_names();  // what EvalOptions::metrics may hold
 
 struct EvalOptions {
   std::filesystem::path model;
@@ -51,6 +53,18 @@ struct EvalResult {
 };
 
 EvalResult evaluate(const EvalOptions& options);
+
+// Everything one `tess eval` does, from the eval.* keys of a configuration
+// (a training config's eval section, or a file of its own; flags are applied
+// as overrides first). eval.model defaults to run.dir/final of the config's
+// run and eval.decoding auto to `ar` for run.stage ar, so
+// `tess eval configs/quickstart/instruction.yaml` evaluates that run.
+struct EvalPlan {
+  EvalOptions options;
+  std::string sweep;  // "name=v1,v2,..."; empty = one evaluation
+  std::string output, samples, plot;
+  static EvalPlan from_config(const config::Config& cfg);
+};
 
 // The sweep grid of `--sweep name=v1,v2,...` (steps | guidance_scale | top_p | length).
 struct Sweep {

@@ -302,6 +302,8 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   so.steps = opt_.steps;
   so.top_p = opt_.top_p;
   so.temperature = opt_.temperature;
+  so.simplex_value = lm_->noise.simplex_value;  // the k and schedule the model was trained with
+  so.schedule = diffusion::parse_schedule(lm_->noise.schedule);
   diffusion::Sampler sampler(*lm_, so);
 
   // Model vocabulary rows beyond the tokenizer's are never chosen.

@@ -42,11 +42,13 @@ mkdir -p "$DATA" "$EVAL"
 if [ "$TINY" = 1 ]; then
   DOCS=2000; TRAIN=600; TEST=12; PREFS=100; VOCAB=1000
   SWEEP=2,8; GUIDED_STEPS=8; SPAN=16
+  EVAL_SET=(--length "$SPAN")
   STEP_SET=(--set train.max_steps=12 --set checkpoint.resume=none)
   REWARD_SET=(--set train.max_steps=6 --set checkpoint.resume=none)
 else
   DOCS=0; TRAIN=6000; TEST=300; PREFS=2000; VOCAB=2000
-  SWEEP=4,16,64; GUIDED_STEPS=16; SPAN=48
+  SWEEP=4,16,64; GUIDED_STEPS=16; SPAN=48  # SPAN as eval.span_length in _common.yaml
+  EVAL_SET=()
   STEP_SET=(--set checkpoint.resume=none)
   REWARD_SET=(--set checkpoint.resume=none)
 fi
@@ -77,17 +79,15 @@ echo "== 8/9 reward model on preference pairs"
 "$TESS" train "$CONFIGS/reward.yaml" "${REWARD_SET[@]}"
 
 echo "== 9/9 answer the $TEST held-out prompts per task and score them"
-COMMON=(--data "$DATA/chat_test.jsonl" --length "$SPAN" --batch-size 32 --top-p 0 --seed 1234
-        --reward-model "$OUT/reward/final")
-"$TESS" eval --model "$OUT/instruction/final" "${COMMON[@]}" --metrics exact_match,reward,diversity,speed \
-  --sweep "steps=$SWEEP" --output "$EVAL/adapted.json" --samples "$EVAL/adapted_samples.jsonl"
-"$TESS" eval --model "$OUT/instruction/final" "${COMMON[@]}" --metrics exact_match,reward,diversity,speed \
-  --steps "$GUIDED_STEPS" --guidance-scale "$GUIDANCE" --output "$EVAL/adapted_guided.json" \
-  --samples "$EVAL/adapted_guided_samples.jsonl"
-"$TESS" eval --model "$OUT/instruction_scratch/final" "${COMMON[@]}" --metrics exact_match,reward,diversity,speed \
-  --sweep "steps=$SWEEP" --output "$EVAL/scratch.json"
-"$TESS" eval --model "$OUT/ar_instruction/final" --ar "${COMMON[@]}" --metrics exact_match,reward,diversity,speed \
-  --output "$EVAL/ar.json" --samples "$EVAL/ar_samples.jsonl"
+# Each run's config says how it is evaluated (eval.* in _common.yaml); its
+# final model is the one evaluated.
+"$TESS" eval "$CONFIGS/instruction.yaml" "${EVAL_SET[@]}" --sweep "steps=$SWEEP" \
+  --output "$EVAL/adapted.json" --samples "$EVAL/adapted_samples.jsonl"
+"$TESS" eval "$CONFIGS/instruction.yaml" "${EVAL_SET[@]}" --steps "$GUIDED_STEPS" --guidance-scale "$GUIDANCE" \
+  --output "$EVAL/adapted_guided.json" --samples "$EVAL/adapted_guided_samples.jsonl"
+"$TESS" eval "$CONFIGS/instruction_scratch.yaml" "${EVAL_SET[@]}" --sweep "steps=$SWEEP" --output "$EVAL/scratch.json"
+"$TESS" eval "$CONFIGS/ar_instruction.yaml" "${EVAL_SET[@]}" --output "$EVAL/ar.json" \
+  --samples "$EVAL/ar_samples.jsonl"
 
 SECONDS_TOTAL=$(( $(date +%s) - T0 ))
 echo

@@ -429,6 +429,20 @@ class ArStage : public StageBase {
   model::Decoder decoder_{nullptr};
 };
 
+// A diffusion model.path trained with other noise settings is allowed (the
+// config decides) but worth a warning: its predictions assumed the old ones.
+void warn_if_noise_changed(const config::Config& cfg, const std::map<std::string, std::string>& extra,
+                           const diffusion::NoiseSettings& now) {
+  if (!extra.count("simplex_value")) return;  // an AR model, or a checkpoint that does not say
+  const auto& path = cfg.get_string("model.path");
+  auto before = diffusion::read_noise_settings(extra, path + "/config.json");
+  if (before == now) return;
+  spdlog::warn("{} was trained with simplex_value {}, schedule {}, timesteps {}; this run uses {}, {}, {} "
+               "(diffusion.* keys)",
+               path, before.simplex_value, before.schedule, before.timesteps, now.simplex_value, now.schedule,
+               now.timesteps);
+}
+
 // ---------------------------------------------------------------------------
 class DiffusionStage : public StageBase {
  public:
@@ -447,6 +461,9 @@ class DiffusionStage : public StageBase {
     // A diffusion checkpoint brings its timestep embedding; an AR one does not.
     model_->load_extra_tensors(std::move(built.extra_tensors));
     model_->decoder->mutable_config().attention = model::Attention::Bidirectional;
+    model_->noise = {cfg.get_float("diffusion.simplex_value"), cfg.get_string("diffusion.schedule"),
+                     cfg.get_int("diffusion.timesteps")};
+    warn_if_noise_changed(cfg, model_->decoder->config().extra, model_->noise);
     std::shared_ptr<data::SpanMasker> masker;
     if (examples_->needs_span_masker()) masker = std::make_shared<data::SpanMasker>(data::Ul2Options::from_config(cfg));
     open_validation(cfg);

@@ -191,8 +191,11 @@ struct Trainer::Impl {
     resume();
     if (auto unused = cfg.unused_user_keys(); !unused.empty()) {
       std::string list;
-      for (const auto& k : unused) list += fmt::format("\n  {} (set at {})", k, cfg.origin(k).where);
-      throw Error(fmt::format("these keys are set but stage '{}' does not use them:{}", stage->name(), list));
+      for (const auto& k : unused)
+        if (k.rfind("eval.", 0) != 0)  // eval.* describes how `tess eval CONFIG` evaluates this run
+          list += fmt::format("\n  {} (set at {})", k, cfg.origin(k).where);
+      if (!list.empty())
+        throw Error(fmt::format("these keys are set but stage '{}' does not use them:{}", stage->name(), list));
     }
 
     if (main()) {

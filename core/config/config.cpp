@@ -252,8 +252,8 @@ void Config::merge_document(const std::string& text, const std::string& name,
   walk(root, "");
 }
 
-void Config::apply_override(const std::string& assignment) {
-  std::string where = "--set " + assignment;
+void Config::apply_override(const std::string& assignment, const std::string& origin) {
+  std::string where = origin.empty() ? "--set " + assignment : origin;
   auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
     throw Error(fmt::format("{}: expected key=value (e.g. --set train.lr=3e-5)", where));

@@ -38,8 +38,9 @@ class Config {
   void merge_file(const std::filesystem::path& path);
   void merge_string(const std::string& yaml, const std::string& name,
                     const std::filesystem::path& base_dir);
-  // "key=value" with value in YAML syntax ("3e-5", "true", "[a, b]").
-  void apply_override(const std::string& assignment);
+  // "key=value" with value in YAML syntax ("3e-5", "true", "[a, b]"); the
+  // origin is `where` (default "--set key=value"), e.g. the flag that set it.
+  void apply_override(const std::string& assignment, const std::string& where = "");
   // Throws tess::Error naming each required key that is still unset.
   void require_complete() const;
 

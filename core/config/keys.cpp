@@ -148,7 +148,23 @@ void add_checkpoint(Schema& s) {
 }
 
 void add_eval(Schema& s) {
-  s.section("eval", "Sampling and evaluation.");
+  s.section("eval", "Sampling and evaluation (`tess eval CONFIG` reads this section; its flags override it).");
+  s.add("eval.model", "", "Model directory to evaluate; empty = the final model of the config's run (run.dir/final).");
+  s.add("eval.data", "", "Eval records, JSONL: chat \"messages\" or \"prompt\", with \"answer\" (+ \"task\", \"choices\").");
+  s.add("eval.metrics", std::vector<std::string>{"exact_match", "diversity", "speed"}, "Metrics to compute.")
+      .choices({"exact_match", "multiple_choice", "perplexity", "diversity", "reward", "speed"});
+  s.add("eval.extraction", "full", "Answer extraction of exact_match: whole answer, last number (GSM8k), first line.")
+      .choices({"full", "last_number", "first_line"});
+  s.add("eval.decoding", "auto", "How the model generates; auto = ar when run.stage is ar, else diffusion.")
+      .choices({"auto", "diffusion", "ar"});
+  s.add("eval.seed", 0, "Seed of the generate stream (and of multiple_choice noise).").min(0);
+  s.add("eval.limit", 0, "Evaluate only the first N records; 0 = all.").min(0);
+  s.add("eval.choice_samples", 8, "Diffusion multiple_choice: noise draws per choice.").min(1);
+  s.add("eval.perplexity_model", "", "AR model directory for the perplexity metric.");
+  s.add("eval.sweep", "", "A grid over one setting, e.g. steps=8,16,32,64,100 (also guidance_scale, top_p, length); empty = one run.");
+  s.add("eval.output", "", "JSON report file (with a sweep also an .svg plot beside it); empty = table only.");
+  s.add("eval.samples", "", "JSONL file of the generated answers; empty = not written.");
+  s.add("eval.plot", "", "SVG plot of each metric against the swept setting; empty = beside eval.output.");
   s.add("eval.steps", 100, "Diffusion sampling steps N.").min(1);
   s.add("eval.span_length", 256, "Tokens generated per answer (the fixed span).").min(1);
   s.add("eval.top_p", 0.99, "Nucleus sampling mass; 0 = argmax.").range(0, 1);

@@ -4,7 +4,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include "core/diffusion/noise_scheduler.h"
 #include "core/model/hf_checkpoint.h"
 #include "core/util/error.h"
 
@@ -138,6 +140,34 @@ torch::Tensor DiffusionLMImpl::full_logits(const DiffusionInputs& in, const Span
   return torch::cat({zero, logits.narrow(1, 0, logits.size(1) - 1)}, 1);
 }
 
+NoiseSettings read_noise_settings(const std::map<std::string, std::string>& extra, const std::string& source) {
+  NoiseSettings n;
+  auto where = [&](const char* key) { return fmt::format("{}: {}", source, key); };
+  if (auto it = extra.find("simplex_value"); it != extra.end()) {
+    auto j = nlohmann::json::parse(it->second, nullptr, false);
+    if (!j.is_number() || j.get<double>() <= 0)
+      throw Error(fmt::format("{} must be a positive number, got {}", where("simplex_value"), it->second));
+    n.simplex_value = j.get<double>();
+  }
+  if (auto it = extra.find("noise_schedule"); it != extra.end()) {
+    auto j = nlohmann::json::parse(it->second, nullptr, false);
+    if (!j.is_string()) throw Error(fmt::format("{} must be a string, got {}", where("noise_schedule"), it->second));
+    n.schedule = j.get<std::string>();
+    try {
+      parse_schedule(n.schedule);
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: {}", where("noise_schedule"), e.what()));
+    }
+  }
+  if (auto it = extra.find("diffusion_timesteps"); it != extra.end()) {
+    auto j = nlohmann::json::parse(it->second, nullptr, false);
+    if (!j.is_number_integer() || j.get<int64_t>() < 1)
+      throw Error(fmt::format("{} must be a positive integer, got {}", where("diffusion_timesteps"), it->second));
+    n.timesteps = j.get<int64_t>();
+  }
+  return n;
+}
+
 DiffusionLM load_diffusion_lm(const std::filesystem::path& dir, std::optional<SelfCondition> mode_override,
                               bool embedding_grad, std::optional<std::string> dtype, uint64_t seed) {
   model::LoadOptions lo;
@@ -154,6 +184,7 @@ DiffusionLM load_diffusion_lm(const std::filesystem::path& dir, std::optional<Se
   if (mode_override) mode = *mode_override;
   DiffusionLM lm(loaded.decoder, mode, embedding_grad, seed);
   lm->load_extra_tensors(std::move(loaded.extra_tensors));
+  lm->noise = read_noise_settings(extra, (dir / "config.json").string());
   return lm;
 }
 
@@ -161,6 +192,9 @@ void save_diffusion_lm(const std::filesystem::path& dir, DiffusionLMImpl& model,
   auto& config = model.decoder->mutable_config();
   config.attention = model::Attention::Bidirectional;
   config.extra["self_condition"] = fmt::format("\"{}\"", self_condition_name(model.self_condition()));
+  config.extra["simplex_value"] = nlohmann::json(model.noise.simplex_value).dump();
+  config.extra["noise_schedule"] = nlohmann::json(model.noise.schedule).dump();
+  config.extra["diffusion_timesteps"] = std::to_string(model.noise.timesteps);
   model::save_hf_model(dir, *model.decoder, model.extra_tensors(), max_shard_bytes);
 }
 

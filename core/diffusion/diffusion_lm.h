@@ -51,6 +51,23 @@ struct DiffusionInputs {
   torch::Tensor key_mask;   // optional bool [B, L]: false = padding nobody attends to
 };
 
+// The noise a diffusion model was trained with: sampling and likelihood
+// scoring must use the same simplex value k and schedule, so they travel with
+// the weights (config.json keys "simplex_value", "noise_schedule",
+// "diffusion_timesteps"). A directory without them (the released TESS 2
+// checkpoints) gets the reference's values, the defaults here.
+struct NoiseSettings {
+  double simplex_value = 5.0;
+  std::string schedule = "cosine_improved";  // a diffusion.schedule name
+  int64_t timesteps = 5000;                  // training T
+  bool operator==(const NoiseSettings& o) const {
+    return simplex_value == o.simplex_value && schedule == o.schedule && timesteps == o.timesteps;
+  }
+};
+
+// From an HF config's extra keys (ModelConfig::extra); `source` names the file in errors.
+NoiseSettings read_noise_settings(const std::map<std::string, std::string>& config_extra, const std::string& source);
+
 class DiffusionLMImpl : public torch::nn::Module {
  public:
   DiffusionLMImpl(model::Decoder decoder, SelfCondition mode, bool embedding_grad, uint64_t seed = 0);
@@ -72,6 +89,7 @@ class DiffusionLMImpl : public torch::nn::Module {
 
   model::Decoder decoder{nullptr};
   torch::nn::Linear timestep_embed{nullptr};  // Linear(1 -> hidden, no bias), HF name "timestep_embed"
+  NoiseSettings noise;  // what training used; saved with the model
   SelfCondition self_condition() const { return mode_; }
   bool embedding_grad() const { return embedding_grad_; }
 

@@ -3,11 +3,13 @@
 // over a sweep of one sampling setting, with a JSON report, a table and a plot.
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/config/config.h"
 #include "core/util/error.h"
 #include "eval/evaluate.h"
 #include "launch/cli.h"
@@ -15,15 +17,73 @@
 namespace tess::cli {
 namespace {
 
-struct EvalArgs {
-  eval::EvalOptions opt;
-  std::string metrics = "exact_match,diversity,speed";
-  std::string extraction = "full";
-  std::string sweep;
-  std::string output;
-  std::string samples;
-  std::string plot;
+// `tess eval [CONFIG] [--set eval.key=value ...] [flags]`: the eval.* keys of
+// CONFIG (schema defaults without one), then --set, then the flags, each of
+// which is one key (so `tess config docs` documents them all).
+struct Flag {
+  const char* name;
+  const char* key;
+  const char* help;
+  bool list = false;  // comma-separated on the command line, a YAML list in the config
 };
+
+const std::vector<Flag>& flags() {
+  static const std::vector<Flag> f = {
+      {"--model", "eval.model", "Model directory (diffusion, or a causal LM with --ar); default: run.dir/final"},
+      {"--data", "eval.data",
+       "JSONL eval records: chat \"messages\" or \"prompt\" with \"answer\" (+ \"task\"; \"choices\" for "
+       "multiple_choice)"},
+      {"--metrics", "eval.metrics",
+       "Comma-separated: exact_match, multiple_choice, perplexity, diversity, reward, speed", true},
+      {"--extraction", "eval.extraction", "Answer extraction for exact_match: full, last_number, first_line"},
+      {"--steps", "eval.steps", "Denoising steps"},
+      {"--length", "eval.span_length", "Span length (AR: maximum new tokens)"},
+      {"--top-p", "eval.top_p", "Nucleus mass; 0 = argmax"},
+      {"--temperature", "eval.temperature", "Sampling temperature"},
+      {"--seed", "eval.seed", "Seed of the generate stream"},
+      {"--batch-size", "eval.batch_size", "Prompts per sampler call"},
+      {"--reward-model", "eval.reward_model",
+       "Reward model directory: the reward metric and, with --guidance-scale, guidance"},
+      {"--guidance-scale", "eval.guidance_scale", "Reward-guidance step size; 0 = off"},
+      {"--perplexity-model", "eval.perplexity_model", "AR model directory for the perplexity metric"},
+      {"--limit", "eval.limit", "Evaluate only the first N records; 0 = all"},
+      {"--choice-samples", "eval.choice_samples", "Diffusion multiple choice: noise draws per choice"},
+      {"--sweep", "eval.sweep",
+       "Run a grid over one setting, e.g. steps=8,16,32,64,100 (also guidance_scale, top_p, length)"},
+      {"--output", "eval.output", "Write the JSON report here (with --sweep also a plot, .svg beside it)"},
+      {"--samples", "eval.samples", "Write the generated answers as JSONL here"},
+      {"--plot", "eval.plot", "SVG plot of each metric against the swept setting"},
+  };
+  return f;
+}
+
+struct EvalArgs {
+  std::string config;
+  std::vector<std::string> sets;
+  std::map<std::string, std::string> flag_values;  // key -> value, for the flags given
+  bool ar = false;
+};
+
+config::Config eval_config(const EvalArgs& a) {
+  config::Config cfg;
+  if (!a.config.empty()) cfg.merge_file(a.config);
+  for (const auto& s : a.sets) {
+    if (s.rfind("eval.", 0) != 0)
+      throw Error(fmt::format("--set {}: tess eval reads only eval.* keys (and run.dir/run.stage from the config file)",
+                              s));
+    cfg.apply_override(s);
+  }
+  for (const auto& f : flags()) {
+    auto it = a.flag_values.find(f.key);
+    if (it == a.flag_values.end()) continue;
+    std::string value = it->second;
+    if (f.list) value = "[" + value + "]";
+    else if (config::schema().find(f.key)->type == config::Type::String) value = nlohmann::json(value).dump();
+    cfg.apply_override(std::string(f.key) + "=" + value, std::string(f.name) + " " + it->second);
+  }
+  if (a.ar) cfg.apply_override("eval.decoding=ar", "--ar");
+  return cfg;
+}
 
 void write_text(const std::string& path, const std::string& text, const char* what) {
   std::ofstream out(path);
@@ -43,11 +103,9 @@ void write_samples(const std::string& path, const std::vector<eval::Generation>&
   write_text(path, text, "samples");
 }
 
-int run_eval(EvalArgs a) {
-  a.opt.metrics = eval::parse_metrics(a.metrics);
-  a.opt.extraction = eval::parse_answer_extraction(a.extraction);
+int run_eval(const eval::EvalPlan& a) {
   if (a.sweep.empty()) {
-    auto r = eval::evaluate(a.opt);
+    auto r = eval::evaluate(a.options);
     std::cout << eval::format_reports({r.report}, "");
     if (!a.output.empty()) write_text(a.output, r.report.dump(2) + "\n", "report");
     if (!a.samples.empty()) write_samples(a.samples, r.generations, r.report["settings"]);
@@ -55,12 +113,12 @@ int run_eval(EvalArgs a) {
     return 0;
   }
   auto sweep = eval::parse_sweep(a.sweep);
-  if (a.opt.generate.ar && sweep.name != "length" && sweep.name != "top_p")
+  if (a.options.generate.ar && sweep.name != "length" && sweep.name != "top_p")
     throw Error(fmt::format("--sweep {} applies to the diffusion sampler, not to --ar decoding", sweep.name));
   std::vector<nlohmann::json> reports;
   std::vector<eval::Generation> all;
   for (double v : sweep.values) {
-    auto o = a.opt;
+    auto o = a.options;
     eval::apply_sweep_value(o, sweep.name, v);
     auto r = eval::evaluate(o);
     if (!r.report["settings"].contains(sweep.name)) r.report["settings"][sweep.name] = v;
@@ -81,7 +139,7 @@ int run_eval(EvalArgs a) {
     plot = (dot == std::string::npos ? plot : plot.substr(0, dot)) + ".svg";
   }
   if (!plot.empty()) {
-    write_text(plot, eval::sweep_svg(reports, sweep.name, fmt::format("{} vs {}", a.opt.model.string(), sweep.name)),
+    write_text(plot, eval::sweep_svg(reports, sweep.name, fmt::format("{} vs {}", a.options.model.string(), sweep.name)),
                "plot");
     std::cout << fmt::format("plot: {}\n", plot);
   }
@@ -94,44 +152,17 @@ void add_eval_command(CLI::App& app, Action& action) {
   auto a = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand(
       "eval", "Evaluate a model: exact match, multiple choice, perplexity, diversity, reward, speed");
-  auto& o = a->opt;
-  cmd->add_option("--model", o.model, "Model directory (diffusion, or a causal LM with --ar)")->required();
-  cmd->add_option("--data", o.data,
-                  "JSONL eval records: chat \"messages\" or \"prompt\" with \"answer\" (+ \"task\"; \"choices\" for "
-                  "multiple_choice)")
-      ->required();
-  cmd->add_option("--metrics", a->metrics, "Comma-separated: exact_match, multiple_choice, perplexity, diversity, "
-                                           "reward, speed")
-      ->capture_default_str();
-  cmd->add_option("--extraction", a->extraction, "Answer extraction for exact_match: full, last_number, first_line")
-      ->capture_default_str();
-  cmd->add_flag("--ar", o.generate.ar, "The model is a causal LM (decoded with a KV cache)");
-  cmd->add_option("--steps", o.generate.steps, "Denoising steps")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--length", o.generate.length, "Span length (AR: maximum new tokens)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--top-p", o.generate.top_p, "Nucleus mass; 0 = argmax")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--temperature", o.generate.temperature, "Sampling temperature")->capture_default_str();
-  cmd->add_option("--seed", o.generate.seed, "Seed of the generate stream")->capture_default_str();
-  cmd->add_option("--batch-size", o.generate.batch_size, "Prompts per sampler call")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--reward-model", o.generate.reward_model,
-                  "Reward model directory: the reward metric and, with --guidance-scale, guidance");
-  cmd->add_option("--guidance-scale", o.generate.guidance_scale, "Reward-guidance step size; 0 = off")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--perplexity-model", o.perplexity_model, "AR model directory for the perplexity metric");
-  cmd->add_option("--limit", o.limit, "Evaluate only the first N records; 0 = all")->capture_default_str();
-  cmd->add_option("--choice-samples", o.choice_samples, "Diffusion multiple choice: noise draws per choice")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--sweep", a->sweep, "Run a grid over one setting, e.g. steps=8,16,32,64,100 (also guidance_scale, "
-                                       "top_p, length)");
-  cmd->add_option("--output", a->output, "Write the JSON report here (with --sweep also a plot, .svg beside it)");
-  cmd->add_option("--samples", a->samples, "Write the generated answers as JSONL here");
-  cmd->add_option("--plot", a->plot, "SVG plot of each metric against the swept setting");
-  cmd->callback([&action, a] { action = [a] { return run_eval(*a); }; });
+  cmd->add_option("config", a->config,
+                  "YAML config whose eval.* keys set everything below (a run's config: its final model is evaluated)");
+  cmd->add_option("--set", a->sets, "Override an eval key: --set eval.steps=32 (repeatable)")->allow_extra_args(false);
+  for (const auto& f : flags()) cmd->add_option(f.name, a->flag_values[f.key], f.help);
+  cmd->add_flag("--ar", a->ar, "The model is a causal LM (decoded with a KV cache): eval.decoding ar");
+  cmd->callback([&action, a, cmd] {
+    // Only the flags given count (the map was pre-filled with empty entries).
+    for (const auto& f : flags())
+      if (cmd->count(f.name) == 0) a->flag_values.erase(f.key);
+    action = [a] { return run_eval(eval::EvalPlan::from_config(eval_config(*a))); };
+  });
 }
 
 }  // namespace tess::cli

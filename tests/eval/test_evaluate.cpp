@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/tokenizer.h"
+#include "core/config/schema.h"
 #include "eval/evaluate.h"
 #include "tests/eval/workspace.h"
 #include "tests/support/test_support.h"
@@ -32,9 +33,11 @@ fs::path answer_file(tess::test::TempDir& dir) {
 
 }  // namespace
 
-TEST_CASE("parse_metrics and parse_sweep accept the documented names and reject others by name", "[unit][eval]") {
-  CHECK(tess::eval::parse_metrics("exact_match, speed,exact_match") == std::vector<std::string>{"exact_match", "speed"});
-  CHECK_THAT(error_of([] { tess::eval::parse_metrics("exact_match,bleu"); }), Contains("unknown metric 'bleu'"));
+TEST_CASE("metric names and parse_sweep: the documented names, others rejected by name", "[unit][eval]") {
+  tess::eval::EvalOptions bad;
+  bad.metrics = {"exact_match", "bleu"};
+  CHECK_THAT(error_of([&] { tess::eval::evaluate(bad); }), Contains("unknown metric 'bleu'"));
+  CHECK(tess::config::schema().find("eval.metrics")->choices == tess::eval::metric_names());  // config = library
   auto s = tess::eval::parse_sweep("steps=8,16,32");
   CHECK(s.name == "steps");
   CHECK(s.values == std::vector<double>{8, 16, 32});
@@ -160,7 +163,7 @@ TEST_CASE("tess eval: errors name the flag, the file and what was expected", "[i
   auto data = answer_file(dir);
   auto r = run_tess(fmt::format("eval --model {} --data {} --metrics bleu", q(w.diffusion), q(data)));
   CHECK(r.exit_code == 1);
-  CHECK_THAT(r.err, Contains("unknown metric 'bleu'"));
+  CHECK_THAT(r.err, Contains("--metrics bleu") && Contains("eval.metrics") && Contains("exact_match, multiple_choice"));
   r = run_tess(fmt::format("eval --model {} --data {}", q(w.diffusion), q(dir / "missing.jsonl")));
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Contains("missing.jsonl") && Contains("does not exist"));
@@ -183,4 +186,65 @@ TEST_CASE("tess eval: errors name the flag, the file and what was expected", "[i
                            q(w.diffusion), q(data), q(other)));
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Contains("different tokenizer") && Contains("other_rm"));
+}
+
+TEST_CASE("tess eval CONFIG: eval.* keys of a run config, the run's final model, flags override", "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto data = answer_file(dir);
+  // A run directory whose final/ is the workspace's diffusion model.
+  fs::create_directories(dir / "run");
+  fs::copy(w.diffusion, dir / "run/final", fs::copy_options::recursive);
+  auto cfg = dir.write("instruction.yaml", fmt::format(R"(run:
+  stage: instruction
+  dir: {}
+train:
+  lr: 1.0e-3
+eval:
+  data: {}
+  metrics: [exact_match, diversity]
+  steps: 3
+  span_length: 8
+  top_p: 0
+  output: {}
+)",
+                                                       (dir / "run").string(), data.string(),
+                                                       (dir / "report.json").string()));
+  auto r = run_tess("eval " + q(cfg));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto report = nlohmann::json::parse(tess::test::read_file(dir / "report.json"));
+  CHECK(report["settings"]["model"] == (dir / "run/final").string());
+  CHECK(report["settings"]["steps"] == 3);
+  CHECK(report["metrics"].contains("exact_match"));
+  CHECK(report["metrics"].contains("dist_1"));
+  CHECK_FALSE(report["metrics"].contains("tokens_per_s"));
+
+  // --set, then flags override the file.
+  r = run_tess("eval " + q(cfg) + " --set eval.steps=2 --length 5 --metrics exact_match");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  report = nlohmann::json::parse(tess::test::read_file(dir / "report.json"));
+  CHECK(report["settings"]["steps"] == 2);
+  CHECK(report["settings"]["length"] == 5);
+  CHECK_FALSE(report["metrics"].contains("dist_1"));
+
+  // Errors name the file and line, the flag, or the missing model.
+  auto typo = dir.write("typo.yaml", "eval:\n  data: x.jsonl\n  stepz: 3\n");
+  r = run_tess("eval " + q(typo) + " --model " + q(w.diffusion));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("typo.yaml:3") && Contains("eval.stepz"));
+  r = run_tess("eval " + q(cfg) + " --steps 0");
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("--steps 0") && Contains("eval.steps"));
+  r = run_tess("eval " + q(cfg) + " --set train.lr=1");
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("only eval.* keys"));
+  auto no_run = dir.write("no_run.yaml", "run:\n  dir: " + (dir / "nowhere").string() + "\neval:\n  data: x.jsonl\n");
+  r = run_tess("eval " + q(no_run));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("nowhere/final") && Contains("does not exist"));
+  r = run_tess("eval --data " + q(data));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("--model"));
 }

@@ -181,6 +181,10 @@ TEST_CASE("adaptation and instruction stages train and resume bit-exactly", "[in
   CHECK(loss_texts(ad_b) == loss_texts(ad_a));
   REQUIRE(loss_texts(ad_a).size() == 12);
   CHECK(fs::exists(ad_a / "final" / "model.safetensors"));
+  auto ad_config = nlohmann::json::parse(tess::test::read_file(ad_a / "final" / "config.json"));
+  CHECK(ad_config["diffusion_timesteps"] == 100);  // the noise the model was trained with travels with it
+  CHECK(ad_config["simplex_value"] == 5.0);
+  CHECK(ad_config["noise_schedule"] == "cosine_improved");
 
   auto in_cfg = w.config("instr", "run:\n  stage: instruction\ndiffusion:\n  timesteps: 100\n", false);
   std::string in_common = " --set model.path=" + (ad_a / "final").string() + " --set data.train=[" +
@@ -409,13 +413,15 @@ TEST_CASE("both diffusion stages resume bit-exactly on two Gloo processes", "[di
   }
 }
 
-TEST_CASE("a key the stage does not use is an error naming where it was set", "[integration][train]") {
+TEST_CASE("a key the stage does not use is an error naming where it was set (eval.* is for tess eval)",
+          "[integration][train]") {
   auto& w = workspace();
-  auto cfg = w.config("unused", "run:\n  stage: ar\ndiffusion:\n  self_condition_prob: 0.3\n");
+  auto cfg = w.config("unused", "run:\n  stage: ar\ndiffusion:\n  self_condition_prob: 0.3\neval:\n  steps: 7\n");
   auto r = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/unused").string() +
                     " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() + "]");
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Catch::Matchers::Contains("diffusion.self_condition_prob (set at " + cfg.string()));
+  CHECK_THAT(r.err, !Catch::Matchers::Contains("eval.steps"));
 }
 
 TEST_CASE("resuming with another tokenizer is refused", "[integration][train]") {
