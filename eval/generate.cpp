@@ -133,20 +133,6 @@ void StepPrinter::end_batch() { drawn_lines_ = 0; }
 
 // ---- token choice and AR decoding ---------------------------------------------------
 
-torch::Tensor choose_tokens(const torch::Tensor& logits, double top_p, double temperature, util::Rng& rng) {
-  if (top_p <= 0) return logits.argmax(-1);
-  if (temperature <= 0) throw Error("sampling temperature must be > 0");
-  auto probs = torch::softmax(logits.to(torch::kFloat32) / temperature, -1);
-  if (top_p < 1) {
-    auto [sorted, order] = probs.sort(-1, /*descending=*/true);
-    auto before = sorted.cumsum(-1) - sorted;
-    auto keep_sorted = before < top_p;
-    auto keep = torch::zeros_like(keep_sorted).scatter(-1, order, keep_sorted);
-    probs = probs * keep.to(probs.scalar_type());
-  }
-  return torch::multinomial(probs, 1, /*replacement=*/false, rng.generator()).squeeze(-1);
-}
-
 namespace {
 
 torch::Tensor ids_tensor(const std::vector<int64_t>& ids) {
@@ -154,7 +140,7 @@ torch::Tensor ids_tensor(const std::vector<int64_t>& ids) {
 }
 
 int64_t pick(const torch::Tensor& last_logits, double top_p, double temperature, util::Rng& rng) {
-  return choose_tokens(last_logits.to(torch::kFloat32), top_p, temperature, rng)[0].item<int64_t>();
+  return diffusion::choose_tokens(last_logits.to(torch::kFloat32), top_p, temperature, rng)[0].item<int64_t>();
 }
 
 }  // namespace

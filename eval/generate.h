@@ -128,9 +128,6 @@ class Generator {
 void check_same_tokenizer(const data::Tokenizer& tok, const std::filesystem::path& model_dir,
                           const std::filesystem::path& rm_dir);
 
-// Top-p/temperature choice from fp32 logits [rows, V] (argmax when top_p <= 0),
-// the same rule as diffusion::Sampler::choose_tokens.
-torch::Tensor choose_tokens(const torch::Tensor& logits, double top_p, double temperature, util::Rng& rng);
 
 // Autoregressive decoding of one prompt: prefill, then one token at a time
 // with a KV cache; stops after EOS (not included) or `max_new` tokens.

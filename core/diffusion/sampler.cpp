@@ -50,19 +50,66 @@ Sampler::Sampler(DiffusionLMImpl& model, SamplerOptions options)
   if (options.temperature <= 0) throw Error("sampling temperature must be > 0");
 }
 
-torch::Tensor Sampler::choose_tokens(const torch::Tensor& logits, util::Rng& rng) const {
-  if (options_.top_p <= 0) return logits.argmax(-1);
-  auto probs = torch::softmax(logits / options_.temperature, -1);
-  if (options_.top_p < 1) {
-    // Keep the smallest prefix of tokens (by probability) whose mass reaches
-    // top_p, always including the most likely one.
-    auto [sorted, order] = probs.sort(-1, /*descending=*/true);
-    auto before = sorted.cumsum(-1) - sorted;  // mass strictly before each token
-    auto keep_sorted = before < options_.top_p;
-    auto keep = torch::zeros_like(keep_sorted).scatter(-1, order, keep_sorted);
-    probs = probs * keep.to(probs.scalar_type());
+namespace {
+
+// Per row, the smallest probability inside the nucleus (the shortest prefix
+// by probability whose mass reaches top_p, always including the most likely
+// token: a token is in iff the mass ranked strictly before it is < top_p).
+// A full sort of every row is what made the sampler slow, so look at windows
+// first: a peaked row's nucleus ends among its top 256 tokens; a flat row's
+// excluded tail (mass <= 1 - top_p) among its bottom 256. Only rows where
+// neither window holds the boundary are sorted.
+torch::Tensor nucleus_threshold(const torch::Tensor& probs, double top_p) {
+  int64_t vocab = probs.size(-1), k = std::min<int64_t>(vocab, 256);
+  auto total = probs.sum(-1, /*keepdim=*/true);
+  // First position whose cumulative mass reaches top_p.
+  auto first = [&](const torch::Tensor& cum, const torch::Tensor& sorted) {
+    auto m = (cum < top_p).sum(-1, /*keepdim=*/true).clamp_max(sorted.size(-1) - 1);
+    return sorted.gather(-1, m);
+  };
+  // k tokens of at most the row's maximum cannot reach top_p when k * max < top_p:
+  // skip the top window when no row can be covered by it.
+  auto top_covered = torch::zeros({probs.size(0)}, torch::kBool);
+  auto tau = torch::zeros({probs.size(0), 1}, probs.options());
+  if ((std::get<0>(probs.max(-1)) * static_cast<double>(k) >= top_p).any().item<bool>()) {
+    auto [top, top_index] = probs.topk(k, -1, /*largest=*/true, /*sorted=*/true);
+    auto top_cum = top.cumsum(-1);
+    top_covered = top_cum.select(-1, k - 1) >= top_p;
+    tau = first(top_cum, top);
+    if (top_covered.all().item<bool>()) return tau;
   }
-  return torch::multinomial(probs, 1, /*replacement=*/false, rng.generator()).squeeze(-1);
+  // Ascending: a token is out iff the mass from the smallest up to and
+  // including it is <= total - top_p; the threshold is the first one that is in.
+  auto [bottom, bottom_index] = probs.topk(k, -1, /*largest=*/false, /*sorted=*/true);
+  auto bottom_cum = bottom.cumsum(-1);
+  auto limit = total - top_p;
+  auto bottom_covered = bottom_cum.select(-1, k - 1) > limit.squeeze(-1);
+  auto m = (bottom_cum <= limit).sum(-1, /*keepdim=*/true).clamp_max(k - 1);
+  auto tau_bottom = bottom.gather(-1, m);
+  tau = torch::where(top_covered.unsqueeze(-1), tau, tau_bottom);
+  auto covered = top_covered | bottom_covered;
+  if (covered.all().item<bool>()) return tau;
+  auto [sorted, order] = probs.sort(-1, /*descending=*/true);
+  return torch::where(covered.unsqueeze(-1), tau, first(sorted.cumsum(-1), sorted));
+}
+
+}  // namespace
+
+torch::Tensor choose_tokens(const torch::Tensor& logits, double top_p, double temperature, util::Rng& rng) {
+  if (top_p <= 0) return logits.argmax(-1);
+  if (temperature <= 0) throw Error("sampling temperature must be > 0");
+  auto probs = torch::softmax(logits.to(torch::kFloat32) / temperature, -1);
+  if (top_p < 1) probs = probs * (probs >= nucleus_threshold(probs, top_p)).to(torch::kFloat32);
+  // Inverse-CDF draw, one uniform per row: O(V) with vectorised ops, where
+  // torch::multinomial draws an exponential variate for every token.
+  auto cdf = probs.cumsum(-1);
+  int64_t vocab = probs.size(-1);
+  auto u = torch::rand({probs.size(0), 1}, rng.generator()) * cdf.narrow(-1, vocab - 1, 1);
+  return torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).clamp_max(vocab - 1).squeeze(-1);
+}
+
+torch::Tensor Sampler::choose_tokens(const torch::Tensor& logits, util::Rng& rng) const {
+  return diffusion::choose_tokens(logits, options_.top_p, options_.temperature, rng);
 }
 
 torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const StepCallback& on_step,

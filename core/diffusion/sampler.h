@@ -54,6 +54,12 @@ using StepCallback = std::function<void(const StepInfo&)>;
 // Returns the (possibly modified) fp32 span logits of step t.
 using GuidanceHook = std::function<torch::Tensor(int64_t t, const torch::Tensor& logits, const SpanIndex& span)>;
 
+// Token choice from logits [rows, V]: argmax when top_p <= 0, else a draw from
+// softmax(logits / temperature) restricted to the nucleus of mass top_p
+// (plain sampling at top_p >= 1). One uniform draw per row from `rng`.
+// Shared by the sampler and AR decoding.
+torch::Tensor choose_tokens(const torch::Tensor& logits, double top_p, double temperature, util::Rng& rng);
+
 class Sampler {
  public:
   Sampler(DiffusionLMImpl& model, SamplerOptions options);
@@ -62,7 +68,7 @@ class Sampler {
   torch::Tensor sample(const SampleBatch& batch, util::Rng& rng, const StepCallback& on_step = {},
                        const GuidanceHook& guidance = {});
 
-  // Token choice from fp32 logits [rows, V]: top-p/temperature or argmax.
+  // diffusion::choose_tokens with this sampler's top_p and temperature.
   torch::Tensor choose_tokens(const torch::Tensor& logits, util::Rng& rng) const;
 
   // The generated tokens of each row, cut before the first EOS or PAD.

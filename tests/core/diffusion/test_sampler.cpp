@@ -63,6 +63,37 @@ TEST_CASE("top-p with p -> 0 is argmax; top-p keeps the smallest set reaching p"
   CHECK((picks == 1).sum().item<int64_t>() > 500);
 }
 
+TEST_CASE("top-p over a large vocabulary draws only from the nucleus a full sort defines, however wide",
+          "[unit][diffusion]") {
+  // Rows from peaked (nucleus of a few tokens) to nearly flat (thousands,
+  // beyond the first top-k window the choice looks at).
+  Rng init(2, "init"), rng(3, "sample");
+  auto logits = torch::randn({4, 5000}, init.generator()) *
+                torch::tensor({8.0f, 2.0f, 0.5f, 0.05f}).unsqueeze(1);
+  auto probs = torch::softmax(logits, -1);
+  auto [sorted, order] = probs.sort(-1, true);
+  auto rank = torch::empty_like(order).scatter(-1, order, torch::arange(5000).expand({4, 5000}).contiguous());
+  // p = 0.9: the flat row's tail is ~500 tokens (sorted path); p = 0.99: ~50
+  // (bottom window); the peaked rows end in the top window.
+  for (double p : {0.9, 0.99}) {
+    auto nucleus = torch::zeros_like(probs, torch::kBool)
+                       .scatter(-1, order, (sorted.cumsum(-1) - sorted) < p);  // the reference rule
+    std::vector<int64_t> widest(4, 0);
+    for (int draw = 0; draw < 300; ++draw) {
+      auto picks = choose_tokens(logits, p, 1.0, rng);
+      for (int64_t r = 0; r < 4; ++r) {
+        int64_t t = picks[r].item<int64_t>();
+        REQUIRE(nucleus[r][t].item<bool>());
+        widest[r] = std::max(widest[r], rank[r][t].item<int64_t>());
+      }
+    }
+    INFO("p " << p << ": nucleus sizes " << nucleus.sum(-1) << " widest picked ranks " << widest[0] << " "
+              << widest[1] << " " << widest[2] << " " << widest[3]);
+    CHECK(widest[3] > 2048);  // the flat row's picks reach far beyond the first windows
+    CHECK(widest[0] < nucleus[0].sum().item<int64_t>());
+  }
+}
+
 TEST_CASE("the guidance hook sees every step in fp32 and steers the tokens", "[unit][diffusion]") {
   DiffusionLM lm(Decoder(toy_config(30), 3), SelfCondition::LogitsMean, false, 4);
   auto batch = SampleBatch::from_prompts({{1, 5}}, 4, 0);
