@@ -6,6 +6,7 @@
 // data sources: they share the DiffusionLoss and the NoiseScheduler.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -62,8 +63,11 @@ class Stage {
   virtual std::map<std::string, std::string> state() const = 0;
   virtual void load_state(const std::map<std::string, std::string>& state, const std::string& source) = 0;
 
-  // The model (and tokenizer) as an HF-layout directory.
-  virtual void save_model(const std::filesystem::path& dir) = 0;
+  // Writes the model (and tokenizer) as an HF-layout directory. With
+  // `snapshot` the weights are copied now and the returned function may run
+  // on another thread while training changes them (asynchronous checkpoints).
+  virtual std::function<void(const std::filesystem::path&)> model_writer(bool snapshot) = 0;
+  void save_model(const std::filesystem::path& dir) { model_writer(false)(dir); }
   virtual std::string tokenizer_hash() const = 0;
   virtual int64_t samples_per_epoch() const = 0;
 };

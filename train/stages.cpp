@@ -320,6 +320,14 @@ class StageBase : public Stage {
     prefetch_ = cfg.get_int("data.prefetch");
   }
 
+  // Writes `image` and the tokenizer (fixed once the stage is built).
+  std::function<void(const fs::path&)> image_writer(model::HfModelImage image) const {
+    return [image = std::move(image), tok = tokenizer_.get()](const fs::path& dir) {
+      image.write(dir);
+      tok->save(dir);
+    };
+  }
+
   void start_loader(const config::Config& cfg, std::shared_ptr<data::SpanMasker> masker) {
     masker_ = masker;
     loader_ = std::make_unique<BatchLoader>(examples_, sampler_options(cfg, ctx_, examples_->size()), masker,
@@ -420,9 +428,8 @@ class ArStage : public StageBase {
     return {(ce * keep.reshape(-1)).sum(), mb.tokens};
   }
 
-  void save_model(const fs::path& dir) override {
-    model::save_hf_model(dir, *decoder_);
-    tokenizer_->save(dir);
+  std::function<void(const fs::path&)> model_writer(bool snapshot) override {
+    return image_writer(model::hf_model_image(*decoder_, {}, snapshot));
   }
 
  private:
@@ -494,9 +501,8 @@ class DiffusionStage : public StageBase {
     }
   }
 
-  void save_model(const fs::path& dir) override {
-    diffusion::save_diffusion_lm(dir, *model_);
-    tokenizer_->save(dir);
+  std::function<void(const fs::path&)> model_writer(bool snapshot) override {
+    return image_writer(diffusion::diffusion_lm_image(*model_, snapshot));
   }
 
  private:
@@ -543,9 +549,8 @@ class RewardStage : public StageBase {
     return {-torch::log_sigmoid(margin).sum(), pairs};
   }
 
-  void save_model(const fs::path& dir) override {
-    model::save_reward_model(dir, *model_);
-    tokenizer_->save(dir);
+  std::function<void(const fs::path&)> model_writer(bool snapshot) override {
+    return image_writer(model::reward_model_image(*model_, snapshot));
   }
 
  private:

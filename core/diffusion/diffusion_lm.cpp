@@ -188,14 +188,21 @@ DiffusionLM load_diffusion_lm(const std::filesystem::path& dir, std::optional<Se
   return lm;
 }
 
-void save_diffusion_lm(const std::filesystem::path& dir, DiffusionLMImpl& model, uint64_t max_shard_bytes) {
-  auto& config = model.decoder->mutable_config();
+model::HfModelImage diffusion_lm_image(DiffusionLMImpl& model, bool copy) {
+  auto image = model::hf_model_image(*model.decoder, model.extra_tensors(), copy);
+  auto& config = image.config;
   config.attention = model::Attention::Bidirectional;
   config.extra["self_condition"] = fmt::format("\"{}\"", self_condition_name(model.self_condition()));
   config.extra["simplex_value"] = nlohmann::json(model.noise.simplex_value).dump();
   config.extra["noise_schedule"] = nlohmann::json(model.noise.schedule).dump();
   config.extra["diffusion_timesteps"] = std::to_string(model.noise.timesteps);
-  model::save_hf_model(dir, *model.decoder, model.extra_tensors(), max_shard_bytes);
+  return image;
+}
+
+void save_diffusion_lm(const std::filesystem::path& dir, DiffusionLMImpl& model, uint64_t max_shard_bytes) {
+  auto image = diffusion_lm_image(model);
+  image.max_shard_bytes = max_shard_bytes;
+  image.write(dir);
 }
 
 }  // namespace tess::diffusion

@@ -96,6 +96,17 @@ void Dist::mark(const char* what) {
   }
 }
 
+void Dist::publish(const std::string& key, const std::string& value) {
+  if (!store_) return;
+  store_->set("tess/msg/" + key, std::vector<uint8_t>(value.begin(), value.end()));
+}
+
+std::optional<std::string> Dist::lookup(const std::string& key) {
+  if (!store_ || !store_->check({"tess/msg/" + key})) return std::nullopt;
+  auto raw = store_->get("tess/msg/" + key);
+  return std::string(raw.begin(), raw.end());
+}
+
 std::string Dist::missing_ranks() const {
   if (!store_) return "";
   std::vector<std::string> late;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,13 @@ class Dist {
   void barrier(const char* what);
   // Sum of one number over ranks (token counts, flags).
   double sum(double value, const char* what);
+
+  // Small messages between ranks outside the collectives, through the
+  // rendezvous store (safe from any thread): e.g. background checkpoint
+  // writers reporting that their files are written. A single process has no
+  // store: lookup() then finds nothing.
+  void publish(const std::string& key, const std::string& value);
+  std::optional<std::string> lookup(const std::string& key);  // nullopt while the key is unset
 
  private:
   DistEnv env_;

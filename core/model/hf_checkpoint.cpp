@@ -63,21 +63,35 @@ std::map<std::string, torch::Tensor> hf_state_dict(DecoderImpl& decoder) {
   return out;
 }
 
-void save_hf_model(const fs::path& dir, DecoderImpl& decoder,
-                   const std::map<std::string, torch::Tensor>& extra_tensors, uint64_t max_shard_bytes) {
+HfModelImage hf_model_image(DecoderImpl& decoder, const std::map<std::string, torch::Tensor>& extra_tensors,
+                            bool copy) {
+  HfModelImage image;
+  image.tensors = hf_state_dict(decoder);
+  for (const auto& [name, t] : extra_tensors) {
+    if (image.tensors.count(name)) throw Error(fmt::format("extra tensor '{}' collides with a decoder parameter", name));
+    image.tensors[name] = t.detach();
+  }
+  if (copy)
+    for (auto& [name, t] : image.tensors) t = t.clone();
+  image.config = decoder.config();
+  auto dtype = decoder.embedding_weight().scalar_type();
+  image.config.torch_dtype = dtype == torch::kBFloat16 ? "bfloat16" : dtype == torch::kFloat16 ? "float16" : "float32";
+  return image;
+}
+
+void HfModelImage::write(const fs::path& dir) const {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Error(fmt::format("cannot create model directory '{}': {}", dir.string(), ec.message()));
-  auto tensors = hf_state_dict(decoder);
-  for (const auto& [name, t] : extra_tensors) {
-    if (tensors.count(name)) throw Error(fmt::format("extra tensor '{}' collides with a decoder parameter", name));
-    tensors[name] = t.detach();
-  }
-  auto config = decoder.config();
-  auto dtype = decoder.embedding_weight().scalar_type();
-  config.torch_dtype = dtype == torch::kBFloat16 ? "bfloat16" : dtype == torch::kFloat16 ? "float16" : "float32";
   write_safetensors_checkpoint(dir, tensors, max_shard_bytes);
   config.write_json_file(dir / "config.json");
+}
+
+void save_hf_model(const fs::path& dir, DecoderImpl& decoder,
+                   const std::map<std::string, torch::Tensor>& extra_tensors, uint64_t max_shard_bytes) {
+  auto image = hf_model_image(decoder, extra_tensors);
+  image.max_shard_bytes = max_shard_bytes;
+  image.write(dir);
 }
 
 }  // namespace tess::model

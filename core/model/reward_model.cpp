@@ -73,13 +73,10 @@ RewardModel load_reward_model(const fs::path& dir, std::optional<std::string> dt
   return rm;
 }
 
-void save_reward_model(const fs::path& dir, RewardModelImpl& model) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw Error(fmt::format("cannot create model directory '{}': {}", dir.string(), ec.message()));
-  std::map<std::string, torch::Tensor> tensors;
-  for (auto& p : model.named_parameters()) tensors[p.key()] = p.value().detach();
-  auto config = model.config();
+HfModelImage reward_model_image(RewardModelImpl& model, bool copy) {
+  HfModelImage image;
+  for (auto& p : model.named_parameters()) image.tensors[p.key()] = copy ? p.value().detach().clone() : p.value().detach();
+  auto& config = image.config = model.config();
   config.tie_word_embeddings = true;  // no LM head
   config.attention = Attention::Causal;
   auto dtype = model.embedding_weight().scalar_type();
@@ -88,8 +85,9 @@ void save_reward_model(const fs::path& dir, RewardModelImpl& model) {
   config.extra["architectures"] = nlohmann::json::array({arch}).dump();
   config.extra["id2label"] = R"({"0": "LABEL_0"})";
   config.extra["label2id"] = R"({"LABEL_0": 0})";
-  write_safetensors_checkpoint(dir, tensors, 0);
-  config.write_json_file(dir / "config.json");
+  return image;
 }
+
+void save_reward_model(const fs::path& dir, RewardModelImpl& model) { reward_model_image(model).write(dir); }
 
 }  // namespace tess::model

@@ -18,6 +18,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "core/model/decoder.h"
+#include "core/model/hf_checkpoint.h"
 
 namespace tess::model {
 
@@ -56,5 +57,7 @@ RewardModel load_reward_model(const std::filesystem::path& dir, std::optional<st
 // Writes config.json (architectures *ForSequenceClassification, num_labels 1)
 // and the weights `model.*` + `score.weight`.
 void save_reward_model(const std::filesystem::path& dir, RewardModelImpl& model);
+// What save_reward_model writes (`copy`: snapshots of the weights).
+HfModelImage reward_model_image(RewardModelImpl& model, bool copy = false);
 
 }  // namespace tess::model
