@@ -23,6 +23,7 @@
 #include "core/util/log.h"
 #include "core/util/progress.h"
 #include "core/util/tensorboard.h"
+#include "train/checkpoint_saver.h"
 #include "train/lr_schedule.h"
 #include "train/stage.h"
 #include "train/weight_update.h"
@@ -104,6 +105,7 @@ struct Trainer::Impl {
   std::string nonfinite, config_hash;
   std::ofstream metrics;
   std::unique_ptr<util::TensorBoardWriter> tensorboard;  // rank 0, log.tensorboard
+  std::unique_ptr<CheckpointSaver> saver;
 
   Impl(const config::Config& c, std::shared_ptr<dist::Dist> d) : cfg(c), dist(std::move(d)) {}
 
@@ -163,6 +165,8 @@ struct Trainer::Impl {
     log_every = cfg.get_int("log.every");
     ckpt_every = cfg.get_int("checkpoint.every");
     keep_last = cfg.get_int("checkpoint.keep_last");
+    saver = std::make_unique<CheckpointSaver>(run_dir, *dist, static_cast<int>(keep_last),
+                                              cfg.get_bool("checkpoint.async"), cfg.get_float("dist.timeout_s"));
     verify = cfg.get_bool("checkpoint.verify");
     eval_every = cfg.get_int("train.eval_every");
     eval_batches = cfg.get_int("train.eval_batches");
@@ -265,28 +269,30 @@ struct Trainer::Impl {
     spdlog::info("resumed from {} at step {} ({} tokens seen)", dir->string(), step, tokens_seen);
   }
 
-  void save_checkpoint() {
-    checkpoint::CheckpointWriter writer(run_dir, step, /*prepare=*/main());
-    dist->barrier("checkpoint directory ready");
-    auto meta = stage->state();
-    meta["step"] = std::to_string(step);
-    meta["tokens_seen"] = std::to_string(tokens_seen);
-    meta["skipped"] = std::to_string(skipped);
-    model::write_safetensors(writer.staging_dir() / checkpoint::rank_file_name(dist->rank()), update->state(), meta);
-    if (main()) stage->save_model(writer.staging_dir() / "model");
-    dist->barrier("checkpoint files written");
+  // Hands this step's state to the saver (copies when it writes in the
+  // background); `wait`: return only once the checkpoint is committed.
+  void save_checkpoint(bool wait) {
+    CheckpointSnapshot s;
+    s.step = step;
+    bool copy = saver->asynchronous();
+    s.rank_tensors = update->state();
+    if (copy)
+      for (auto& [name, t] : s.rank_tensors) t = t.clone();
+    s.rank_metadata = stage->state();
+    s.rank_metadata["step"] = std::to_string(step);
+    s.rank_metadata["tokens_seen"] = std::to_string(tokens_seen);
+    s.rank_metadata["skipped"] = std::to_string(skipped);
     if (main()) {
-      checkpoint::Manifest m;
-      m.step = step;
-      m.tokens_seen = tokens_seen;
-      m.world_size = dist->world_size();
-      m.stage = stage->name();
-      m.config_hash = config_hash;
-      m.tokenizer_hash = stage->tokenizer_hash();
-      auto dir = writer.commit(m, static_cast<int>(keep_last));
-      spdlog::info("saved checkpoint {}", dir.string());
+      s.write_model = stage->model_writer(copy);
+      s.manifest.step = step;
+      s.manifest.tokens_seen = tokens_seen;
+      s.manifest.world_size = dist->world_size();
+      s.manifest.stage = stage->name();
+      s.manifest.config_hash = config_hash;
+      s.manifest.tokenizer_hash = stage->tokenizer_hash();
     }
-    dist->barrier("checkpoint committed");
+    saver->save(std::move(s));
+    if (wait) saver->wait();
   }
 
   // Sum gradients over ranks, in buckets of dist.bucket_mb.
@@ -397,6 +403,7 @@ struct Trainer::Impl {
     auto t_start = std::chrono::steady_clock::now();
     int64_t tokens_at_start = tokens_seen;
     while (step < total_steps) {
+      saver->check();  // a failed background save stops the run here
       auto t0 = std::chrono::steady_clock::now();
       auto r = train_step();
       double lr = schedule.at(step);
@@ -447,13 +454,13 @@ struct Trainer::Impl {
       if (int sig = g_stop_signal.load(); sig != 0) {
         progress.finish();
         spdlog::warn("received signal {}: saving a checkpoint at step {} and stopping", sig, step);
-        save_checkpoint();
+        save_checkpoint(/*wait=*/true);
         return 0;
       }
-      if (ckpt_every > 0 && step % ckpt_every == 0 && step < total_steps) save_checkpoint();
+      if (ckpt_every > 0 && step % ckpt_every == 0 && step < total_steps) save_checkpoint(/*wait=*/false);
     }
     progress.finish();
-    save_checkpoint();
+    save_checkpoint(/*wait=*/true);
     if (main()) {
       stage->save_model(run_dir / "final");
       spdlog::info("finished {} steps; model in {}", step, (run_dir / "final").string());

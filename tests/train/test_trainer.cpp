@@ -165,6 +165,26 @@ TEST_CASE("a killed ar run resumes with bit-identical per-step losses", "[integr
   REQUIRE(loss_texts(a).size() == 16);
 }
 
+TEST_CASE("background checkpoint saves write the same checkpoints as synchronous ones", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("ar_async", "run:\n  stage: ar\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=9 --set checkpoint.every=3 --set checkpoint.keep_last=5";
+  auto a = w.dir / "runs/async_on", b = w.dir / "runs/async_off";
+  train_ok(cfg, "--set run.dir=" + a.string() + common);
+  train_ok(cfg, "--set run.dir=" + b.string() + common + " --set checkpoint.async=false");
+  CHECK(loss_texts(a) == loss_texts(b));
+  for (const char* step : {"step_00000003", "step_00000006", "step_00000009"}) {
+    auto ma = tess::checkpoint::verify_checkpoint(a / "checkpoints" / step);
+    auto mb = tess::checkpoint::verify_checkpoint(b / "checkpoints" / step);
+    REQUIRE(ma.files.size() == mb.files.size());
+    for (size_t i = 0; i < ma.files.size(); ++i) {
+      INFO(step << " " << ma.files[i].path);
+      CHECK(ma.files[i].sha256 == mb.files[i].sha256);
+    }
+  }
+}
+
 TEST_CASE("adaptation and instruction stages train and resume bit-exactly", "[integration][train]") {
   auto& w = workspace();
   // Stage ar -> adaptation (from the AR model) -> instruction (from the adapted model).
