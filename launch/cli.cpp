@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -59,6 +60,30 @@ int run(int argc, char** argv) {
     fmt::print(stderr, "internal error: {}\n", e.what());
     return 2;
   }
+}
+
+std::vector<int64_t> parse_int_list(const std::string& text, const char* flag) {
+  std::vector<int64_t> out;
+  std::istringstream in(text);
+  for (std::string tok; in >> tok;) {
+    try {
+      size_t used = 0;
+      out.push_back(std::stoll(tok, &used));
+      if (used != tok.size()) throw std::invalid_argument(tok);
+    } catch (const std::exception&) {
+      throw Error(fmt::format("{}: '{}' is not an integer", flag, tok));
+    }
+  }
+  return out;
+}
+
+std::vector<int64_t> parse_token_ids(const std::string& text, const char* flag, int64_t vocab) {
+  auto ids = parse_int_list(text, flag);
+  if (ids.empty()) throw Error(fmt::format("{}: give at least one token id, e.g. {} \"1 5 9\"", flag, flag));
+  for (auto id : ids)
+    if (id < 0 || id >= vocab)
+      throw Error(fmt::format("{}: token id {} is outside the vocabulary [0, {})", flag, id, vocab));
+  return ids;
 }
 
 }  // namespace tess::cli

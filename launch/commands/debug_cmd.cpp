@@ -28,21 +28,6 @@ struct ForwardArgs {
   double simplex_value = 5.0;
 };
 
-std::vector<int64_t> parse_ints(const std::string& text, const char* flag) {
-  std::vector<int64_t> out;
-  std::istringstream in(text);
-  for (std::string tok; in >> tok;) {
-    try {
-      size_t used = 0;
-      out.push_back(std::stoll(tok, &used));
-      if (used != tok.size()) throw std::invalid_argument(tok);
-    } catch (const std::exception&) {
-      throw Error(fmt::format("{}: '{}' is not an integer", flag, tok));
-    }
-  }
-  return out;
-}
-
 int schedule(const ScheduleArgs& a) {
   diffusion::NoiseScheduler s(diffusion::parse_schedule(a.kind), a.timesteps);
   std::cout << "i,abar\n";
@@ -65,13 +50,10 @@ int diffusion_forward(const ForwardArgs& a) {
   auto lm = diffusion::load_diffusion_lm(a.model, mode, false, std::string("float32"));
   lm->eval();
   int64_t vocab = lm->decoder->config().vocab_size;
-  auto ids = parse_ints(a.ids, "--ids");
-  auto mask = parse_ints(a.span_mask, "--span-mask");
-  if (ids.empty()) throw Error("--ids: give the token ids of the example");
+  auto ids = parse_token_ids(a.ids, "--ids", vocab);
+  auto mask = parse_int_list(a.span_mask, "--span-mask");
   if (mask.size() != ids.size())
     throw Error(fmt::format("--span-mask has {} entries, --ids has {}: give one 0/1 per token", mask.size(), ids.size()));
-  for (auto id : ids)
-    if (id < 0 || id >= vocab) throw Error(fmt::format("--ids: token id {} is outside the vocabulary [0, {})", id, vocab));
   for (auto m : mask)
     if (m != 0 && m != 1) throw Error(fmt::format("--span-mask: expected 0 or 1, got {}", m));
   if (a.timestep < 0 || a.timestep >= a.timesteps)

@@ -29,26 +29,6 @@ struct ModelArgs {
   uint64_t seed = 0;
 };
 
-std::vector<int64_t> parse_ids(const std::string& text, int64_t vocab) {
-  std::vector<int64_t> ids;
-  std::istringstream in(text);
-  std::string tok;
-  while (in >> tok) {
-    int64_t v = 0;
-    try {
-      size_t used = 0;
-      v = std::stoll(tok, &used);
-      if (used != tok.size()) throw std::invalid_argument(tok);
-    } catch (const std::exception&) {
-      throw Error(fmt::format("--ids: '{}' is not an integer token id", tok));
-    }
-    if (v < 0 || v >= vocab) throw Error(fmt::format("--ids: token id {} is outside the vocabulary [0, {})", v, vocab));
-    ids.push_back(v);
-  }
-  if (ids.empty()) throw Error("--ids: give at least one token id, e.g. --ids \"1 5 9\"");
-  return ids;
-}
-
 int info(const ModelArgs& a) {
   auto loaded = model::load_hf_model(a.model);
   const auto& c = loaded.decoder->config();
@@ -74,7 +54,7 @@ int forward(const ModelArgs& a) {
   auto loaded = model::load_hf_model(a.model, {std::string("float32")});
   auto& decoder = *loaded.decoder;
   decoder.eval();
-  auto ids = parse_ids(a.ids, decoder.config().vocab_size);
+  auto ids = parse_token_ids(a.ids, "--ids", decoder.config().vocab_size);
   model::ForwardOptions opt;
   if (!a.attention.empty()) opt.attention = model::parse_attention(a.attention);
   torch::NoGradGuard no_grad;

@@ -100,5 +100,5 @@ TEST_CASE("tess model forward writes HF's logits; tess model info describes the 
   CHECK_THAT(info.out, Catch::Matchers::Contains("sliding window 5"));
   auto bad = tess::test::run_tess("model forward --model " + kGolden + "llama --ids \"1 x\" --output " + (dir / "x").string());
   CHECK(bad.exit_code == 1);
-  CHECK_THAT(bad.err, Catch::Matchers::Contains("'x' is not an integer token id"));
+  CHECK_THAT(bad.err, Catch::Matchers::Contains("--ids: 'x' is not an integer"));
 }
