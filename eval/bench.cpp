@@ -36,6 +36,7 @@
 #include "data/tokenizer.h"
 #include "eval/generate.h"
 #include "train/adamw.h"
+#include "train/plan.h"
 #include "train/trainer.h"
 
 #ifndef TESS_BENCH_EAGER_SCRIPT
@@ -304,6 +305,15 @@ TrainCase TrainCase::parse(const std::string& id) {
 
 // ---- machine --------------------------------------------------------------------------
 
+// Resident memory now (VmRSS): the process before the case allocates its model.
+int64_t resident_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  return 0;
+}
+
 int64_t peak_resident_bytes() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -372,6 +382,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   const bool diffusion = c.stage != TrainStage::Ar;
   const bool bf16 = c.precision == "bf16";
 
+  const int64_t baseline_rss = resident_bytes();  // LibTorch, thread pools, the peak probe
   model::Decoder decoder(mc, 0);
   diffusion::DiffusionLM lm{nullptr};
   torch::nn::Module* module = decoder.get();
@@ -539,6 +550,21 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
       // fp32 weights, gradients and two AdamW moments: the floor of any estimate.
       {"state_bytes", 16 * n_params},
   };
+  // `tess plan`'s estimate for this step (it counts tensors, so compare it with
+  // the peak above the process's resident memory before the model existed).
+  train::PlanInputs pi;
+  pi.stage = train_stage_name(c.stage);
+  pi.model = mc;
+  pi.precision = bf16 ? train::Precision::Bf16Autocast : train::Precision::Fp32;
+  pi.batch_size = B;
+  pi.seq_len = L;
+  pi.self_condition = diffusion;
+  pi.span_fraction = diffusion ? static_cast<double>(span_avg) / static_cast<double>(B * L) : 1.0;
+  auto plan = train::estimate(pi);
+  double tensors_peak = static_cast<double>(peak_resident_bytes() - baseline_rss);
+  j["baseline_rss_bytes"] = baseline_rss;
+  j["plan_bytes"] = plan.total;
+  j["rss_over_plan"] = tensors_peak / plan.total;
   return j;
 }
 
@@ -923,9 +949,9 @@ std::string format_report(const json& r) {
   }
   if (r.contains("train")) {
     s += fmt::format("\ntraining step (MFU against the measured peak of the case's precision)\n");
-    s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9} {:>8} {:>7} {:>7} {:>6} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8} {:>6}\n",
+    s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9} {:>8} {:>7} {:>7} {:>6} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8} {:>8} {:>6}\n",
                      "case", "B", "L", "thr", "tok/s", "step s", "GF/s", "peak", "MFU", "data", "noise", "fwd", "sc",
-                     "bwd", "opt", "RSS MB", "eager");
+                     "bwd", "opt", "RSS MB", "vs plan", "eager");
     for (const auto& c : r["train"]["cases"]) {
       if (c.contains("skipped")) {
         s += fmt::format("{:<26} {}\n", c["case"].get<std::string>(), c["skipped"].get<std::string>());
@@ -935,14 +961,15 @@ std::string format_report(const json& r) {
       double st = c["step_s"].get<double>();
       auto pct = [&](const char* k) { return fmt::format("{:.0f}%", 100 * b[k].get<double>() / st); };
       std::string eager = c.contains("eager_over_tess") ? fmt::format("{:.2f}x", c["eager_over_tess"].get<double>()) : "-";
-      s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9.0f} {:>8.3f} {:>7} {:>7} {:>5.1f}% | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8.0f} {:>6}\n",
+      s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9.0f} {:>8.3f} {:>7} {:>7} {:>5.1f}% | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8.0f} {:>7.2f}x {:>6}\n",
                        c["case"].get<std::string>(), c["batch"].get<int64_t>(), c["seq_len"].get<int64_t>(),
                        c["threads"].get<int>(), c["tokens_per_s"].get<double>(), st, gf(c["achieved_gflops"].get<double>()),
                        gf(c["peak_gflops"].get<double>()), 100 * c["mfu"].get<double>(), pct("data"), pct("noise"),
                        pct("forward"), pct("self_condition"), pct("backward"), pct("optimizer"),
-                       c["peak_rss_bytes"].get<double>() / 1e6, eager);
+                       c["peak_rss_bytes"].get<double>() / 1e6, c["rss_over_plan"].get<double>(), eager);
     }
-    s += "(breakdown in % of step time; eager = plain eager PyTorch step time / tess step time, > 1: tess faster)\n";
+    s += "(breakdown in % of step time; vs plan = peak RSS above the process before the model / tess plan's estimate;\n"
+         " eager = plain eager PyTorch step time / tess step time, > 1: tess faster)\n";
     if (r["train"].contains("bf16_support")) s += fmt::format("bf16: {}\n", r["train"]["bf16_support"].get<std::string>());
   }
   if (r.contains("sample")) {

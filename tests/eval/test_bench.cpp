@@ -103,7 +103,7 @@ TEST_CASE("bench train --smoke --json reports every documented field of each cas
     }
     ++measured;
     for (const char* k : {"step_s", "tokens_per_s", "achieved_gflops", "peak_gflops", "mfu", "peak_rss_bytes",
-                          "state_bytes"})
+                          "state_bytes", "plan_bytes", "rss_over_plan"})
       CHECK(c[k].get<double>() > 0);
     CHECK(c["threads"] == 1);
     CHECK(c["flops_per_step"]["total"].get<double>() > 0);
