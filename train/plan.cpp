@@ -332,10 +332,6 @@ MemoryPlan estimate(const PlanInputs& in) {
                               fmt::format("dist.bucket_mb {} MiB, or the largest gradient when bigger ({} x 4 B)",
                                           in.bucket_mb, count(largest))));
   }
-  step = std::max(step, add("grad_norm_temp", "gradient-norm fp64 temporaries", "step", double(largest) * 16,
-                            fmt::format("largest tensor {} x (8 B copy + 8 B square)", count(largest))));
-  step = std::max(step, add("adamw_temp", "AdamW temporaries", "step", double(largest) * 8,
-                            fmt::format("largest tensor {} x 2 x 4 B (sqrt, division)", count(largest))));
   if (in.zero && w > 1) {
     // Each owner's updated tensors travel as one flat buffer (Dist::broadcast).
     std::vector<int64_t> group_tensors(static_cast<size_t>(w), 0);

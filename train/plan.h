@@ -13,8 +13,8 @@
 //    copies, the vocabulary-space tensors of the loss (logits, log-softmax,
 //    cross-entropy gradients, the self-conditioning logits), the backward
 //    working set;
-//  - the optimizer-step transients: all-reduce bucket, the fp64 gradient-norm
-//    temporaries, AdamW's temporaries, ZeRO-1's flattened broadcast.
+//  - the optimizer-step transients: all-reduce bucket and ZeRO-1's flattened
+//    broadcast (the gradient norm reduces in place; AdamW is fused).
 // Peak = persistent + the largest of the three phases (forward end,
 // backward, optimizer step): transients of different phases never coexist.
 #include <cstdint>

@@ -321,10 +321,15 @@ struct Trainer::Impl {
     }
   }
 
+  // Per-tensor L2 norms reduced in the gradient's own dtype (ATen's cascade
+  // summation, no copy of the gradient), combined in double.
   double grad_norm() {
     double sq = 0;
     for (auto& p : update->gradient_params())
-      if (p.tensor.grad().defined()) sq += p.tensor.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+      if (p.tensor.grad().defined()) {
+        double n = at::linalg_vector_norm(p.tensor.grad(), 2).item<double>();
+        sq += n * n;
+      }
     return std::sqrt(sq);
   }
 
