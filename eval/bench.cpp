@@ -36,6 +36,7 @@
 #include "data/tokenizer.h"
 #include "eval/generate.h"
 #include "train/adamw.h"
+#include "train/gradient_reducer.h"
 #include "train/plan.h"
 #include "train/trainer.h"
 
@@ -824,7 +825,8 @@ json bench_checkpoint(const BenchOptions& opt, const json& train) {
 
 // ---- dist -----------------------------------------------------------------------------
 
-void bench_dist_worker(const BenchOptions& opt, int64_t global_batch, int64_t steps, const fs::path& output) {
+void bench_dist_worker(const BenchOptions& opt, int64_t global_batch, int64_t steps, bool overlap,
+                       const fs::path& output) {
   apply_threads(opt);
   auto env = dist::DistEnv::from_environment();
   auto d = env.world_size > 1 ? dist::Dist::create(env, "gloo", std::chrono::milliseconds(600000))
@@ -840,9 +842,12 @@ void bench_dist_worker(const BenchOptions& opt, int64_t global_batch, int64_t st
   util::Rng rng(static_cast<uint64_t>(d->rank()), "bench.dist");
   diffusion::DiffusionLoss loss_fn(diffusion::NoiseScheduler(diffusion::Schedule::CosineImproved, 5000), {});
   data::SpanMasker masker;
-  const int64_t bucket_bytes = 25 << 20;
-  double compute = 0, reduce = 0, optim = 0, total = 0;
+  std::vector<torch::Tensor> leaves;
+  for (auto& p : params) leaves.push_back(p.tensor);
+  train::GradientReducer reducer(leaves, 25 << 20, overlap, *d);
   int64_t grad_bytes = 0;
+  for (auto& p : params) grad_bytes += static_cast<int64_t>(p.tensor.nbytes());
+  double compute = 0, reduce = 0, optim = 0, total = 0;
   for (int64_t i = 0; i < steps + 1; ++i) {
     bool measured = i > 0;
     d->barrier("bench step");
@@ -850,34 +855,15 @@ void bench_dist_worker(const BenchOptions& opt, int64_t global_batch, int64_t st
     auto ids = torch::randint(3, V, {B, L}, rng.generator(), torch::kInt64);
     auto mask = data::to_tensor(masker.train_batch(B, L, rng));
     auto r = loss_fn(*lm, ids, mask, {rng, rng});
+    reducer.arm();
     (r.loss_sum / static_cast<double>(std::max<int64_t>(r.tokens, 1))).backward();
     double c = since(s0);
-    // The trainer's bucketed gradient all-reduce (dist.bucket_mb = 25).
+    // The trainer's bucketed gradient all-reduce (dist.bucket_mb = 25); with
+    // overlap most of it already ran during backward, the rest is waited here.
     auto r0 = Clock::now();
     std::vector<torch::Tensor> grads;
-    for (auto& p : params)
-      if (p.tensor.grad().defined()) grads.push_back(p.tensor.grad());
-    grad_bytes = 0;
-    for (auto& g : grads) grad_bytes += static_cast<int64_t>(g.nbytes());
-    if (d->world_size() > 1) {
-      size_t start = 0;
-      while (start < grads.size()) {
-        size_t end = start;
-        int64_t bytes = 0;
-        while (end < grads.size() && (end == start || bytes + static_cast<int64_t>(grads[end].nbytes()) <= bucket_bytes))
-          bytes += static_cast<int64_t>(grads[end++].nbytes());
-        std::vector<torch::Tensor> flat;
-        for (size_t g = start; g < end; ++g) flat.push_back(grads[g].reshape(-1));
-        std::vector<torch::Tensor> bucket{torch::cat(flat)};
-        d->all_reduce_sum(bucket, "bench gradient all-reduce");
-        int64_t off = 0;
-        for (size_t g = start; g < end; ++g) {
-          grads[g].view(-1).copy_(bucket[0].narrow(0, off, grads[g].numel()));
-          off += grads[g].numel();
-        }
-        start = end;
-      }
-    }
+    for (auto& p : params) grads.push_back(p.tensor.grad());
+    reducer.reduce(grads);
     double red = since(r0);
     auto o0 = Clock::now();
     adam.step(1e-5);
@@ -894,7 +880,7 @@ void bench_dist_worker(const BenchOptions& opt, int64_t global_batch, int64_t st
     json j = {{"world_size", d->world_size()}, {"backend", d->backend_name()}, {"threads_per_process", torch::get_num_threads()},
               {"global_batch", global_batch}, {"per_rank_batch", B}, {"seq_len", L}, {"preset", "small"},
               {"stage", "adaptation"}, {"steps", steps}, {"step_s", total / n}, {"compute_s", compute / n},
-              {"all_reduce_s", reduce / n}, {"optimizer_s", optim / n}, {"gradient_bytes", grad_bytes},
+              {"all_reduce_s", reduce / n}, {"overlap", reducer.overlapped()}, {"optimizer_s", optim / n}, {"gradient_bytes", grad_bytes},
               {"tokens_per_s", static_cast<double>(global_batch * L) / (total / n)}};
     std::ofstream f(output);
     f << j.dump(2) << "\n";
@@ -908,18 +894,22 @@ json bench_dist(const BenchOptions& opt) {
   int64_t global_batch = opt.smoke ? 2 : 8, steps = opt.smoke ? 1 : 3;
   int cores = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   std::string smoke = opt.smoke ? " --smoke" : "";
-  auto one = dir.path() / "one.json", two = dir.path() / "two.json";
+  auto one = dir.path() / "one.json", two = dir.path() / "two.json", two_overlap = dir.path() / "two_overlap.json";
   run_child(fmt::format("env -u WORLD_SIZE -u RANK {} bench dist-worker --global-batch {} --steps {} --threads {} "
                         "--output {}{}",
                         exe, global_batch, steps, cores, quote(one.string()), smoke),
             "bench dist (1 process)");
-  run_child(fmt::format("{} launch --nproc 2 -- bench dist-worker --global-batch {} --steps {} --threads {} "
-                        "--output {}{} >&2",
-                        exe, global_batch, steps, std::max(1, cores / 2), quote(two.string()), smoke),
-            "bench dist (2 processes)");
-  auto j1 = json::parse(util::read_file(one, "bench dist result")), j2 = json::parse(util::read_file(two, "bench dist result"));
-  return {{"one_process", j1}, {"two_processes", j2},
-          {"efficiency", j1["step_s"].get<double>() / j2["step_s"].get<double>()},
+  for (auto [out, flag] : {std::pair{two, ""}, {two_overlap, " --overlap"}})
+    run_child(fmt::format("{} launch --nproc 2 -- bench dist-worker --global-batch {} --steps {} --threads {} "
+                          "--output {}{}{} >&2",
+                          exe, global_batch, steps, std::max(1, cores / 2), quote(out.string()), smoke, flag),
+              "bench dist (2 processes)");
+  auto read = [](const fs::path& f) { return json::parse(util::read_file(f, "bench dist result")); };
+  auto j1 = read(one), j2 = read(two), j2o = read(two_overlap);
+  double step1 = j1["step_s"].get<double>();
+  return {{"one_process", j1}, {"two_processes", j2}, {"two_processes_overlapped", j2o},
+          {"efficiency", step1 / j2["step_s"].get<double>()},
+          {"efficiency_overlapped", step1 / j2o["step_s"].get<double>()},
           {"note", "same global batch and the same cores: 1 process x all threads vs 2 Gloo processes x half"}};
 }
 
@@ -1015,7 +1005,7 @@ std::string format_report(const json& r) {
   if (r.contains("dist")) {
     const auto& d = r["dist"];
     auto row = [&](const json& j) {
-      return fmt::format("{:>3} proc x {} thr: {:.3f} s/step (compute {:.3f}, all-reduce {:.3f}, optimizer {:.3f}), "
+      return fmt::format("{:>3} proc x {} thr: {:.3f} s/step (compute {:.3f}, all-reduce wait {:.3f}, optimizer {:.3f}), "
                          "{:.0f} tokens/s\n",
                          j["world_size"].get<int>(), j["threads_per_process"].get<int>(), j["step_s"].get<double>(),
                          j["compute_s"].get<double>(), j["all_reduce_s"].get<double>(), j["optimizer_s"].get<double>(),
@@ -1023,7 +1013,9 @@ std::string format_report(const json& r) {
     };
     s += fmt::format("\ndata parallel (small/adaptation, global batch {}, Gloo)\n", d["one_process"]["global_batch"].get<int64_t>());
     s += row(d["one_process"]) + row(d["two_processes"]);
-    s += fmt::format("scaling efficiency {:.2f} ({})\n", d["efficiency"].get<double>(), d["note"].get<std::string>());
+    if (d.contains("two_processes_overlapped")) s += "overlapped:" + row(d["two_processes_overlapped"]);
+    s += fmt::format("scaling efficiency {:.2f}, overlapped {:.2f} ({})\n", d["efficiency"].get<double>(),
+                     d.value("efficiency_overlapped", 0.0), d["note"].get<std::string>());
   }
   return s;
 }

@@ -91,7 +91,8 @@ nlohmann::json bench_checkpoint(const BenchOptions& opt, const nlohmann::json& t
 nlohmann::json bench_dist(const BenchOptions& opt);
 // The per-rank body of bench_dist: run from the torchrun environment; rank 0
 // writes its JSON to `output`.
-void bench_dist_worker(const BenchOptions& opt, int64_t global_batch, int64_t steps, const std::filesystem::path& output);
+void bench_dist_worker(const BenchOptions& opt, int64_t global_batch, int64_t steps, bool overlap,
+                       const std::filesystem::path& output);
 
 // Whether Trainer accepts train.precision = `precision` (tried on a one-step
 // run over a generated tokenizer and dataset in a temp dir); the error text

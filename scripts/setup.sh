@@ -48,7 +48,7 @@ fi
 need_refs=0
 for spec in "${PY_TEST_REFS[@]}"; do
   name=${spec%%==*}; want=${spec##*==}
-  got=$($PY -m pip show "$name" 2>/dev/null | awk '/^Version:/{print $2}')
+  got=$($PY -m pip show "$name" 2>/dev/null | awk '/^Version:/{print $2}' || true)
   [ "$got" = "$want" ] || need_refs=1
 done
 if [ "$need_refs" = 1 ]; then

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cmath>
 #include <fstream>
+#include <limits>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -24,6 +25,7 @@
 #include "core/util/progress.h"
 #include "core/util/tensorboard.h"
 #include "train/checkpoint_saver.h"
+#include "train/gradient_reducer.h"
 #include "train/lr_schedule.h"
 #include "train/stage.h"
 #include "train/weight_update.h"
@@ -96,9 +98,11 @@ struct Trainer::Impl {
   std::unique_ptr<Stage> stage;
   std::vector<NamedParameter> params;
   std::unique_ptr<WeightUpdate> update;  // AdamW, fp32 masters (bf16_master), ZeRO-1 ownership
+  std::unique_ptr<GradientReducer> reducer;
   bool autocast = false;                  // bf16_autocast
   LrSchedule schedule;
-  int64_t step = 0, tokens_seen = 0, skipped = 0, total_steps = 0;
+  int64_t step = 0, tokens_seen = 0, skipped = 0, rollbacks = 0, total_steps = 0;
+  int64_t max_rollbacks = 0, inject_nonfinite_at = 0;
   int64_t accum = 1, log_every = 1, ckpt_every = 0, keep_last = 1, eval_every = 0, eval_batches = 1;
   double grad_clip = 0;
   bool global_norm = true, verify = true;
@@ -160,8 +164,17 @@ struct Trainer::Impl {
     grad_clip = cfg.get_float("train.grad_clip");
     global_norm = cfg.get_string("diffusion.loss_normalization") == "global_tokens";
     nonfinite = cfg.get_string("train.nonfinite_policy");
-    if (nonfinite == "rollback") throw Error("train.nonfinite_policy: rollback is not implemented yet (use skip or abort)");
-    cfg.get_float("dist.bucket_mb");
+    max_rollbacks = cfg.get_int("train.max_rollbacks");
+    inject_nonfinite_at = cfg.get_int("train.inject_nonfinite_at");
+    bool overlap = cfg.get_bool("dist.overlap");
+    if (overlap && wo.master_weights && dist->world_size() > 1) {
+      spdlog::info("dist.overlap: gradients are all-reduced after backward with train.precision bf16_master");
+      overlap = false;
+    }
+    std::vector<at::Tensor> leaves;
+    for (auto& p : params) leaves.push_back(p.tensor);
+    reducer = std::make_unique<GradientReducer>(
+        std::move(leaves), static_cast<int64_t>(cfg.get_float("dist.bucket_mb") * 1024 * 1024), overlap, *dist);
     log_every = cfg.get_int("log.every");
     ckpt_every = cfg.get_int("checkpoint.every");
     keep_last = cfg.get_int("checkpoint.keep_last");
@@ -221,26 +234,30 @@ struct Trainer::Impl {
       dir = fs::path(how);
       if (!fs::is_directory(*dir)) throw Error(fmt::format("checkpoint.resume: '{}' is not a directory", how));
     }
-    if (!dir) return;
+    if (dir) load_checkpoint(*dir);
+  }
+
+  // Weights, optimizer state, stage streams and counters from a checkpoint.
+  void load_checkpoint(const fs::path& dir) {
     if (!verify) spdlog::warn("checkpoint.verify is false: the checkpoint's files are not checked against their sha256");
-    auto m = checkpoint::verify_checkpoint(*dir, verify);
+    auto m = checkpoint::verify_checkpoint(dir, verify);
     if (m.stage != stage->name())
-      throw Error(fmt::format("{}: a checkpoint of stage '{}', but this run is stage '{}'", dir->string(), m.stage,
+      throw Error(fmt::format("{}: a checkpoint of stage '{}', but this run is stage '{}'", dir.string(), m.stage,
                               stage->name()));
     if (m.tokenizer_hash != stage->tokenizer_hash())
-      throw Error(fmt::format("{}: written with tokenizer {}, but this run's tokenizer is {}", dir->string(),
+      throw Error(fmt::format("{}: written with tokenizer {}, but this run's tokenizer is {}", dir.string(),
                               m.tokenizer_hash, stage->tokenizer_hash()));
     if (m.config_hash != config_hash)
       spdlog::warn("resuming {} with a different configuration (hash {} -> {}): steps after the resume may differ "
                    "from the original run",
-                   dir->string(), m.config_hash, config_hash);
+                   dir.string(), m.config_hash, config_hash);
     torch::NoGradGuard no_grad;
-    model::SafetensorsCheckpoint weights(*dir / "model");
+    model::SafetensorsCheckpoint weights(dir / "model");
     for (auto& p : params) {
-      if (!weights.contains(p.name)) throw Error(fmt::format("{}: model weight '{}' is missing", dir->string(), p.name));
+      if (!weights.contains(p.name)) throw Error(fmt::format("{}: model weight '{}' is missing", dir.string(), p.name));
       auto t = weights.load(p.name);
       if (t.sizes() != p.tensor.sizes())
-        throw Error(fmt::format("{}: weight '{}' has shape {}, the model has {}", dir->string(), p.name,
+        throw Error(fmt::format("{}: weight '{}' has shape {}, the model has {}", dir.string(), p.name,
                                 c10::str(t.sizes()), c10::str(p.tensor.sizes())));
       p.tensor.copy_(t);
     }
@@ -249,24 +266,26 @@ struct Trainer::Impl {
     auto needed = update->needed_state();
     std::map<std::string, at::Tensor> opt_state;
     for (int r = 0; r < m.world_size; ++r) {
-      model::SafetensorsFile f(*dir / checkpoint::rank_file_name(r));
+      model::SafetensorsFile f(dir / checkpoint::rank_file_name(r));
       for (const auto& e : f.entries())
         if (needed.count(e.name) && !opt_state.count(e.name)) opt_state[e.name] = f.load(e.name);
     }
     int source_rank = dist->rank() % m.world_size;
-    auto rank_path = *dir / checkpoint::rank_file_name(source_rank);
+    auto rank_path = dir / checkpoint::rank_file_name(source_rank);
     model::SafetensorsFile rank_file(rank_path);
-    update->load_state(opt_state, (*dir / "rank files").string());
+    update->load_state(opt_state, (dir / "rank files").string());
     stage->load_state(rank_file.metadata(), rank_path.string());
     step = m.step;
     tokens_seen = m.tokens_seen;
     auto it = rank_file.metadata().find("skipped");
     skipped = it == rank_file.metadata().end() ? 0 : std::stoll(it->second);
+    it = rank_file.metadata().find("rollbacks");
+    rollbacks = it == rank_file.metadata().end() ? 0 : std::stoll(it->second);
     if (m.world_size != dist->world_size())
       spdlog::warn("resuming a {}-process checkpoint on {} processes: the data order continues exactly; each rank's "
                    "noise streams continue from rank (r mod {})",
                    m.world_size, dist->world_size(), m.world_size);
-    spdlog::info("resumed from {} at step {} ({} tokens seen)", dir->string(), step, tokens_seen);
+    spdlog::info("resumed from {} at step {} ({} tokens seen)", dir.string(), step, tokens_seen);
   }
 
   // Hands this step's state to the saver (copies when it writes in the
@@ -282,6 +301,7 @@ struct Trainer::Impl {
     s.rank_metadata["step"] = std::to_string(step);
     s.rank_metadata["tokens_seen"] = std::to_string(tokens_seen);
     s.rank_metadata["skipped"] = std::to_string(skipped);
+    s.rank_metadata["rollbacks"] = std::to_string(rollbacks);
     if (main()) {
       s.write_model = stage->model_writer(copy);
       s.manifest.step = step;
@@ -293,32 +313,6 @@ struct Trainer::Impl {
     }
     saver->save(std::move(s));
     if (wait) saver->wait();
-  }
-
-  // Sum gradients over ranks, in buckets of dist.bucket_mb.
-  void all_reduce_gradients() {
-    if (dist->world_size() == 1) return;
-    std::vector<at::Tensor> grads;
-    for (auto& p : update->gradient_params())
-      if (p.tensor.grad().defined()) grads.push_back(p.tensor.grad());
-    int64_t bucket_bytes = static_cast<int64_t>(cfg.get_float("dist.bucket_mb") * 1024 * 1024);
-    size_t start = 0;
-    while (start < grads.size()) {
-      size_t end = start;
-      int64_t bytes = 0;
-      while (end < grads.size() && (end == start || bytes + grads[end].nbytes() <= static_cast<size_t>(bucket_bytes)))
-        bytes += static_cast<int64_t>(grads[end++].nbytes());
-      std::vector<at::Tensor> flat_views;
-      for (size_t i = start; i < end; ++i) flat_views.push_back(grads[i].reshape(-1));
-      std::vector<at::Tensor> bucket{torch::cat(flat_views)};
-      dist->all_reduce_sum(bucket, "gradient all-reduce");
-      int64_t offset = 0;
-      for (size_t i = start; i < end; ++i) {
-        grads[i].view(-1).copy_(bucket[0].narrow(0, offset, grads[i].numel()));
-        offset += grads[i].numel();
-      }
-      start = end;
-    }
   }
 
   // Per-tensor L2 norms reduced in the gradient's own dtype (ATen's cascade
@@ -349,7 +343,8 @@ struct Trainer::Impl {
     }
     double global_tokens = dist->sum(static_cast<double>(local_tokens), "token count");
     double loss_sum = 0;
-    for (auto& mb : micro) {
+    for (size_t i = 0; i < micro.size(); ++i) {
+      auto& mb = micro[i];
       LossTerms terms;
       {
         AutocastGuard amp(autocast, at::kCPU);
@@ -360,11 +355,15 @@ struct Trainer::Impl {
       double scale = global_norm ? 1.0 / std::max(global_tokens, 1.0)
                                  : 1.0 / (std::max<double>(terms.tokens, 1.0) * static_cast<double>(accum) *
                                           static_cast<double>(dist->world_size()));
+      if (i + 1 == micro.size()) reducer->arm();  // the step's last backward: reduce buckets as they fill
       (terms.sum * scale).backward();
       loss_sum += terms.sum.item<double>();
     }
-    all_reduce_gradients();
+    std::vector<at::Tensor> grads;
+    for (auto& p : update->gradient_params()) grads.push_back(p.tensor.grad());
+    reducer->reduce(grads);
     double total_loss = dist->sum(loss_sum, "loss sum");
+    if (inject_nonfinite_at == step + 1 && rollbacks == 0) total_loss = std::numeric_limits<double>::quiet_NaN();
     double norm = grad_norm();
     bool finite = std::isfinite(total_loss) && std::isfinite(norm);
     finite = dist->sum(finite ? 0.0 : 1.0, "non-finite flag") == 0.0;  // decided on all ranks together
@@ -420,6 +419,13 @@ struct Trainer::Impl {
                                   "train.nonfinite_policy is abort",
                                   step + 1, r.loss, r.grad_norm));
         }
+        if (nonfinite == "rollback") {
+          rollback(step + 1, r);
+          progress.update(step);
+          t_start = std::chrono::steady_clock::now();
+          tokens_at_start = tokens_seen;
+          continue;
+        }
         ++skipped;
         ++step;
         spdlog::warn("step {}: non-finite loss or gradient, update skipped ({} so far)", step, skipped);
@@ -471,6 +477,45 @@ struct Trainer::Impl {
       spdlog::info("finished {} steps; model in {}", step, (run_dir / "final").string());
     }
     return 0;
+  }
+
+  // train.nonfinite_policy rollback: back to the newest committed checkpoint
+  // (weights, optimizer, streams), then past the data of every step since,
+  // the offending one included. Deterministic: a run resumed from a
+  // checkpoint before the rollback meets the same step and rolls back alike.
+  void rollback(int64_t bad_step, const StepResult& r) {
+    saver->wait();
+    dist->barrier("rollback: newest checkpoint committed");  // rank 0 commits; everyone must see it
+    auto dir = checkpoint::latest_checkpoint(run_dir);
+    std::string cause = fmt::format("non-finite loss or gradient at step {} (loss {}, grad norm {})", bad_step,
+                                    r.loss, r.grad_norm);
+    if (!dir || rollbacks >= max_rollbacks) {
+      if (main()) save_checkpoint_as_diagnostics();
+      if (!dir)
+        throw Error(fmt::format("{}; train.nonfinite_policy is rollback but no checkpoint has been written yet "
+                                "(checkpoint.every = {})",
+                                cause, ckpt_every));
+      throw Error(fmt::format("{}; the run already rolled back {} time(s) (train.max_rollbacks = {}): aborting",
+                              cause, rollbacks, max_rollbacks));
+    }
+    int64_t count = rollbacks + 1;
+    load_checkpoint(*dir);
+    rollbacks = count;
+    int64_t window = bad_step - step;
+    for (int64_t i = 0; i < window * accum; ++i) stage->next_batch();  // drawn and dropped
+    spdlog::warn("{}: rolled back to {} (step {}) and skipped the data of steps {}..{} (rollback {} of at most {})",
+                 cause, dir->string(), step, step + 1, bad_step, rollbacks, max_rollbacks);
+    if (main()) {
+      metrics.close();
+      truncate_metrics(run_dir / "metrics.jsonl", step);
+      metrics.open(run_dir / "metrics.jsonl", std::ios::app);
+      nlohmann::json j{{"step", step},
+                       {"rollback_from_step", bad_step},
+                       {"data_skipped_steps", window},
+                       {"rollbacks", rollbacks}};
+      metrics << j.dump() << "\n";
+      metrics.flush();
+    }
   }
 
   void save_checkpoint_as_diagnostics() {

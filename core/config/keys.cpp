@@ -127,6 +127,13 @@ void add_train(Schema& s) {
       .choices({"fp32", "bf16_autocast", "bf16_master"});
   s.add("train.nonfinite_policy", "abort", "What a NaN/Inf loss or gradient does (decided on all ranks together).")
       .choices({"skip", "rollback", "abort"});
+  s.add("train.max_rollbacks", 3,
+        "With nonfinite_policy rollback: rollbacks allowed in one run before it aborts (a model that keeps diverging "
+        "is not rescued by skipping more data).")
+      .min(1);
+  s.add("train.inject_nonfinite_at", 0,
+        "Testing aid: poison the loss of this step (until the first rollback) to exercise nonfinite_policy; 0 = off.")
+      .min(0);
   s.add("train.eval_every", 0, "Run validation every N steps; 0 = never.").min(0);
   s.add("train.eval_batches", 8, "Validation batches per evaluation.").min(1);
 }
@@ -135,6 +142,9 @@ void add_dist(Schema& s) {
   s.section("dist", "Data parallelism over c10d (NCCL on GPUs, Gloo on CPU); rank and world size come from the torchrun environment.");
   s.add("dist.backend", "auto", "Process-group backend; auto = NCCL with CUDA, else Gloo.").choices({"auto", "nccl", "gloo"});
   s.add("dist.bucket_mb", 25.0, "Gradient all-reduce bucket size in MiB.").above(0);
+  s.add("dist.overlap", true,
+        "Start each gradient bucket's all-reduce during backward as soon as its gradients are ready (not with "
+        "train.precision bf16_master, whose fp32 master gradients exist only after backward).");
   s.add("dist.zero", 0, "ZeRO stage: 0 = replicated optimizer state, 1 = optimizer state sharded across ranks.").range(0, 1);
   s.add("dist.timeout_s", 300.0, "A collective that takes longer fails the run, naming the missing rank.").above(0);
 }

@@ -149,19 +149,19 @@ std::string Dist::missing_ranks() const {
   return "";
 }
 
-void Dist::fail(const char* what, const std::string& message) const {
-  throw Error(fmt::format("rank {}: collective #{} '{}' failed or timed out after {} s{}: {}", env_.rank, collectives_,
-                          what, timeout_.count() / 1000, missing_ranks(), message));
+void Dist::fail(const char* what, const std::string& message, int64_t number) const {
+  throw Error(fmt::format("rank {}: collective #{} '{}' failed or timed out after {} s{}: {}", env_.rank, number, what,
+                          timeout_.count() / 1000, missing_ranks(), message));
 }
 
-void Dist::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
+void Dist::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what, int64_t number) {
   try {
     work->wait(timeout_);
   } catch (const std::exception& e) {
-    fail(what, e.what());
+    fail(what, e.what(), number);
   }
   if (!store_) return;
-  auto n = std::to_string(collectives_);
+  auto n = std::to_string(number);
   try {
     store_->set(completed_key(env_.rank), std::vector<uint8_t>(n.begin(), n.end()));
   } catch (const std::exception& e) {
@@ -213,6 +213,27 @@ void Dist::broadcast(std::vector<at::Tensor>& tensors, int root, const char* wha
   c10d::BroadcastOptions o;
   o.rootRank = root;
   coalesced(tensors, [&](std::vector<at::Tensor>& b) { run(what, [&] { return backend_->broadcast(b, o); }); });
+}
+
+void Dist::all_reduce_sum_start(const at::Tensor& flat, const char* what) {
+  if (!backend_) return;
+  if (!flat.is_contiguous()) throw Error(fmt::format("{}: an overlapped all-reduce needs a contiguous tensor", what));
+  mark(what);
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  Pending p{{}, collectives_, what, {flat}};
+  try {
+    p.work = backend_->allreduce(p.tensors, o);
+  } catch (const std::exception& e) {
+    fail(what, e.what());
+  }
+  pending_.push_back(std::move(p));
+}
+
+void Dist::finish_pending() {
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& p : pending) wait(p.work, p.what, p.number);
 }
 
 void Dist::barrier(const char* what) {

@@ -54,6 +54,12 @@ class Dist {
   // Sum of one number over ranks (token counts, flags).
   double sum(double value, const char* what);
 
+  // Overlap: starts an in-place sum of one contiguous tensor and returns at
+  // once (gradient buckets while backward runs); finish_pending() waits for
+  // every started one in start order. Start order must match on all ranks.
+  void all_reduce_sum_start(const at::Tensor& flat, const char* what);
+  void finish_pending();
+
   // Small messages between ranks outside the collectives, through the
   // rendezvous store (safe from any thread): e.g. background checkpoint
   // writers reporting that their files are written. A single process has no
@@ -68,7 +74,15 @@ class Dist {
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;
   int64_t collectives_ = 0;  // collectives this rank has entered
-  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what);
+  struct Pending {
+    c10::intrusive_ptr<c10d::Work> work;
+    int64_t number;
+    const char* what;
+    std::vector<at::Tensor> tensors;  // kept alive until the collective completes
+  };
+  std::vector<Pending> pending_;
+  // Waits for collective #`number` and records its completion.
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what, int64_t number);
   // Records in the store that this rank entered collective #n (`what`), and
   // wait() that it completed it, so that a rank whose peer died or hung can
   // name the ranks that never came or that are stuck inside the collective.
@@ -84,9 +98,10 @@ class Dist {
     } catch (const std::exception& e) {
       fail(what, e.what());
     }
-    wait(work, what);
+    wait(work, what, collectives_);
   }
-  [[noreturn]] void fail(const char* what, const std::string& message) const;
+  [[noreturn]] void fail(const char* what, const std::string& message) const { fail(what, message, collectives_); }
+  [[noreturn]] void fail(const char* what, const std::string& message, int64_t number) const;
 };
 
 }  // namespace tess::dist

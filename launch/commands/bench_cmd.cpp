@@ -27,6 +27,7 @@ struct BenchArgs {
   std::string output;
   std::string python, eager_script;
   bool no_eager = false;
+  bool overlap = false;
   // train
   std::string case_id;
   std::vector<std::string> presets{"tiny", "small", "medium"};
@@ -160,10 +161,11 @@ void add_bench_command(CLI::App& app, Action& action) {
   add_common(worker, *a);
   worker->add_option("--global-batch", a->global_batch, "Sequences per optimizer step over all ranks")->capture_default_str();
   worker->add_option("--steps", a->steps, "Timed steps (after one warm-up)")->capture_default_str();
+  worker->add_flag("--overlap", a->overlap, "All-reduce gradient buckets during backward (dist.overlap)");
   worker->callback([&action, a] {
     action = [a] {
       if (a->output.empty()) throw Error("bench dist-worker: --output FILE is required (rank 0 writes its result there)");
-      bench::bench_dist_worker(options_of(*a), a->global_batch, a->steps, a->output);
+      bench::bench_dist_worker(options_of(*a), a->global_batch, a->steps, a->overlap, a->output);
       return 0;
     };
   });

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -274,6 +275,26 @@ TEST_CASE("two Gloo processes equal one process with the doubled batch, and resu
   CHECK(loss_texts(two_b) == loss_texts(two));
 }
 
+TEST_CASE("gradient all-reduce overlapped with backward gives the bits of reducing after it", "[dist][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("overlap", "run:\n  stage: adaptation\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=5 --set train.batch_size=2 --set train.grad_accum=2" +
+                       " --set dist.bucket_mb=0.005";  // many small buckets
+  std::map<bool, std::vector<std::string>> norms;
+  for (bool overlap : {false, true}) {
+    auto run = w.dir / "runs" / (overlap ? "overlap_on" : "overlap_off");
+    auto r = run_command(tess_cmd("launch --nproc 2 --grace-seconds 5 -- train " + cfg.string() +
+                                  " --set run.dir=" + run.string() + common +
+                                  " --set dist.overlap=" + (overlap ? "true" : "false")));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    for (const auto& j : metrics(run)) norms[overlap].push_back(j.at("grad_norm").dump() + " " + j.at("loss").dump());
+  }
+  REQUIRE(norms[false].size() == 5);
+  CHECK(norms[true] == norms[false]);
+}
+
 TEST_CASE("ZeRO-1 equals replicated AdamW bit for bit, and its shards resume on another world size",
           "[dist][train]") {
   auto& w = workspace();
@@ -518,4 +539,73 @@ TEST_CASE("non-finite steps: skip counts and continues, abort stops with the ste
                         " --set train.nonfinite_policy=abort" + common);
   CHECK(abort.exit_code == 1);
   CHECK_THAT(abort.err, Catch::Matchers::Contains("non-finite loss or gradient at step"));
+}
+
+// With a constant LR and no noise (AR stage), rolling back from step 5 to the
+// checkpoint of step 4 and skipping step 5's data must compute what the skip
+// policy computes: its steps 5, 6, 7 are skip's steps 6, 7, 8, bit for bit.
+TEST_CASE("rollback reloads the newest checkpoint and skips the offending data, on 1 and 2 processes",
+          "[integration][dist][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("rollback", "run:\n  stage: ar\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=8 --set train.lr_schedule=constant --set train.warmup_steps=0" +
+                       " --set train.inject_nonfinite_at=5";
+  for (int nproc : {1, 2}) {
+    DYNAMIC_SECTION(nproc << " process(es)") {
+      auto train = [&](const std::string& name, const std::string& sets) {
+        auto run = w.dir / "runs" / fmt::format("{}_{}", name, nproc);
+        std::string args = "train " + cfg.string() + " --set run.dir=" + run.string() + common + sets +
+                           fmt::format(" --set train.batch_size={}", 4 / nproc);
+        auto r = nproc == 1 ? run_tess(args) : run_command(tess_cmd("launch --nproc 2 --grace-seconds 5 -- " + args));
+        return std::make_pair(run, r);
+      };
+      auto [skip_run, skip] = train("rb_skip", " --set train.nonfinite_policy=skip");
+      INFO(skip.err);
+      REQUIRE(skip.exit_code == 0);
+      auto [run, rb] = train("rb", " --set train.nonfinite_policy=rollback --set checkpoint.every=4");
+      INFO(rb.err);
+      REQUIRE(rb.exit_code == 0);
+      CHECK_THAT(rb.err, Catch::Matchers::Contains("rolled back to") && Catch::Matchers::Contains("step 4"));
+      auto skipped = loss_texts(skip_run), rolled = loss_texts(run);
+      REQUIRE(skipped.size() == 7);  // step 5 dropped
+      REQUIRE(rolled.size() == 8);   // steps 5..8 redone on later data
+      for (int i = 0; i < 4; ++i) CHECK(rolled[i] == skipped[i]);
+      for (int i = 4; i < 7; ++i) CHECK(rolled[i] == skipped[i]);  // skip's steps 6..8 sit at index 4..6
+      // The event is in metrics.jsonl and the count survives in the checkpoint.
+      std::ifstream in(run / "metrics.jsonl");
+      int events = 0;
+      for (std::string line; std::getline(in, line);) {
+        auto j = nlohmann::json::parse(line);
+        if (j.contains("rollback_from_step")) {
+          ++events;
+          CHECK(j["rollback_from_step"] == 5);
+          CHECK(j["step"] == 4);
+          CHECK(j["data_skipped_steps"] == 1);
+        }
+      }
+      CHECK(events == 1);
+      auto latest = tess::checkpoint::latest_checkpoint(run);
+      REQUIRE(latest);
+      tess::model::SafetensorsFile rank0(*latest / tess::checkpoint::rank_file_name(0));
+      CHECK(rank0.metadata().at("rollbacks") == "1");
+    }
+  }
+}
+
+TEST_CASE("rollback without a checkpoint, or past train.max_rollbacks, aborts naming why", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("rollback_fail", "run:\n  stage: ar\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=6 --set train.nonfinite_policy=rollback";
+  auto none = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/rb_none").string() + common +
+                       " --set train.inject_nonfinite_at=2");
+  CHECK(none.exit_code == 1);
+  CHECK_THAT(none.err, Catch::Matchers::Contains("no checkpoint has been written yet"));
+  // A learning rate that ruins the weights: every redo diverges again.
+  auto diverging = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/rb_diverge").string() +
+                            common + " --set checkpoint.every=1 --set train.lr=1e30 --set train.grad_clip=0" +
+                            " --set train.max_rollbacks=2");
+  CHECK(diverging.exit_code == 1);
+  CHECK_THAT(diverging.err, Catch::Matchers::Contains("already rolled back 2 time(s)"));
 }
