@@ -47,7 +47,7 @@ if [ "$TINY" = 1 ]; then
   REWARD_SET=(--set train.max_steps=6 --set checkpoint.resume=none)
 else
   DOCS=0; TRAIN=6000; TEST=300; PREFS=2000; VOCAB=2000
-  SWEEP=4,16,64; GUIDED_STEPS=16; SPAN=48  # SPAN as eval.span_length in _common.yaml
+  SWEEP=4,16,32; GUIDED_STEPS=16; SPAN=48  # SPAN as eval.span_length in _common.yaml
   EVAL_SET=()
   STEP_SET=(--set checkpoint.resume=none)
   REWARD_SET=(--set checkpoint.resume=none)

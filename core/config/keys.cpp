@@ -14,7 +14,7 @@ void add_run(Schema& s) {
   s.add("run.name", "run", "Name shown in logs and metrics.");
   s.add("run.dir", "runs/run", "Run directory: effective config, logs, metrics, checkpoints.");
   s.add("run.seed", 1234, "Seed of every named random generator of the run.").min(0);
-  s.add("run.device", "auto", "Where tensors live; auto picks CUDA when available.")
+  s.add("run.device", "auto", "Where tensors live; auto picks CUDA when available (GPU LOCAL_RANK per process).")
       .choices({"auto", "cpu", "cuda"});
   s.add("run.threads", 0, "Intra-op CPU threads; 0 lets Torch decide.").min(0);
 }

@@ -34,7 +34,7 @@ namespace {
 
 // abar of each span row at its sequence's (possibly shifted) timestep.
 torch::Tensor row_abar(const NoiseScheduler& s, const torch::Tensor& t, const SpanIndex& span) {
-  auto table = torch::tensor(s.abar(), torch::kFloat64);
+  auto table = torch::tensor(s.abar(), torch::kFloat64).to(t.device());
   return table.index_select(0, t.index_select(0, span.batch)).to(torch::kFloat32);
 }
 
@@ -53,14 +53,16 @@ DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torc
   auto labels = ids.reshape(-1).index_select(0, span.flat);
 
   DiffusionLossResult out;
-  out.timesteps = scheduler_.sample_timesteps(ids.size(0), streams.noise);
+  out.timesteps = scheduler_.sample_timesteps(ids.size(0), streams.noise).to(ids.device());
   // The noise z of the span rows is drawn chunk by chunk as the model
-  // consumes it; replaying the stream from this state gives the same z.
+  // consumes it; replaying the stream from this state gives the same z. It
+  // is drawn by the stream's CPU generator whatever the device, so a run
+  // draws the same noise (and checkpoints the same stream state) on CPU and GPU.
   auto noise_state = streams.noise.state();
   auto rows_at = [&](const torch::Tensor& t) -> RowSource {
     auto abar = row_abar(scheduler_, t, span);
     return [&, abar](int64_t start, int64_t count) {
-      auto z = torch::randn({count, vocab}, streams.noise.generator());
+      auto z = torch::randn({count, vocab}, streams.noise.generator()).to(labels.device());
       return noisy_simplex_rows(labels.narrow(0, start, count), abar.narrow(0, start, count), z, k);
     };
   };

@@ -68,6 +68,7 @@ std::shared_ptr<Dist> Dist::create(const DistEnv& env, const std::string& backen
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = timeout;
     d->backend_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(d->store_, env.rank, env.world_size, opts);
+    d->device_ = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
 #else
     throw Error("dist.backend is nccl, but this build of tess has no CUDA/NCCL support");
 #endif
@@ -238,13 +239,13 @@ void Dist::finish_pending() {
 
 void Dist::barrier(const char* what) {
   if (!backend_) return;
-  std::vector<at::Tensor> t{torch::zeros({1})};
+  std::vector<at::Tensor> t{torch::zeros({1}, torch::TensorOptions().device(device_))};
   all_reduce_sum(t, what);
 }
 
 double Dist::sum(double value, const char* what) {
   if (!backend_) return value;
-  std::vector<at::Tensor> t{torch::tensor({value}, torch::kFloat64)};
+  std::vector<at::Tensor> t{torch::tensor({value}, torch::kFloat64).to(device_)};
   all_reduce_sum(t, what);
   return t[0].item<double>();
 }

@@ -44,6 +44,9 @@ class Dist {
   int rank() const { return env_.rank; }
   int world_size() const { return env_.world_size; }
   bool is_main() const { return env_.rank == 0; }
+  int local_rank() const { return env_.local_rank; }
+  // Where this backend's tensors live: CUDA device LOCAL_RANK for NCCL, else CPU.
+  at::Device device() const { return device_; }
   const std::string& backend_name() const { return backend_name_; }
 
   // In place; tensors may live on any device the backend supports.
@@ -70,6 +73,7 @@ class Dist {
  private:
   DistEnv env_;
   std::string backend_name_ = "none";
+  at::Device device_{at::kCPU};
   std::chrono::milliseconds timeout_{0};
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;

@@ -72,7 +72,7 @@ HfModelImage hf_model_image(DecoderImpl& decoder, const std::map<std::string, to
     image.tensors[name] = t.detach();
   }
   if (copy)
-    for (auto& [name, t] : image.tensors) t = t.clone();
+    for (auto& [name, t] : image.tensors) t = t.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);  // host copy
   image.config = decoder.config();
   auto dtype = decoder.embedding_weight().scalar_type();
   image.config.torch_dtype = dtype == torch::kBFloat16 ? "bfloat16" : dtype == torch::kFloat16 ? "float16" : "float32";

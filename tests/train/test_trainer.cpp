@@ -466,6 +466,22 @@ TEST_CASE("a key the stage does not use is an error naming where it was set (eva
   CHECK_THAT(r.err, !Catch::Matchers::Contains("eval.steps"));
 }
 
+// This machine has no GPU: run.device cuda must say so (auto falls back to CPU,
+// which every other test exercises).
+TEST_CASE("run.device cuda without a visible GPU is an error naming where it was set", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("cuda", "run:\n  stage: ar\n  device: cuda\n");
+  auto r = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/cuda").string() +
+                    " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() + "]");
+  if (r.exit_code == 0) {
+    WARN("a CUDA device is visible here: the run trained on it");
+    return;
+  }
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Catch::Matchers::Contains(cfg.string()) &&
+                        Catch::Matchers::Contains("run.device is cuda, but LibTorch sees no CUDA device"));
+}
+
 TEST_CASE("resuming with another tokenizer is refused", "[integration][train]") {
   auto& w = workspace();
   auto cfg = w.config("tokcheck", "run:\n  stage: ar\n");

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Markdown tables of a `tess bench all --output FILE` report, as
+docs/performance.md shows them (so the doc's tables can be regenerated from
+the JSON of a run instead of being copied by hand).
+
+    python3 scripts/bench_tables.py bench.json
+"""
+import json
+import sys
+
+
+def pct(x):
+    return f"{100 * x:.1f}%"
+
+
+def main(path):
+    r = json.load(open(path))
+    m, after = r["machine"], r.get("machine_after", r["machine"])
+    print(f"Machine: {m['cpu']} ({m['cores']} cores), torch threads {m['torch_threads']}; load average "
+          f"{' / '.join(f'{x:.2f}' for x in m['load_average'])} at the start, "
+          f"{' / '.join(f'{x:.2f}' for x in after['load_average'])} at the end (1 / 5 / 15 min).\n")
+
+    p = r["peak"]
+    print(f"Peak ({p['method']}, {p['threads']} threads):\n")
+    print("| n | fp32 GF/s | bf16 GF/s |\n| --- | --- | --- |")
+    for f, b in zip(p["fp32"]["by_size"], p["bf16"]["by_size"]):
+        print(f"| {f['n']} | {f['gflops']:.1f} | {b['gflops']:.1f} |")
+    print(f"| **best** | **{p['fp32']['gflops']:.1f}** | **{p['bf16']['gflops']:.1f}** |\n")
+
+    print("Training step (MFU against the measured peak of the case's precision):\n")
+    print("| case | B x L | span | tokens/s | step s | GF/s | MFU | data / noise / fwd / self-cond / bwd / opt "
+          "| input path s | peak RSS | RSS above baseline / `tess plan` | eager / tess |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for c in r["train"]["cases"]:
+        if "skipped" in c:
+            print(f"| {c['case']} | {c['skipped']} |")
+            continue
+        b = c["breakdown_s"]
+        shares = " / ".join(f"{100 * b[k] / c['step_s']:.0f}" for k in
+                            ("data", "noise", "forward", "self_condition", "backward", "optimizer"))
+        eager = f"{c['eager_over_tess']:.2f}x" if "eager_over_tess" in c else "-"
+        print(f"| {c['case']} | {c['batch']} x {c['seq_len']} | {c['span_tokens']} | {c['tokens_per_s']:,.0f} "
+              f"| {c['step_s']:.3f} | {c['achieved_gflops']:.1f} | {pct(c['mfu'])} | {shares} % "
+              f"| {c['input_path_s']:.3f} | {c['peak_rss_bytes'] / 2**20:,.0f} MB "
+              f"| {c['rss_over_plan']:.2f}x of {c['plan_bytes'] / 2**20:,.0f} MB | {eager} |")
+    print()
+
+    s = r["sample"]
+    print(f"Sampling ({s['preset']}: H {s['hidden']}, {s['layers']} layers, V {s['vocab']}; prompt "
+          f"{s['prompt_tokens']} + span {s['span']}, batch 1, {s['threads']} threads). AR with KV cache: "
+          f"{s['ar']['tokens_per_s']:.0f} tokens/s ({s['ar']['seconds']:.2f} s for {s['ar']['tokens']} tokens).\n")
+    print("| steps | seconds | tokens/s | diffusion / AR |\n| --- | --- | --- | --- |")
+    for d in s["diffusion"]:
+        print(f"| {d['steps']} | {d['seconds']:.2f} | {d['tokens_per_s']:.0f} | {d['speedup_vs_ar']:.2f}x |")
+    print()
+
+    d = r["data"]
+    print(f"Data: loader {d['loader_tokens_per_s'] / 1e6:.1f} M tokens/s ({1e3 * d['loader_batch_s']:.3f} ms per "
+          f"{d['batch']} x {d['seq_len']} batch); waiting on the prefetcher "
+          f"{1e3 * d['prefetch_wait_per_batch_s']:.3f} ms per batch.")
+    c = r["checkpoint"]
+    for k in ("weights", "optimizer_state"):
+        print(f"Checkpoint {k}: {c[k]['bytes'] / 1e6:.0f} MB, save {c[k]['save_gb_per_s']:.2f} GB/s, "
+              f"load {c[k]['load_gb_per_s']:.2f} GB/s.")
+    if "async_stall_in_steps" in c:
+        print(f"Save stall ({c.get('trainer_case', '?')}): synchronous {c['save_stall_in_steps']:.3f} steps, "
+              f"asynchronous (in-memory copy) {c['async_snapshot_s']:.3f} s = {c['async_stall_in_steps']:.4f} steps.")
+    dd = r["dist"]
+    print()
+    for name in ("one_process", "two_processes", "two_processes_overlapped"):
+        if name not in dd:
+            continue
+        j = dd[name]
+        print(f"Dist {name}: {j['world_size']} x {j['threads_per_process']} threads, {j['step_s']:.3f} s/step "
+              f"(compute {j['compute_s']:.3f}, all-reduce wait {j['all_reduce_s']:.3f}, optimizer "
+              f"{j['optimizer_s']:.3f}), {j['tokens_per_s']:.0f} tokens/s, gradients {j['gradient_bytes'] / 1e6:.0f} MB.")
+    print(f"Efficiency {dd['efficiency']:.2f}, overlapped {dd.get('efficiency_overlapped', float('nan')):.2f}.")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: scripts/bench_tables.py BENCH.json")
+    main(sys.argv[1])
