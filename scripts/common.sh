@@ -13,3 +13,13 @@ tess_configure_and_build() {
   fi
   cmake --build "$BUILD_DIR" -j "$JOBS"
 }
+
+# With `build` = 1: set-up and build first (their output goes to stderr).
+# Prints the tess binary to run: $TESS when set, else the build's.
+tess_binary() {
+  if [ "$1" = 1 ]; then
+    "$ROOT/scripts/setup.sh" >&2 || return 1  # errexit does not reach into $(...)
+    tess_configure_and_build >&2 || return 1
+  fi
+  echo "${TESS:-$BUILD_DIR/launch/tess}"
+}

@@ -24,11 +24,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-if [ "$BUILD" = 1 ]; then
-  "$ROOT/scripts/setup.sh"
-  tess_configure_and_build
-fi
-TESS="${TESS:-$BUILD_DIR/launch/tess}"
+TESS=$(tess_binary "$BUILD")
 CONFIGS="$ROOT/configs/quickstart"
 mkdir -p "$WORKDIR"
 cd "$WORKDIR"

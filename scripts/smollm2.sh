@@ -19,11 +19,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ "$BUILD" = 1 ]; then
-  "$ROOT/scripts/setup.sh"
-  tess_configure_and_build
-fi
-TESS="${TESS:-$BUILD_DIR/launch/tess}"
+TESS=$(tess_binary "$BUILD")
 cd "$ROOT"
 OUT=runs/smollm2
 DATA=runs/quickstart/data
