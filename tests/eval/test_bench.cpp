@@ -121,6 +121,25 @@ TEST_CASE("bench train --smoke --json reports every documented field of each cas
   CHECK(measured == 6);  // bf16 cases run under the trainer's bf16 autocast
 }
 
+TEST_CASE("bench all --smoke writes one report that scripts/bench_tables.py turns into the doc's tables",
+          "[integration][bench]") {
+  tess::test::TempDir dir;
+  auto out = dir / "bench.json";
+  auto r = run_tess("bench all --smoke --presets tiny --no-eager --threads 1 --output " +
+                    tess::test::shell_quote(out.string()));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto t = tess::test::run_command(tess::test::shell_quote(TESS_PYTHON) + " " +
+                                   tess::test::shell_quote(std::string(TESS_SOURCE_DIR) + "/scripts/bench_tables.py") +
+                                   " " + tess::test::shell_quote(out.string()));
+  INFO(t.err);
+  REQUIRE(t.exit_code == 0);
+  for (const char* part : {"| **best** |", "| tiny/adaptation/fp32 | ",
+                           "| steps | seconds | tokens/s | diffusion / AR |", "Checkpoint weights:",
+                           "Dist two_processes_overlapped:", "Efficiency "})
+    CHECK_THAT(t.out, Contains(part));
+}
+
 TEST_CASE("bench rejects an unknown case", "[integration][bench]") {
   auto r = run_tess("bench train --case tiny/pretrain/fp32");
   CHECK(r.exit_code != 0);
