@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include <ATen/autocast_mode.h>
-#include <ATen/cpu/Utils.h>
 
 #include <atomic>
 #include <chrono>
@@ -21,6 +20,7 @@
 #include "core/dist/dist.h"
 #include "core/model/safetensors.h"
 #include "core/util/error.h"
+#include "core/util/cpu.h"
 #include "core/util/format.h"
 #include "core/util/log.h"
 #include "core/util/progress.h"
@@ -101,17 +101,6 @@ at::Device resolve_device(const config::Config& cfg, int local_rank) {
                             "per GPU",
                             local_rank, count));
   return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
-}
-
-// Whether this CPU multiplies bf16 natively (AVX512_BF16 or AMX); without
-// it LibTorch emulates bf16 matmuls at a small fraction of the fp32 rate.
-bool cpu_has_native_bf16() {
-  auto caps = at::cpu::get_cpu_capabilities();
-  auto has = [&](const char* key) {
-    auto it = caps.find(key);
-    return it != caps.end() && it->second.isBool() && it->second.toBool();
-  };
-  return has("avx512_bf16") || has("amx_bf16");
 }
 
 }  // namespace
@@ -199,7 +188,7 @@ struct Trainer::Impl {
                               "train.precision is {} (set at {})",
                               precision, cfg.origin("train.precision").where));
     autocast = precision == "bf16_autocast";
-    if (precision != "fp32" && device.is_cpu() && !cpu_has_native_bf16())
+    if (precision != "fp32" && device.is_cpu() && !util::cpu_has_native_bf16())
       spdlog::warn("train.precision {} (set at {}) on a CPU without native bf16 matmuls (no AVX512_BF16 or AMX): "
                    "LibTorch emulates them, typically 10-100x slower than fp32; train.precision fp32 with "
                    "model.dtype float32 is the fast choice here",
@@ -263,12 +252,10 @@ struct Trainer::Impl {
         throw Error(fmt::format("these keys are set but stage '{}' does not use them:{}", stage->name(), list));
     }
 
-    if (main()) {
+    if (main())
       std::ofstream(run_dir / "config.yaml") << "# Effective configuration (hash " << config_hash << ")\n"
                                              << cfg.to_yaml(true);
-      truncate_metrics(run_dir / "metrics.jsonl", step);
-    }
-    if (main()) metrics.open(run_dir / "metrics.jsonl", std::ios::app);
+    reopen_metrics_at_step();
     if (main() && want_tensorboard) tensorboard = std::make_unique<util::TensorBoardWriter>(run_dir / "tensorboard");
   }
 
@@ -325,10 +312,12 @@ struct Trainer::Impl {
     stage->load_state(rank_file.metadata(), rank_path.string());
     step = m.step;
     tokens_seen = m.tokens_seen;
-    auto it = rank_file.metadata().find("skipped");
-    skipped = it == rank_file.metadata().end() ? 0 : std::stoll(it->second);
-    it = rank_file.metadata().find("rollbacks");
-    rollbacks = it == rank_file.metadata().end() ? 0 : std::stoll(it->second);
+    auto counter = [&](const char* key) {  // absent in checkpoints older than the counter
+      auto it = rank_file.metadata().find(key);
+      return it == rank_file.metadata().end() ? int64_t{0} : std::stoll(it->second);
+    };
+    skipped = counter("skipped");
+    rollbacks = counter("rollbacks");
     if (m.world_size != dist->world_size())
       spdlog::warn("resuming a {}-process checkpoint on {} processes: the data order continues exactly; each rank's "
                    "noise streams continue from rank (r mod {})",
@@ -553,10 +542,8 @@ struct Trainer::Impl {
     for (int64_t i = 0; i < window * accum; ++i) stage->next_batch();  // drawn and dropped
     spdlog::warn("{}: rolled back to {} (step {}) and skipped the data of steps {}..{} (rollback {} of at most {})",
                  cause, dir->string(), step, step + 1, bad_step, rollbacks, max_rollbacks);
+    reopen_metrics_at_step();
     if (main()) {
-      metrics.close();
-      truncate_metrics(run_dir / "metrics.jsonl", step);
-      metrics.open(run_dir / "metrics.jsonl", std::ios::app);
       nlohmann::json j{{"step", step},
                        {"rollback_from_step", bad_step},
                        {"data_skipped_steps", window},
@@ -564,6 +551,15 @@ struct Trainer::Impl {
       metrics << j.dump() << "\n";
       metrics.flush();
     }
+  }
+
+  // Rank 0: metrics.jsonl keeps the lines up to `step` (a resume or a
+  // rollback recomputes the rest) and is open for appending.
+  void reopen_metrics_at_step() {
+    if (!main()) return;
+    if (metrics.is_open()) metrics.close();
+    truncate_metrics(run_dir / "metrics.jsonl", step);
+    metrics.open(run_dir / "metrics.jsonl", std::ios::app);
   }
 
   void save_checkpoint_as_diagnostics() {
