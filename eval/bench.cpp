@@ -672,6 +672,40 @@ json bench_train(const BenchOptions& opt, const json& peak, const std::vector<st
 
 // ---- sample ---------------------------------------------------------------------------
 
+namespace {
+// Where one denoising step's time goes: the model's forward (with a
+// self-conditioning input), the token choice (top-p 0.99) and the re-noising
+// of the chosen simplex; each the best of `reps` runs.
+json sample_step_breakdown(diffusion::DiffusionLMImpl& lm, const diffusion::SampleBatch& batch, util::Rng& rng,
+                           int reps) {
+  torch::NoGradGuard no_grad;
+  auto span = diffusion::SpanIndex::from_mask(batch.span_mask);
+  int64_t vocab = lm.decoder->config().vocab_size;
+  auto x = torch::randn({span.rows, vocab}, rng.generator()) * 5.0;
+  diffusion::RowSource rows = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
+  diffusion::DiffusionInputs in{batch.ids, batch.span_mask, torch::full({batch.ids.size(0)}, 0.5f), batch.key_mask};
+  auto prev = lm.span_logits(in, span, rows, {});
+  torch::Tensor logits, tokens;
+  auto best = [&](const std::function<void()>& f) {
+    double b = 1e30;
+    for (int i = 0; i < reps; ++i) {
+      auto t0 = Clock::now();
+      f();
+      b = std::min(b, since(t0));
+    }
+    return b;
+  };
+  double forward = best([&] { logits = lm.span_logits(in, span, rows, prev).to(torch::kFloat32); });
+  double choose = best([&] { tokens = diffusion::choose_tokens(logits, 0.99, 1.0, rng); });
+  double argmax = best([&] { tokens = diffusion::choose_tokens(logits, 0, 1.0, rng); });
+  double renoise = best([&] {
+    auto a = torch::full({span.rows}, 0.5f);
+    x = diffusion::noisy_simplex_rows(tokens, a, torch::randn({span.rows, vocab}, rng.generator()), 5.0);
+  });
+  return {{"forward_s", forward}, {"choose_top_p_s", choose}, {"choose_argmax_s", argmax}, {"renoise_s", renoise}};
+}
+}  // namespace
+
 json bench_sample(const BenchOptions& opt, const std::string& preset_name) {
   apply_threads(opt);
   auto preset = train_preset(preset_name, false);
@@ -683,11 +717,16 @@ json bench_sample(const BenchOptions& opt, const std::string& preset_name) {
   std::vector<int64_t> prompt;
   for (int64_t i = 0; i < prompt_len; ++i) prompt.push_back(rng.uniform_int(3, preset.model.vocab_size - 1));
 
-  // AR with KV cache, the same decoder weights: one warm-up run, then the timed one.
+  // AR with KV cache, the same decoder weights: one warm-up run, then the best
+  // of three (a 1-second run varies by tens of percent between repetitions).
   eval::ar_generate(*decoder, prompt, std::min<int64_t>(span, 16), -1, 0.99, 1.0, rng);
-  auto t0 = Clock::now();
-  auto ar = eval::ar_generate(*decoder, prompt, span, -1, 0.99, 1.0, rng);
-  double ar_s = since(t0);
+  std::vector<int64_t> ar;
+  double ar_s = 1e30;
+  for (int rep = 0; rep < (opt.smoke ? 1 : 3); ++rep) {
+    auto t0 = Clock::now();
+    ar = eval::ar_generate(*decoder, prompt, span, -1, 0.99, 1.0, rng);
+    ar_s = std::min(ar_s, since(t0));
+  }
   double ar_tps = static_cast<double>(ar.size()) / ar_s;
 
   json curve = json::array();
@@ -697,12 +736,16 @@ json bench_sample(const BenchOptions& opt, const std::string& preset_name) {
     so.steps = n;
     diffusion::Sampler sampler(*lm, so);
     if (n == steps.front()) sampler.sample(batch, rng);  // warm-up
-    t0 = Clock::now();
+    auto t0 = Clock::now();
     sampler.sample(batch, rng);
     double s = since(t0);
     double tps = static_cast<double>(span) / s;
     curve.push_back({{"steps", n}, {"seconds", s}, {"tokens_per_s", tps}, {"speedup_vs_ar", tps / ar_tps}});
   }
+  json step = sample_step_breakdown(*lm, batch, rng, opt.smoke ? 2 : 5);
+  auto fwd = train_step_flops(preset.model, TrainStage::Adaptation, 1, batch.ids.size(1), span, 1.0).self_condition;
+  step["forward_gflops"] = fwd / 1e9;
+  step["forward_achieved_gflops"] = fwd / step["forward_s"].get<double>() / 1e9;
   return {{"preset", preset_name},
           {"hidden", preset.model.hidden_size},
           {"layers", preset.model.num_hidden_layers},
@@ -712,7 +755,8 @@ json bench_sample(const BenchOptions& opt, const std::string& preset_name) {
           {"batch", 1},
           {"threads", torch::get_num_threads()},
           {"ar", {{"seconds", ar_s}, {"tokens", static_cast<int64_t>(ar.size())}, {"tokens_per_s", ar_tps}}},
-          {"diffusion", curve}};
+          {"diffusion", curve},
+          {"step", step}};
 }
 
 // ---- data -----------------------------------------------------------------------------
@@ -990,6 +1034,14 @@ std::string format_report(const json& r) {
     for (const auto& c : p["diffusion"])
       s += fmt::format("{:>6} {:>10.3f} {:>10.1f} {:>9.2f}x\n", c["steps"].get<int64_t>(), c["seconds"].get<double>(),
                        c["tokens_per_s"].get<double>(), c["speedup_vs_ar"].get<double>());
+    if (p.contains("step")) {
+      const auto& st = p["step"];
+      s += fmt::format("one step: forward {:.1f} ms ({:.2f} GFLOP, {:.1f} GF/s), top-p choice {:.1f} ms (argmax {:.1f}), "
+                       "re-noising {:.1f} ms\n",
+                       1e3 * st["forward_s"].get<double>(), st["forward_gflops"].get<double>(),
+                       st["forward_achieved_gflops"].get<double>(), 1e3 * st["choose_top_p_s"].get<double>(),
+                       1e3 * st["choose_argmax_s"].get<double>(), 1e3 * st["renoise_s"].get<double>());
+    }
   }
   if (r.contains("data")) {
     const auto& d = r["data"];

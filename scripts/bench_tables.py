@@ -13,13 +13,14 @@ def pct(x):
     return f"{100 * x:.1f}%"
 
 
-def main(path):
-    r = json.load(open(path))
+def machine_section(r):
     m, after = r["machine"], r.get("machine_after", r["machine"])
     print(f"Machine: {m['cpu']} ({m['cores']} cores), torch threads {m['torch_threads']}; load average "
           f"{' / '.join(f'{x:.2f}' for x in m['load_average'])} at the start, "
           f"{' / '.join(f'{x:.2f}' for x in after['load_average'])} at the end (1 / 5 / 15 min).\n")
 
+
+def peak_section(r):
     p = r["peak"]
     print(f"Peak ({p['method']}, {p['threads']} threads):\n")
     print("| n | fp32 GF/s | bf16 GF/s |\n| --- | --- | --- |")
@@ -27,6 +28,8 @@ def main(path):
         print(f"| {f['n']} | {f['gflops']:.1f} | {b['gflops']:.1f} |")
     print(f"| **best** | **{p['fp32']['gflops']:.1f}** | **{p['bf16']['gflops']:.1f}** |\n")
 
+
+def train_section(r):
     print("Training step (MFU against the measured peak of the case's precision):\n")
     print("| case | B x L | span | tokens/s | step s | GF/s | MFU | data / noise / fwd / self-cond / bwd / opt "
           "| input path s | peak RSS | RSS above baseline / `tess plan` | eager / tess |")
@@ -45,6 +48,8 @@ def main(path):
               f"| {c['rss_over_plan']:.2f}x of {c['plan_bytes'] / 2**20:,.0f} MB | {eager} |")
     print()
 
+
+def sample_section(r):
     s = r["sample"]
     print(f"Sampling ({s['preset']}: H {s['hidden']}, {s['layers']} layers, V {s['vocab']}; prompt "
           f"{s['prompt_tokens']} + span {s['span']}, batch 1, {s['threads']} threads). AR with KV cache: "
@@ -52,12 +57,22 @@ def main(path):
     print("| steps | seconds | tokens/s | diffusion / AR |\n| --- | --- | --- | --- |")
     for d in s["diffusion"]:
         print(f"| {d['steps']} | {d['seconds']:.2f} | {d['tokens_per_s']:.0f} | {d['speedup_vs_ar']:.2f}x |")
+    if "step" in s:
+        st = s["step"]
+        print(f"\nOne denoising step: forward {1e3 * st['forward_s']:.1f} ms ({st['forward_gflops']:.2f} GFLOP at "
+              f"{st['forward_achieved_gflops']:.1f} GF/s), top-p token choice {1e3 * st['choose_top_p_s']:.1f} ms "
+              f"(argmax {1e3 * st['choose_argmax_s']:.1f} ms), re-noising {1e3 * st['renoise_s']:.1f} ms.")
     print()
 
+
+def data_section(r):
     d = r["data"]
     print(f"Data: loader {d['loader_tokens_per_s'] / 1e6:.1f} M tokens/s ({1e3 * d['loader_batch_s']:.3f} ms per "
           f"{d['batch']} x {d['seq_len']} batch); waiting on the prefetcher "
           f"{1e3 * d['prefetch_wait_per_batch_s']:.3f} ms per batch.")
+
+
+def checkpoint_section(r):
     c = r["checkpoint"]
     for k in ("weights", "optimizer_state"):
         print(f"Checkpoint {k}: {c[k]['bytes'] / 1e6:.0f} MB, save {c[k]['save_gb_per_s']:.2f} GB/s, "
@@ -65,6 +80,9 @@ def main(path):
     if "async_stall_in_steps" in c:
         print(f"Save stall ({c.get('trainer_case', '?')}): synchronous {c['save_stall_in_steps']:.3f} steps, "
               f"asynchronous (in-memory copy) {c['async_snapshot_s']:.3f} s = {c['async_stall_in_steps']:.4f} steps.")
+
+
+def dist_section(r):
     dd = r["dist"]
     print()
     for name in ("one_process", "two_processes", "two_processes_overlapped"):
@@ -76,6 +94,19 @@ def main(path):
               f"{j['optimizer_s']:.3f}), {j['tokens_per_s']:.0f} tokens/s, gradients {j['gradient_bytes'] / 1e6:.0f} MB.")
     print(f"Efficiency {dd['efficiency']:.2f}, overlapped {dd.get('efficiency_overlapped', float('nan')):.2f}.")
 
+
+SECTIONS = [("machine", machine_section), ("peak", peak_section), ("train", train_section),
+            ("sample", sample_section), ("data", data_section), ("checkpoint", checkpoint_section),
+            ("dist", dist_section)]
+
+
+def main(path):
+    """Every section the report holds: `tess bench all` has them all, a single
+    subcommand (`tess bench sample --output F`) only its own."""
+    r = json.load(open(path))
+    for key, render in SECTIONS:
+        if key in r:
+            render(r)
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

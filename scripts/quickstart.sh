@@ -91,7 +91,7 @@ SIZE="training steps as in the configs"
 [ "$TINY" = 1 ] && SIZE="--tiny: 12 training steps per stage"
 echo "== Summary: exact match on held-out prompts (configs/quickstart/*.yaml, $SIZE,"
 echo "   seed 1234, greedy token choice, span $SPAN, guidance scale $GUIDANCE; ${SECONDS_TOTAL}s of runs)"
-python3 "$ROOT/scripts/quickstart_summary.py" "$OUT"
+python3 "$ROOT/scripts/eval_summary.py" "$OUT"
 cat <<MSG
 
 Models: $OUT/{ar,adaptation,instruction,instruction_scratch,ar_instruction,reward}/final (HF layout).

@@ -65,3 +65,4 @@ EVAL=(--data "$DATA/chat_test.jsonl" --limit "$LIMIT" --batch-size 30 --length 4
 "$TESS" eval --model "$OUT/instruction_scratch/final" "${EVAL[@]}" --sweep steps=8,32 \
   --output "$OUT/eval/scratch.json" --samples "$OUT/eval/scratch_samples.jsonl"
 echo "== done in $(( $(date +%s) - T0 )) s; reports in $OUT/eval/*.json"
+${PYTHON:-python3} "$ROOT/scripts/eval_summary.py" "$OUT" --example smollm2

@@ -364,21 +364,26 @@ struct Trainer::Impl {
     return std::sqrt(sq);
   }
 
-  // One optimizer step; returns {mean loss over the step's global tokens, grad norm, tokens, finite}.
+  // One optimizer step; returns {mean loss over the step's global tokens, grad norm, tokens, finite,
+  // positions}: `tokens` are the loss's tokens, `positions` every position the model ran over (the
+  // throughput a user compares with hardware).
   struct StepResult {
     double loss, grad_norm;
     int64_t tokens;
     bool finite;
+    int64_t positions;
   };
 
   StepResult train_step() {
     std::vector<MicroBatch> micro;
-    int64_t local_tokens = 0;
+    int64_t local_tokens = 0, local_positions = 0;
     for (int64_t i = 0; i < accum; ++i) {
       micro.push_back(on_device(stage->next_batch()));
       local_tokens += micro.back().tokens;
+      local_positions += micro.back().ids.numel();
     }
     double global_tokens = dist->sum(static_cast<double>(local_tokens), "token count");
+    double global_positions = dist->sum(static_cast<double>(local_positions), "position count");
     double loss_sum = 0;
     for (size_t i = 0; i < micro.size(); ++i) {
       auto& mb = micro[i];
@@ -404,7 +409,8 @@ struct Trainer::Impl {
     double norm = grad_norm();
     bool finite = std::isfinite(total_loss) && std::isfinite(norm);
     finite = dist->sum(finite ? 0.0 : 1.0, "non-finite flag") == 0.0;  // decided on all ranks together
-    return {total_loss / std::max(global_tokens, 1.0), norm, static_cast<int64_t>(global_tokens), finite};
+    return {total_loss / std::max(global_tokens, 1.0), norm, static_cast<int64_t>(global_tokens), finite,
+            static_cast<int64_t>(global_positions)};
   }
 
   void evaluate() {
@@ -442,7 +448,7 @@ struct Trainer::Impl {
     util::Progress progress(fmt::format("{} ", stage->name()), total_steps, po);
     progress.update(step);
     auto t_start = std::chrono::steady_clock::now();
-    int64_t tokens_at_start = tokens_seen;
+    int64_t positions_since_start = 0;  // throughput: every position the model ran over
     while (step < total_steps) {
       saver->check();  // a failed background save stops the run here
       auto t0 = std::chrono::steady_clock::now();
@@ -460,7 +466,7 @@ struct Trainer::Impl {
           rollback(step + 1, r);
           progress.update(step);
           t_start = std::chrono::steady_clock::now();
-          tokens_at_start = tokens_seen;
+          positions_since_start = 0;
           continue;
         }
         ++skipped;
@@ -478,15 +484,16 @@ struct Trainer::Impl {
       update->zero_grad();
       ++step;
       tokens_seen += r.tokens;
+      positions_since_start += r.positions;
       double dt = seconds_since(t0);
-      double tok_s = static_cast<double>(tokens_seen - tokens_at_start) / std::max(seconds_since(t_start), 1e-9);
+      double tok_s = static_cast<double>(positions_since_start) / std::max(seconds_since(t_start), 1e-9);
       progress.set_field("loss", fmt::format("{:.4f}", r.loss));
       progress.set_field("tok/s", util::human_count(tok_s));
       progress.update(step);
       if (main() && (step % log_every == 0 || step == total_steps)) {
         nlohmann::json j{{"step", step},          {"loss", r.loss},
                          {"lr", lr},              {"grad_norm", r.grad_norm},
-                         {"tokens", tokens_seen}, {"tokens_per_s", static_cast<double>(r.tokens) / std::max(dt, 1e-9)},
+                         {"tokens", tokens_seen}, {"tokens_per_s", static_cast<double>(r.positions) / std::max(dt, 1e-9)},
                          {"skipped", skipped}};
         metrics << j.dump() << "\n";
         metrics.flush();

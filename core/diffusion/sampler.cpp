@@ -1,5 +1,12 @@
 #include "core/diffusion/sampler.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -52,45 +59,84 @@ Sampler::Sampler(DiffusionLMImpl& model, SamplerOptions options)
 
 namespace {
 
-// Per row, the smallest probability inside the nucleus (the shortest prefix
-// by probability whose mass reaches top_p, always including the most likely
-// token: a token is in iff the mass ranked strictly before it is < top_p).
-// A full sort of every row is what made the sampler slow, so look at windows
-// first: a peaked row's nucleus ends among its top 256 tokens; a flat row's
-// excluded tail (mass <= 1 - top_p) among its bottom 256. Only rows where
-// neither window holds the boundary are sorted.
-torch::Tensor nucleus_threshold(const torch::Tensor& probs, double top_p) {
-  int64_t vocab = probs.size(-1), k = std::min<int64_t>(vocab, 256);
-  auto total = probs.sum(-1, /*keepdim=*/true);
-  // First position whose cumulative mass reaches top_p.
-  auto first = [&](const torch::Tensor& cum, const torch::Tensor& sorted) {
-    auto m = (cum < top_p).sum(-1, /*keepdim=*/true).clamp_max(sorted.size(-1) - 1);
-    return sorted.gather(-1, m);
-  };
-  // k tokens of at most the row's maximum cannot reach top_p when k * max < top_p:
-  // skip the top window when no row can be covered by it.
-  auto top_covered = torch::zeros({probs.size(0)}, torch::kBool);
-  auto tau = torch::zeros({probs.size(0), 1}, probs.options());
-  if ((std::get<0>(probs.max(-1)) * static_cast<double>(k) >= top_p).any().item<bool>()) {
-    auto [top, top_index] = probs.topk(k, -1, /*largest=*/true, /*sorted=*/true);
-    auto top_cum = top.cumsum(-1);
-    top_covered = top_cum.select(-1, k - 1) >= top_p;
-    tau = first(top_cum, top);
-    if (top_covered.all().item<bool>()) return tau;
+// The smallest probability inside a row's nucleus: the shortest prefix by
+// probability whose mass reaches top_p, always including the most likely
+// token (a token is in iff the mass ranked strictly before it is < top_p).
+// Equivalently the smallest value v of the row with mass(p > v) < top_p.
+// Found without sorting by a radix select on the float bits (non-negative
+// floats order like their bit patterns): a histogram of mass over the top 12
+// bits locates the bucket where the mass from the top reaches top_p, then the
+// next 12 and the last 8 bits inside it; the final bucket holds one value.
+// Masses are summed in double. O(V) and branch-light; sorting every row (or
+// taking top-k windows of it) was most of a denoising step's token choice.
+class NucleusSelect {
+ public:
+  float threshold(const float* p, int64_t vocab, double top_p) {
+    const float* src = p;  // level 0 reads the row, later levels the kept candidates
+    size_t n = static_cast<size_t>(vocab);
+    candidates_.resize(n);
+    double above = 0;  // mass of the values above the current bucket
+    uint32_t prefix = 0;
+    const int shifts[] = {20, 8, 0}, widths[] = {12, 12, 8};
+    for (int level = 0; level < 3; ++level) {
+      const int shift = shifts[level];
+      const uint32_t mask = (1u << widths[level]) - 1;
+      mass_.assign(size_t(mask) + 1, 0.0);
+      bool zero = false;  // exact zeros: the one value whose bucket can be non-empty with mass 0
+      for (size_t i = 0; i < n; ++i) {
+        mass_[(bits(src[i]) >> shift) & mask] += src[i];
+        zero |= src[i] == 0.0f;
+      }
+      // From the top: the bucket where the mass reaches top_p (or the lowest
+      // non-empty one when rounding leaves the row short of top_p).
+      int64_t pick = -1;
+      double pick_above = above;
+      for (int64_t b = mask; b >= 0; --b) {
+        if (mass_[b] == 0 && !(b == 0 && zero)) continue;
+        pick = b;
+        pick_above = above;
+        if (above + mass_[b] >= top_p) break;
+        above += mass_[b];
+      }
+      above = pick_above;
+      prefix |= static_cast<uint32_t>(pick) << shift;
+      size_t kept = 0;
+      for (size_t i = 0; i < n; ++i)
+        if (((bits(src[i]) >> shift) & mask) == static_cast<uint32_t>(pick)) candidates_[kept++] = src[i];
+      src = candidates_.data();
+      n = kept;
+    }
+    float tau;
+    std::memcpy(&tau, &prefix, sizeof tau);
+    return tau;
   }
-  // Ascending: a token is out iff the mass from the smallest up to and
-  // including it is <= total - top_p; the threshold is the first one that is in.
-  auto [bottom, bottom_index] = probs.topk(k, -1, /*largest=*/false, /*sorted=*/true);
-  auto bottom_cum = bottom.cumsum(-1);
-  auto limit = total - top_p;
-  auto bottom_covered = bottom_cum.select(-1, k - 1) > limit.squeeze(-1);
-  auto m = (bottom_cum <= limit).sum(-1, /*keepdim=*/true).clamp_max(k - 1);
-  auto tau_bottom = bottom.gather(-1, m);
-  tau = torch::where(top_covered.unsqueeze(-1), tau, tau_bottom);
-  auto covered = top_covered | bottom_covered;
-  if (covered.all().item<bool>()) return tau;
-  auto [sorted, order] = probs.sort(-1, /*descending=*/true);
-  return torch::where(covered.unsqueeze(-1), tau, first(sorted.cumsum(-1), sorted));
+
+ private:
+  static uint32_t bits(float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    if (u >= 0x7f800000u) throw Error("token choice: a row of probabilities holds NaN or a value that is not a finite probability (non-finite logits)");
+    return u;
+  }
+  std::vector<float> candidates_;
+  std::vector<double> mass_;
+};
+
+// Inverse-CDF draw of one token from the row restricted to p >= tau (vocabulary
+// order, masses summed in double): the first token whose cumulative mass
+// exceeds u times the nucleus mass.
+int64_t draw_from_nucleus(const float* p, int64_t vocab, float tau, double u) {
+  double mass = 0;
+  int64_t last_in = 0;
+  for (int64_t i = 0; i < vocab; ++i)
+    if (p[i] >= tau) mass += p[i], last_in = i;
+  double target = u * mass, cum = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (p[i] < tau) continue;
+    cum += p[i];
+    if (cum > target) return i;
+  }
+  return last_in;  // rounding: u * mass at the very top
 }
 
 }  // namespace
@@ -98,14 +144,22 @@ torch::Tensor nucleus_threshold(const torch::Tensor& probs, double top_p) {
 torch::Tensor choose_tokens(const torch::Tensor& logits, double top_p, double temperature, util::Rng& rng) {
   if (top_p <= 0) return logits.argmax(-1);
   if (temperature <= 0) throw Error("sampling temperature must be > 0");
-  auto probs = torch::softmax(logits.to(torch::kFloat32) / temperature, -1);
-  if (top_p < 1) probs = probs * (probs >= nucleus_threshold(probs, top_p)).to(torch::kFloat32);
-  // Inverse-CDF draw, one uniform per row: O(V) with vectorised ops, where
-  // torch::multinomial draws an exponential variate for every token.
-  auto cdf = probs.cumsum(-1);
-  int64_t vocab = probs.size(-1);
-  auto u = torch::rand({probs.size(0), 1}, rng.generator()) * cdf.narrow(-1, vocab - 1, 1);
-  return torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).clamp_max(vocab - 1).squeeze(-1);
+  auto probs = torch::softmax(logits.to(torch::kFloat32) / temperature, -1).to(torch::kCPU).contiguous();
+  const int64_t rows = probs.size(0), vocab = probs.size(-1);
+  auto u = torch::rand({rows}, rng.generator());  // one uniform per row
+  auto out = torch::empty({rows}, torch::kInt64);
+  const float* pp = probs.data_ptr<float>();
+  const float* up = u.data_ptr<float>();
+  int64_t* op = out.data_ptr<int64_t>();
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    NucleusSelect select;
+    for (int64_t r = begin; r < end; ++r) {
+      const float* row = pp + r * vocab;
+      float tau = top_p < 1 ? select.threshold(row, vocab, top_p) : -1.0f;
+      op[r] = draw_from_nucleus(row, vocab, tau, up[r]);
+    }
+  });
+  return out.to(logits.device());
 }
 
 torch::Tensor Sampler::choose_tokens(const torch::Tensor& logits, util::Rng& rng) const {

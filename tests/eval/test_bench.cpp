@@ -155,6 +155,11 @@ TEST_CASE("bench sample and checkpoint --smoke --json report the curve and the s
     CHECK(point["speedup_vs_ar"].get<double>() ==
           Approx(point["tokens_per_s"].get<double>() / s["sample"]["ar"]["tokens_per_s"].get<double>()));
   }
+  // One step's breakdown: the forward's FLOPs at batch 1 (prompt 8 + span 16 of the small preset).
+  const auto& st = s["sample"]["step"];
+  for (const char* k : {"forward_s", "choose_top_p_s", "choose_argmax_s", "renoise_s"}) CHECK(st[k].get<double>() > 0);
+  CHECK(st["forward_achieved_gflops"].get<double>() ==
+        Approx(st["forward_gflops"].get<double>() / st["forward_s"].get<double>()));
   auto c = parse_stdout(run_tess("bench checkpoint --smoke --json --threads 1"));
   const auto& ck = c["checkpoint"];
   for (const char* k : {"weights", "optimizer_state"}) {

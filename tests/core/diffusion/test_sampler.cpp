@@ -1,3 +1,5 @@
+#include <limits>
+
 #include <catch2/catch.hpp>
 
 #include <torch/torch.h>
@@ -92,6 +94,20 @@ TEST_CASE("top-p over a large vocabulary draws only from the nucleus a full sort
     CHECK(widest[3] > 2048);  // the flat row's picks reach far beyond the first windows
     CHECK(widest[0] < nucleus[0].sum().item<int64_t>());
   }
+}
+
+TEST_CASE("top-p keeps every token tied with the nucleus's smallest, and NaN logits are a clear error",
+          "[unit][diffusion]") {
+  // Probabilities 0.4, 0.2, 0.2, 0.2 at p = 0.5: the nucleus reaches into the
+  // tied 0.2s, so all three are in; token 0 alone (0.4) does not reach 0.5.
+  auto tied = torch::log(torch::tensor({{0.4, 0.2, 0.2, 0.2}}, torch::kFloat32)).expand({3000, 4}).contiguous();
+  Rng rng(5, "sample");
+  auto picks = choose_tokens(tied, 0.5, 1.0, rng);
+  for (int64_t t = 0; t < 4; ++t) CHECK((picks == t).sum().item<int64_t>() > 300);
+  // One row with one NaN logit: every probability is NaN.
+  auto bad = torch::zeros({2, 50});
+  bad[1][7] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH(choose_tokens(bad, 0.9, 1.0, rng), Catch::Matchers::Contains("NaN"));
 }
 
 TEST_CASE("the guidance hook sees every step in fp32 and steers the tokens", "[unit][diffusion]") {
