@@ -248,3 +248,40 @@ eval:
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Contains("--model"));
 }
+
+TEST_CASE("scripts/eval_summary.py tables an example's reports, with whole-word answer matches as 'contains'",
+          "[integration][eval]") {
+  tess::test::TempDir dir;
+  fs::create_directories(dir / "eval");
+  auto write = [&](const std::string& name, const std::string& text) { std::ofstream(dir / "eval" / name) << text; };
+  auto report = [](const char* kind, int steps, double exact) {
+    nlohmann::json s{{"kind", kind}};
+    if (steps) s["steps"] = steps;
+    return nlohmann::json{{"settings", s},
+                          {"metrics",
+                           {{"exact_match", exact},
+                            {"exact_match_n", 2},
+                            {"exact_match_by_task", {{"counting", {{"exact_match", exact}, {"n", 2}}}}},
+                            {"tokens_per_s", 10.0}}}};
+  };
+  write("adapted.json", nlohmann::json{{"reports", {report("diffusion", 8, 0.5), report("diffusion", 32, 1.0)}}}.dump());
+  // "2" inside "25" is not the answer; "it is 2." holds it as a word.
+  write("adapted_samples.jsonl", R"({"answer":"2","output":"25","steps":8,"task":"counting"}
+{"answer":"2","output":"it is 2.","steps":8,"task":"counting"}
+{"answer":"2","output":"2","steps":32,"task":"counting"}
+{"answer":"Two  Words","output":"two words","steps":32,"task":"counting"}
+)");
+  write("ar.json", report("ar", 0, 0.0).dump());
+  write("ar_samples.jsonl", R"({"answer":"79","output":"The value of bamboo is 79.","steps":7,"task":"counting"}
+{"answer":"2","output":"I think 3","steps":3,"task":"counting"}
+)");
+  auto t = tess::test::run_command(tess::test::shell_quote(TESS_PYTHON) + " " +
+                                   tess::test::shell_quote(std::string(TESS_SOURCE_DIR) + "/scripts/eval_summary.py") +
+                                   " " + tess::test::shell_quote(dir.path().string()) + " --example smollm2 --markdown");
+  INFO(t.out << t.err);
+  REQUIRE(t.exit_code == 0);
+  CHECK_THAT(t.out, Contains("| (a) SmolLM2 adapted + tuned | 8 | 0.500 | 0.50 | 0.500 |"));
+  CHECK_THAT(t.out, Contains("| (a) SmolLM2 adapted + tuned | 32 | 1.000 | 1.00 | 1.000 |"));
+  CHECK_THAT(t.out, Contains("| (c) SmolLM2-Instruct (AR) | AR | 0.000 | 0.00 | 0.500 |"));
+  CHECK_THAT(t.out, Contains("row '(b) same shape, tuned from scratch' left out"));
+}
