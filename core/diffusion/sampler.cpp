@@ -59,6 +59,11 @@ Sampler::Sampler(DiffusionLMImpl& model, SamplerOptions options)
 
 namespace {
 
+[[noreturn]] void throw_not_probabilities() {
+  throw Error("token choice: a row of probabilities holds NaN or a value that is not a finite probability "
+              "(non-finite logits)");
+}
+
 // The smallest probability inside a row's nucleus: the shortest prefix by
 // probability whose mass reaches top_p, always including the most likely
 // token (a token is in iff the mass ranked strictly before it is < top_p).
@@ -115,7 +120,7 @@ class NucleusSelect {
   static uint32_t bits(float v) {
     uint32_t u;
     std::memcpy(&u, &v, sizeof u);
-    if (u >= 0x7f800000u) throw Error("token choice: a row of probabilities holds NaN or a value that is not a finite probability (non-finite logits)");
+    if (u >= 0x7f800000u) throw_not_probabilities();  // NaN, inf or negative
     return u;
   }
   std::vector<float> candidates_;
@@ -130,6 +135,7 @@ int64_t draw_from_nucleus(const float* p, int64_t vocab, float tau, double u) {
   int64_t last_in = 0;
   for (int64_t i = 0; i < vocab; ++i)
     if (p[i] >= tau) mass += p[i], last_in = i;
+  if (!(mass > 0) || !std::isfinite(mass)) throw_not_probabilities();  // a NaN row (top_p >= 1 has no threshold)
   double target = u * mass, cum = 0;
   for (int64_t i = 0; i < vocab; ++i) {
     if (p[i] < tau) continue;

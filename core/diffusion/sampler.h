@@ -58,8 +58,8 @@ using GuidanceHook = std::function<torch::Tensor(int64_t t, const torch::Tensor&
 // softmax(logits / temperature) restricted to the nucleus of mass top_p
 // (plain sampling at top_p >= 1; tokens tied with the nucleus's smallest
 // probability are all in). One uniform draw per row from `rng`. O(V) per row
-// (a weighted quickselect, no sort), rows in parallel. Shared by the sampler
-// and AR decoding.
+// (a radix select over the probabilities' bits, no sort), rows in parallel.
+// NaN logits are an error. Shared by the sampler and AR decoding.
 torch::Tensor choose_tokens(const torch::Tensor& logits, double top_p, double temperature, util::Rng& rng);
 
 class Sampler {

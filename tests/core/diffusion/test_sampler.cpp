@@ -108,6 +108,7 @@ TEST_CASE("top-p keeps every token tied with the nucleus's smallest, and NaN log
   auto bad = torch::zeros({2, 50});
   bad[1][7] = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_WITH(choose_tokens(bad, 0.9, 1.0, rng), Catch::Matchers::Contains("NaN"));
+  CHECK_THROWS_WITH(choose_tokens(bad, 1.0, 1.0, rng), Catch::Matchers::Contains("NaN"));  // plain sampling too
 }
 
 TEST_CASE("the guidance hook sees every step in fp32 and steers the tokens", "[unit][diffusion]") {
