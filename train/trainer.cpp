@@ -382,8 +382,9 @@ struct Trainer::Impl {
       local_tokens += micro.back().tokens;
       local_positions += micro.back().ids.numel();
     }
-    double global_tokens = dist->sum(static_cast<double>(local_tokens), "token count");
-    double global_positions = dist->sum(static_cast<double>(local_positions), "position count");
+    auto counts = dist->sum({static_cast<double>(local_tokens), static_cast<double>(local_positions)},
+                            "token and position counts");
+    double global_tokens = counts[0], global_positions = counts[1];
     double loss_sum = 0;
     for (size_t i = 0; i < micro.size(); ++i) {
       auto& mb = micro[i];

@@ -243,11 +243,14 @@ void Dist::barrier(const char* what) {
   all_reduce_sum(t, what);
 }
 
-double Dist::sum(double value, const char* what) {
-  if (!backend_) return value;
-  std::vector<at::Tensor> t{torch::tensor({value}, torch::kFloat64).to(device_)};
+double Dist::sum(double value, const char* what) { return sum(std::vector<double>{value}, what)[0]; }
+
+std::vector<double> Dist::sum(const std::vector<double>& values, const char* what) {
+  if (!backend_) return values;
+  std::vector<at::Tensor> t{torch::tensor(values, torch::kFloat64).to(device_)};
   all_reduce_sum(t, what);
-  return t[0].item<double>();
+  auto host = t[0].cpu();
+  return {host.data_ptr<double>(), host.data_ptr<double>() + host.numel()};
 }
 
 }  // namespace tess::dist

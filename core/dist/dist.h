@@ -54,8 +54,9 @@ class Dist {
   void all_reduce_max(std::vector<at::Tensor>& tensors, const char* what);
   void broadcast(std::vector<at::Tensor>& tensors, int root, const char* what);
   void barrier(const char* what);
-  // Sum of one number over ranks (token counts, flags).
+  // Sum of one number over ranks (token counts, flags); of several in one all-reduce.
   double sum(double value, const char* what);
+  std::vector<double> sum(const std::vector<double>& values, const char* what);
 
   // Overlap: starts an in-place sum of one contiguous tensor and returns at
   // once (gradient buckets while backward runs); finish_pending() waits for
