@@ -77,9 +77,18 @@ def checkpoint_section(r):
     for k in ("weights", "optimizer_state"):
         print(f"Checkpoint {k}: {c[k]['bytes'] / 1e6:.0f} MB, save {c[k]['save_gb_per_s']:.2f} GB/s, "
               f"load {c[k]['load_gb_per_s']:.2f} GB/s.")
-    if "async_stall_in_steps" in c:
-        print(f"Save stall ({c.get('trainer_case', '?')}): synchronous {c['save_stall_in_steps']:.3f} steps, "
-              f"asynchronous (in-memory copy) {c['async_snapshot_s']:.3f} s = {c['async_stall_in_steps']:.4f} steps.")
+    if "save_stall_in_steps" in c:
+        print(f"Synchronous save ({c.get('trainer_case', '?')}): {c['save_stall_in_steps']:.3f} steps.")
+    if "async" in c:
+        a = c["async"]
+        print(f"Asynchronous save ({a['snapshot_bytes'] / 1e6:.0f} MB snapshot, copied by the writer thread during "
+              f"the next step): steps with a save in flight {a['step_s']:.3f} s against {a['plain_step_s']:.3f} s "
+              f"for the plain steps interleaved with them "
+              f"= {100 * c['async_stall_in_steps']:+.1f}%, of which {a['copy_wait_s']:.3f} s waiting for the copy "
+              f"before the optimizer step; the writer finished {a['writer_after_step_s']:.3f} s after the step.")
+    elif "async_snapshot_s" in c:  # reports before the deferred copy
+        print(f"Asynchronous save: in-memory copy {c['async_snapshot_s']:.3f} s = {c['async_stall_in_steps']:.4f} "
+              f"steps.")
 
 
 def dist_section(r):

@@ -8,6 +8,7 @@
 
 #include "core/dist/dist.h"
 #include "core/model/safetensors.h"
+#include "core/util/cpu.h"
 #include "core/util/error.h"
 
 namespace tess::train {
@@ -55,6 +56,19 @@ void CheckpointSaver::wait() {
   check();
 }
 
+void CheckpointSaver::wait_copied() {
+  std::unique_lock<std::mutex> lock(copy_mutex_);
+  copy_done_.wait(lock, [this] { return copied_; });
+}
+
+void CheckpointSaver::mark_copied() {
+  {
+    std::lock_guard<std::mutex> lock(copy_mutex_);
+    copied_ = true;
+  }
+  copy_done_.notify_all();
+}
+
 void CheckpointSaver::save(CheckpointSnapshot snapshot) {
   wait();
   int64_t serial = ++serial_;
@@ -67,13 +81,22 @@ void CheckpointSaver::save(CheckpointSnapshot snapshot) {
     return;
   }
   finished_.store(false);
-  writer_ = std::thread([this, s = std::move(snapshot), serial]() mutable { write(std::move(s), serial); });
+  {
+    std::lock_guard<std::mutex> lock(copy_mutex_);
+    copied_ = false;
+  }
+  writer_ = std::thread([this, s = std::move(snapshot), serial]() mutable {
+    if (!util::run_this_thread_when_idle()) spdlog::debug("checkpoint writer: SCHED_IDLE refused, normal priority");
+    write(std::move(s), serial);
+  });
 }
 
 void CheckpointSaver::write(CheckpointSnapshot s, int64_t serial) {
   const int rank = dist_.rank();
   std::string status = "written";
   try {
+    if (s.copies) s.copies->run();
+    mark_copied();
     checkpoint::CheckpointWriter writer(run_dir_, s.step, /*prepare=*/false);
     model::write_safetensors(writer.staging_dir() / checkpoint::rank_file_name(rank), s.rank_tensors,
                              s.rank_metadata);
@@ -104,6 +127,7 @@ void CheckpointSaver::write(CheckpointSnapshot s, int64_t serial) {
     error_ = std::make_exception_ptr(
         Error(fmt::format("checkpoint at step {} (rank {}): {}", s.step, rank, e.what())));
   }
+  mark_copied();  // also when the copy itself failed: nothing reads the trainer's tensors any more
   finished_.store(true);
 }
 

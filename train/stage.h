@@ -22,6 +22,9 @@ class Module;
 namespace tess::config {
 class Config;
 }
+namespace tess::checkpoint {
+class DeferredCopies;
+}
 
 namespace tess::train {
 
@@ -63,11 +66,12 @@ class Stage {
   virtual std::map<std::string, std::string> state() const = 0;
   virtual void load_state(const std::map<std::string, std::string>& state, const std::string& source) = 0;
 
-  // Writes the model (and tokenizer) as an HF-layout directory. With
-  // `snapshot` the weights are copied now and the returned function may run
-  // on another thread while training changes them (asynchronous checkpoints).
-  virtual std::function<void(const std::filesystem::path&)> model_writer(bool snapshot) = 0;
-  void save_model(const std::filesystem::path& dir) { model_writer(false)(dir); }
+  // Writes the model (and tokenizer) as an HF-layout directory. With a
+  // `snapshot`, the weights the function writes are that snapshot's deferred
+  // host copies, so it may run on another thread while training goes on
+  // (asynchronous checkpoints); without, it writes the live weights.
+  virtual std::function<void(const std::filesystem::path&)> model_writer(checkpoint::DeferredCopies* snapshot) = 0;
+  void save_model(const std::filesystem::path& dir) { model_writer(nullptr)(dir); }
   virtual std::string tokenizer_hash() const = 0;
   virtual int64_t samples_per_epoch() const = 0;
 };

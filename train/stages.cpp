@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/checkpoint/checkpoint.h"
+#include "core/checkpoint/deferred_copy.h"
 #include "core/config/config.h"
 #include "core/diffusion/diffusion_loss.h"
 #include "core/model/hf_checkpoint.h"
@@ -321,7 +322,10 @@ class StageBase : public Stage {
   }
 
   // Writes `image` and the tokenizer (fixed once the stage is built).
-  std::function<void(const fs::path&)> image_writer(model::HfModelImage image) const {
+  std::function<void(const fs::path&)> image_writer(model::HfModelImage image,
+                                                    checkpoint::DeferredCopies* snapshot) const {
+    if (snapshot)
+      for (auto& [name, t] : image.tensors) t = snapshot->take(t);
     return [image = std::move(image), tok = tokenizer_.get()](const fs::path& dir) {
       image.write(dir);
       tok->save(dir);
@@ -428,8 +432,8 @@ class ArStage : public StageBase {
     return {(ce * keep.reshape(-1)).sum(), mb.tokens};
   }
 
-  std::function<void(const fs::path&)> model_writer(bool snapshot) override {
-    return image_writer(model::hf_model_image(*decoder_, {}, snapshot));
+  std::function<void(const fs::path&)> model_writer(checkpoint::DeferredCopies* snapshot) override {
+    return image_writer(model::hf_model_image(*decoder_), snapshot);
   }
 
  private:
@@ -501,8 +505,8 @@ class DiffusionStage : public StageBase {
     }
   }
 
-  std::function<void(const fs::path&)> model_writer(bool snapshot) override {
-    return image_writer(diffusion::diffusion_lm_image(*model_, snapshot));
+  std::function<void(const fs::path&)> model_writer(checkpoint::DeferredCopies* snapshot) override {
+    return image_writer(diffusion::diffusion_lm_image(*model_), snapshot);
   }
 
  private:
@@ -549,8 +553,8 @@ class RewardStage : public StageBase {
     return {-torch::log_sigmoid(margin).sum(), pairs};
   }
 
-  std::function<void(const fs::path&)> model_writer(bool snapshot) override {
-    return image_writer(model::reward_model_image(*model_, snapshot));
+  std::function<void(const fs::path&)> model_writer(checkpoint::DeferredCopies* snapshot) override {
+    return image_writer(model::reward_model_image(*model_), snapshot);
   }
 
  private:

@@ -325,22 +325,23 @@ struct Trainer::Impl {
     spdlog::info("resumed from {} at step {} ({} tokens seen)", dir.string(), step, tokens_seen);
   }
 
-  // Hands this step's state to the saver (copies when it writes in the
-  // background); `wait`: return only once the checkpoint is committed.
+  // Hands this step's state to the saver (deferred host copies when it writes
+  // in the background: the writer copies them before the next optimizer step);
+  // `wait`: return only once the checkpoint is committed.
   void save_checkpoint(bool wait) {
     CheckpointSnapshot s;
     s.step = step;
-    bool copy = saver->asynchronous();
+    if (saver->asynchronous()) s.copies = std::make_shared<checkpoint::DeferredCopies>();
     s.rank_tensors = update->state();
-    if (copy)  // a host copy: the writer thread must not see later steps (nor hold GPU memory)
-      for (auto& [name, t] : s.rank_tensors) t = t.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+    if (s.copies)
+      for (auto& [name, t] : s.rank_tensors) t = s.copies->take(t);
     s.rank_metadata = stage->state();
     s.rank_metadata["step"] = std::to_string(step);
     s.rank_metadata["tokens_seen"] = std::to_string(tokens_seen);
     s.rank_metadata["skipped"] = std::to_string(skipped);
     s.rank_metadata["rollbacks"] = std::to_string(rollbacks);
     if (main()) {
-      s.write_model = stage->model_writer(copy);
+      s.write_model = stage->model_writer(s.copies.get());
       s.manifest.step = step;
       s.manifest.tokens_seen = tokens_seen;
       s.manifest.world_size = dist->world_size();
@@ -481,6 +482,7 @@ struct Trainer::Impl {
         for (auto& p : update->gradient_params())
           if (p.tensor.grad().defined()) p.tensor.mutable_grad().mul_(factor);
       }
+      saver->wait_copied();  // a checkpoint in flight may still be copying the weights and moments
       update->step(lr);
       update->zero_grad();
       ++step;

@@ -154,7 +154,7 @@ void add_checkpoint(Schema& s) {
   s.add("checkpoint.every", 500, "Save every N optimizer steps; 0 = only at the end and on SIGTERM/SIGINT.").min(0);
   s.add("checkpoint.keep_last", 3, "Checkpoints kept; older ones are deleted after a successful save.").min(1);
   s.add("checkpoint.resume", "auto", "auto = latest checkpoint of run.dir if any; none = start fresh; or a checkpoint directory.");
-  s.add("checkpoint.async", true, "Write checkpoints in a background thread from an in-memory copy of the state (training stalls only for the copy; the next save and the end of training wait for it).");
+  s.add("checkpoint.async", true, "Write checkpoints in a background thread (idle priority) that first copies the state while the next step's forward and backward run; the optimizer step waits for that copy, the next save and the end of training for the whole save.");
   s.add("checkpoint.verify", true, "Check every file's SHA-256 against the manifest when resuming.");
 }
 

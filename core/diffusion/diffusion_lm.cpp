@@ -188,8 +188,8 @@ DiffusionLM load_diffusion_lm(const std::filesystem::path& dir, std::optional<Se
   return lm;
 }
 
-model::HfModelImage diffusion_lm_image(DiffusionLMImpl& model, bool copy) {
-  auto image = model::hf_model_image(*model.decoder, model.extra_tensors(), copy);
+model::HfModelImage diffusion_lm_image(DiffusionLMImpl& model) {
+  auto image = model::hf_model_image(*model.decoder, model.extra_tensors());
   auto& config = image.config;
   config.attention = model::Attention::Bidirectional;
   config.extra["self_condition"] = fmt::format("\"{}\"", self_condition_name(model.self_condition()));

@@ -117,7 +117,7 @@ TORCH_MODULE(DiffusionLM);
 DiffusionLM load_diffusion_lm(const std::filesystem::path& dir, std::optional<SelfCondition> mode_override = {},
                               bool embedding_grad = false, std::optional<std::string> dtype = {}, uint64_t seed = 0);
 void save_diffusion_lm(const std::filesystem::path& dir, DiffusionLMImpl& model, uint64_t max_shard_bytes = 0);
-// What save_diffusion_lm writes (`copy`: snapshots of the weights).
-model::HfModelImage diffusion_lm_image(DiffusionLMImpl& model, bool copy = false);
+// What save_diffusion_lm writes.
+model::HfModelImage diffusion_lm_image(DiffusionLMImpl& model);
 
 }  // namespace tess::diffusion

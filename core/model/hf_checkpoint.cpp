@@ -63,16 +63,13 @@ std::map<std::string, torch::Tensor> hf_state_dict(DecoderImpl& decoder) {
   return out;
 }
 
-HfModelImage hf_model_image(DecoderImpl& decoder, const std::map<std::string, torch::Tensor>& extra_tensors,
-                            bool copy) {
+HfModelImage hf_model_image(DecoderImpl& decoder, const std::map<std::string, torch::Tensor>& extra_tensors) {
   HfModelImage image;
   image.tensors = hf_state_dict(decoder);
   for (const auto& [name, t] : extra_tensors) {
     if (image.tensors.count(name)) throw Error(fmt::format("extra tensor '{}' collides with a decoder parameter", name));
     image.tensors[name] = t.detach();
   }
-  if (copy)
-    for (auto& [name, t] : image.tensors) t = t.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);  // host copy
   image.config = decoder.config();
   auto dtype = decoder.embedding_weight().scalar_type();
   image.config.torch_dtype = dtype == torch::kBFloat16 ? "bfloat16" : dtype == torch::kFloat16 ? "float16" : "float32";

@@ -37,9 +37,9 @@ LoadedModel load_hf_model(const std::filesystem::path& dir, const LoadOptions& o
 // as save_pretrained does).
 std::map<std::string, torch::Tensor> hf_state_dict(DecoderImpl& decoder);
 
-// A model as written to disk: its config.json and HF-named tensors. Taken
-// with `copy`, the tensors are snapshots, so the image can be written in the
-// background (asynchronous checkpoints) while training changes the weights.
+// A model as written to disk: its config.json and HF-named tensors (the live
+// weights: an asynchronous checkpoint swaps them for deferred host copies,
+// checkpoint/deferred_copy.h).
 struct HfModelImage {
   ModelConfig config;  // torch_dtype set from the weights
   std::map<std::string, torch::Tensor> tensors;
@@ -48,8 +48,7 @@ struct HfModelImage {
   void write(const std::filesystem::path& dir) const;
 };
 // The decoder's image, plus `extra_tensors` (e.g. a diffusion model's timestep embedding).
-HfModelImage hf_model_image(DecoderImpl& decoder, const std::map<std::string, torch::Tensor>& extra_tensors = {},
-                            bool copy = false);
+HfModelImage hf_model_image(DecoderImpl& decoder, const std::map<std::string, torch::Tensor>& extra_tensors = {});
 
 // Writes config.json and the weights (plus `extra_tensors`) into `dir`,
 // sharded when `max_shard_bytes` > 0 and the weights are larger. Weight files

@@ -73,9 +73,9 @@ RewardModel load_reward_model(const fs::path& dir, std::optional<std::string> dt
   return rm;
 }
 
-HfModelImage reward_model_image(RewardModelImpl& model, bool copy) {
+HfModelImage reward_model_image(RewardModelImpl& model) {
   HfModelImage image;
-  for (auto& p : model.named_parameters()) image.tensors[p.key()] = copy ? p.value().detach().to(torch::kCPU, false, true) : p.value().detach();
+  for (auto& p : model.named_parameters()) image.tensors[p.key()] = p.value().detach();
   auto& config = image.config = model.config();
   config.tie_word_embeddings = true;  // no LM head
   config.attention = Attention::Causal;

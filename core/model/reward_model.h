@@ -57,7 +57,7 @@ RewardModel load_reward_model(const std::filesystem::path& dir, std::optional<st
 // Writes config.json (architectures *ForSequenceClassification, num_labels 1)
 // and the weights `model.*` + `score.weight`.
 void save_reward_model(const std::filesystem::path& dir, RewardModelImpl& model);
-// What save_reward_model writes (`copy`: snapshots of the weights).
-HfModelImage reward_model_image(RewardModelImpl& model, bool copy = false);
+// What save_reward_model writes.
+HfModelImage reward_model_image(RewardModelImpl& model);
 
 }  // namespace tess::model

@@ -1,5 +1,8 @@
 #include "core/util/cpu.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <ATen/cpu/Utils.h>
 
 namespace tess::util {
@@ -11,6 +14,16 @@ bool cpu_has_native_bf16() {
     return it != caps.end() && it->second.isBool() && it->second.toBool();
   };
   return has("avx512_bf16") || has("amx_bf16");
+}
+
+bool run_this_thread_when_idle() {
+#ifdef SCHED_IDLE
+  sched_param param{};
+  param.sched_priority = 0;
+  return pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) == 0;
+#else
+  return false;
+#endif
 }
 
 }  // namespace tess::util

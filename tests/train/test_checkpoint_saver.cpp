@@ -93,3 +93,24 @@ TEST_CASE("a failed background save is reported at the next check and keeps the 
   saver.wait();
   CHECK(latest_checkpoint(dir.path())->filename() == "step_00000012");
 }
+
+TEST_CASE("an asynchronous save writes its deferred copies as of the save, whatever the trainer changes after "
+          "wait_copied",
+          "[unit][train]") {
+  tess::test::TempDir dir;
+  tess::dist::Dist single;
+  CheckpointSaver saver(dir.path(), single, 2, /*asynchronous=*/true, 10);
+  // Large enough (64 MB) that the writer is still copying when save() returns.
+  auto moments = torch::arange(16 << 20, torch::kFloat32);
+  auto expected = moments.clone();
+  auto s = snapshot(3, moments);
+  s.copies = std::make_shared<tess::checkpoint::DeferredCopies>();
+  for (auto& [name, t] : s.rank_tensors) t = s.copies->take(t);
+  saver.save(std::move(s));
+  saver.wait_copied();
+  moments.fill_(-1);  // the optimizer step after the save
+  saver.wait();
+  tess::model::SafetensorsFile f(*latest_checkpoint(dir.path()) / tess::checkpoint::rank_file_name(0));
+  CHECK(torch::equal(f.load("w.exp_avg"), expected));
+  saver.wait_copied();  // nothing in flight: returns at once
+}
