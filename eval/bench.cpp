@@ -410,7 +410,10 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   const double k = 5.0;
   auto abar_table = torch::tensor(scheduler.abar(), torch::kFloat64);
 
-  const int warmup = opt.smoke ? 1 : 2, steps = opt.smoke ? 2 : 4;  // even: half the steps self-condition
+  // Even: half the steps self-condition. 8 timed steps, as 4 pairs of one
+  // step of each kind, so that the report can show how far the pairs spread
+  // (this shared VM drifts 10-20% between minutes).
+  const int warmup = opt.smoke ? 1 : 2, steps = opt.smoke ? 2 : 8;
   // Adaptation fp32 cases then run `compare_steps` more: pairs of a plain
   // step and a step with an asynchronous checkpoint (the trainer's
   // CheckpointSaver, deferred copies of weights and moments) started at its
@@ -424,6 +427,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   int64_t span_total = 0, sc_steps = 0;
   double total = 0;
   torch::Tensor last_ids, last_mask;
+  std::vector<double> step_times;
   std::optional<ScratchDir> save_dir;
   dist::Dist single_process;
   std::unique_ptr<train::CheckpointSaver> saver;
@@ -537,7 +541,8 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
       writer_after += since(t0);
     }
     if (measured) {
-      total += since(step_start);
+      step_times.push_back(since(step_start));
+      total += step_times.back();
       ph.data += s.data, ph.noise += s.noise, ph.forward += s.forward, ph.self_condition += s.self_condition;
       ph.backward += s.backward, ph.optimizer += s.optimizer;
     }
@@ -564,6 +569,9 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   }
 
   double step_s = total / steps;
+  std::vector<double> pairs;  // consecutive steps: one with, one without self-conditioning
+  for (size_t p = 0; p + 1 < step_times.size(); p += 2) pairs.push_back((step_times[p] + step_times[p + 1]) / 2);
+  auto [pair_min, pair_max] = std::minmax_element(pairs.begin(), pairs.end());
   double rate = diffusion ? static_cast<double>(sc_steps) / steps : 0.0;
   int64_t span_avg = diffusion ? span_total / steps : 0;
   auto flops = train_step_flops(mc, c.stage, B, L, span_avg, rate);
@@ -586,6 +594,9 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
       {"steps", steps},
       {"warmup", warmup},
       {"step_s", step_s},
+      {"step_times_s", step_times},
+      // (slowest pair - fastest pair) / mean: how much the machine moved during the case.
+      {"pair_spread", (*pair_max - *pair_min) / step_s},
       {"tokens_per_s", static_cast<double>(B * L) / step_s},
       {"breakdown_s",
        {{"data", per(ph.data)}, {"noise", per(ph.noise)}, {"forward", per(ph.forward)},
@@ -1058,8 +1069,8 @@ std::string format_report(const json& r) {
   }
   if (r.contains("train")) {
     s += fmt::format("\ntraining step (MFU against the measured peak of the case's precision)\n");
-    s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9} {:>8} {:>7} {:>7} {:>6} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8} {:>8} {:>6}\n",
-                     "case", "B", "L", "thr", "tok/s", "step s", "GF/s", "peak", "MFU", "data", "noise", "fwd", "sc",
+    s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9} {:>8} {:>6} {:>7} {:>7} {:>6} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8} {:>8} {:>6}\n",
+                     "case", "B", "L", "thr", "tok/s", "step s", "spread", "GF/s", "peak", "MFU", "data", "noise", "fwd", "sc",
                      "bwd", "opt", "RSS MB", "vs plan", "eager");
     for (const auto& c : r["train"]["cases"]) {
       if (c.contains("skipped")) {
@@ -1070,14 +1081,15 @@ std::string format_report(const json& r) {
       double st = c["step_s"].get<double>();
       auto pct = [&](const char* k) { return fmt::format("{:.0f}%", 100 * b[k].get<double>() / st); };
       std::string eager = c.contains("eager_over_tess") ? fmt::format("{:.2f}x", c["eager_over_tess"].get<double>()) : "-";
-      s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9.0f} {:>8.3f} {:>7} {:>7} {:>5.1f}% | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8.0f} {:>7.2f}x {:>6}\n",
+      s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9.0f} {:>8.3f} {:>5.0f}% {:>7} {:>7} {:>5.1f}% | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8.0f} {:>7.2f}x {:>6}\n",
                        c["case"].get<std::string>(), c["batch"].get<int64_t>(), c["seq_len"].get<int64_t>(),
-                       c["threads"].get<int>(), c["tokens_per_s"].get<double>(), st, gf(c["achieved_gflops"].get<double>()),
+                       c["threads"].get<int>(), c["tokens_per_s"].get<double>(), st,
+                       100 * c.value("pair_spread", 0.0), gf(c["achieved_gflops"].get<double>()),
                        gf(c["peak_gflops"].get<double>()), 100 * c["mfu"].get<double>(), pct("data"), pct("noise"),
                        pct("forward"), pct("self_condition"), pct("backward"), pct("optimizer"),
                        c["peak_rss_bytes"].get<double>() / 1e6, c["rss_over_plan"].get<double>(), eager);
     }
-    s += "(breakdown in % of step time; vs plan = peak RSS above the process before the model / tess plan's estimate;\n"
+    s += "(spread = slowest - fastest pair of timed steps over the mean; breakdown in % of step time; vs plan = peak RSS above the process before the model / tess plan's estimate;\n"
          " eager = plain eager PyTorch step time / tess step time, > 1: tess faster)\n";
     if (r["train"].contains("bf16_support")) s += fmt::format("bf16: {}\n", r["train"]["bf16_support"].get<std::string>());
   }

@@ -107,6 +107,12 @@ TEST_CASE("bench train --smoke --json reports every documented field of each cas
       CHECK(c[k].get<double>() > 0);
     CHECK(c["threads"] == 1);
     CHECK(c["flops_per_step"]["total"].get<double>() > 0);
+    // Every timed step is reported; the spread is over pairs of one step of each kind.
+    REQUIRE(c["step_times_s"].size() == static_cast<size_t>(c["steps"].get<int>()));
+    double sum = 0;
+    for (const auto& t : c["step_times_s"]) sum += t.get<double>();
+    CHECK(c["step_s"].get<double>() == Approx(sum / c["steps"].get<int>()));
+    CHECK(c["pair_spread"].get<double>() >= 0);
     for (const char* k : {"data", "forward", "backward", "optimizer"}) CHECK(c["breakdown_s"][k].get<double>() > 0);
     if (c["stage"] != "ar") {
       CHECK(c["span_tokens"].get<int64_t>() > 0);
