@@ -148,23 +148,77 @@ int64_t pick(const torch::Tensor& last_logits, double top_p, double temperature,
 std::vector<int64_t> ar_generate(model::DecoderImpl& decoder, const std::vector<int64_t>& prompt, int64_t max_new,
                                  int64_t eos_id, double top_p, double temperature, util::Rng& rng,
                                  const std::function<void(const std::vector<int64_t>&)>& on_token) {
-  if (prompt.empty()) throw Error("autoregressive generation needs a non-empty prompt");
+  std::function<void(const std::vector<std::vector<int64_t>>&)> each;
+  if (on_token) each = [&](const std::vector<std::vector<int64_t>>& so_far) { on_token(so_far.front()); };
+  return ar_generate_batch(decoder, {prompt}, max_new, eos_id, top_p, temperature, rng, each).front();
+}
+
+std::vector<std::vector<int64_t>> ar_generate_batch(
+    model::DecoderImpl& decoder, const std::vector<std::vector<int64_t>>& prompts, int64_t max_new, int64_t eos_id,
+    double top_p, double temperature, util::Rng& rng,
+    const std::function<void(const std::vector<std::vector<int64_t>>&)>& on_tokens) {
+  const auto rows = static_cast<int64_t>(prompts.size());
+  std::vector<std::vector<int64_t>> out(prompts.size());
+  if (prompts.empty()) return out;
+  int64_t longest = 0, shortest = std::numeric_limits<int64_t>::max();
+  for (const auto& p : prompts) {
+    if (p.empty()) throw Error("autoregressive generation needs a non-empty prompt");
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
+    shortest = std::min<int64_t>(shortest, static_cast<int64_t>(p.size()));
+  }
+  const int64_t window = decoder.config().sliding_window, capacity = longest + std::max<int64_t>(max_new, 1);
+  if (rows > 1 && shortest != longest && window > 0 && window < capacity) {
+    for (size_t r = 0; r < prompts.size(); ++r)
+      out[r] = ar_generate(decoder, prompts[r], max_new, eos_id, top_p, temperature, rng);
+    if (on_tokens) on_tokens(out);
+    return out;
+  }
   torch::NoGradGuard no_grad;
   const auto& w = decoder.embedding_weight();
-  model::KVCache cache(decoder.config(), 1, static_cast<int64_t>(prompt.size()) + std::max<int64_t>(max_new, 1),
-                       torch::TensorOptions().dtype(w.scalar_type()).device(w.device()));
+  const auto device = w.device();
+  model::KVCache cache(decoder.config(), rows, capacity, torch::TensorOptions().dtype(w.scalar_type()).device(device));
+  // Columns 0..longest-1 hold the prompts (right-padded), then one column per new token.
+  auto ids = torch::zeros({rows, longest}, torch::kInt64);
+  auto keys = torch::ones({rows, capacity}, torch::kBool);
+  auto lengths = torch::empty({rows}, torch::kInt64);
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto& p = prompts[static_cast<size_t>(r)];
+    auto n = static_cast<int64_t>(p.size());
+    std::copy(p.begin(), p.end(), ids[r].data_ptr<int64_t>());
+    keys[r].narrow(0, n, longest - n).fill_(false);
+    lengths[r] = n;
+  }
+  bool padded = shortest != longest;
+  keys = keys.to(device);
   model::ForwardOptions fo;
   fo.attention = model::Attention::Causal;
   fo.cache = &cache;
-  auto logits = decoder.forward(ids_tensor(prompt).to(w.device()), fo).select(1, -1);  // prefill: [1, V]
-  std::vector<int64_t> out;
-  for (int64_t n = 0; n < max_new; ++n) {
-    int64_t next = pick(logits, top_p, temperature, rng);
-    if (next == eos_id) break;
-    out.push_back(next);
-    if (on_token) on_token(out);
-    if (n + 1 == max_new) break;
-    logits = decoder.forward(torch::full({1, 1}, next, torch::kInt64).to(w.device()), fo).select(1, -1);
+  if (padded) fo.key_mask = keys.narrow(1, 0, longest);
+  // Prefill; each row's logits at its last prompt token.
+  auto hidden = decoder.hidden_states(decoder.embed(ids.to(device)), fo);
+  auto last = hidden.gather(1, (lengths - 1).to(device).view({rows, 1, 1}).expand({rows, 1, hidden.size(2)}));
+  auto logits = decoder.logits(last).squeeze(1);  // [rows, V]
+  std::vector<bool> done(prompts.size(), false);
+  int64_t running = rows;
+  for (int64_t n = 0; n < max_new && running > 0; ++n) {
+    auto next = diffusion::choose_tokens(logits.to(torch::kFloat32), top_p, temperature, rng).cpu();
+    const auto* tok = next.data_ptr<int64_t>();
+    bool grew = false;
+    for (size_t r = 0; r < prompts.size(); ++r) {
+      if (done[r]) continue;
+      if (tok[r] == eos_id) {
+        done[r] = true;
+        --running;
+      } else {
+        out[r].push_back(tok[r]);
+        grew = true;
+      }
+    }
+    if (on_tokens && grew) on_tokens(out);
+    if (n + 1 == max_new || running == 0) break;
+    fo.position_ids = (lengths + n).view({rows, 1}).to(device);
+    if (padded) fo.key_mask = keys.narrow(1, 0, longest + n + 1);
+    logits = decoder.forward(next.view({rows, 1}).to(device), fo).select(1, -1);
   }
   return out;
 }
@@ -262,7 +316,7 @@ std::vector<Generation> Generator::generate(const std::vector<GenerationPrompt>&
                                         prompts.begin() + static_cast<std::ptrdiff_t>(std::min(prompts.size(), start + bs)));
     std::vector<Generation> results;
     if (opt_.ar) {
-      for (const auto& p : chunk) results.push_back(ar_one(p, on_step));
+      results = ar_batch(chunk, on_step);
     } else {
       results = diffusion_batch(chunk, on_step);
     }
@@ -339,35 +393,42 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   return out;
 }
 
-Generation Generator::ar_one(const GenerationPrompt& p, const StepObserver& on_step) {
+std::vector<Generation> Generator::ar_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step) {
   double t0 = now_s();
-  if (p.prompt.user.empty()) throw Error("empty prompt");
-  auto e = data::encode_prompt(*tok_, p.prompt);
-  std::vector<int64_t> ids(e.begin(), e.end());
+  std::vector<std::vector<int64_t>> ids;
+  for (const auto& p : prompts) {
+    if (p.prompt.user.empty()) throw Error("empty prompt");
+    auto e = data::encode_prompt(*tok_, p.prompt);
+    ids.emplace_back(e.begin(), e.end());
+  }
   // Ids beyond the tokenizer (an untrained tail of a padded vocabulary) are
   // dropped at decode time.
-  std::function<void(const std::vector<int64_t>&)> tick;
+  std::function<void(const std::vector<std::vector<int64_t>>&)> tick;
   if (on_step) {
-    tick = [&](const std::vector<int64_t>& so_far) {
+    tick = [&](const std::vector<std::vector<int64_t>>& so_far) {
       StepView v;
-      v.step = static_cast<int64_t>(so_far.size()) - 1;
+      for (const auto& row : so_far) v.t = std::max<int64_t>(v.t, static_cast<int64_t>(row.size()));
+      v.step = v.t - 1;
       v.steps = opt_.length;
-      v.t = static_cast<int64_t>(so_far.size());
-      v.texts.push_back(decode(so_far));
+      for (const auto& row : so_far) v.texts.push_back(decode(row));
       on_step(v);
     };
   }
-  auto tokens = ar_generate(*decoder_, ids, opt_.length, tok_->eos_id(), opt_.top_p, opt_.temperature, *rng_, tick);
-  tokens = cut_at(tokens, tok_->eos_id(), tok_->pad_id());
-  Generation g;
-  g.prompt = p.prompt.user;
-  g.tokens = tokens;
-  g.output = decode(tokens);
-  g.steps = static_cast<int64_t>(tokens.size());
-  g.seconds = now_s() - t0;
-  g.task = p.task;
-  g.answer = p.answer;
-  return g;
+  auto spans = ar_generate_batch(*decoder_, ids, opt_.length, tok_->eos_id(), opt_.top_p, opt_.temperature, *rng_, tick);
+  double seconds = now_s() - t0;
+  std::vector<Generation> out;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Generation g;
+    g.prompt = prompts[i].prompt.user;
+    g.tokens = cut_at(spans[i], tok_->eos_id(), tok_->pad_id());
+    g.output = decode(g.tokens);
+    g.steps = static_cast<int64_t>(g.tokens.size());
+    g.seconds = seconds;
+    g.task = prompts[i].task;
+    g.answer = prompts[i].answer;
+    out.push_back(std::move(g));
+  }
+  return out;
 }
 
 }  // namespace tess::eval

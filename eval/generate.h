@@ -36,7 +36,7 @@ struct GenerateOptions {
   double top_p = 0.99;       // 0 = argmax
   double temperature = 1.0;
   uint64_t seed = 0;         // seeds the "generate" stream
-  int64_t batch_size = 1;    // prompts per sampler call
+  int64_t batch_size = 1;    // prompts per sampler call (AR: per batched decode)
   bool ar = false;           // causal LM with KV cache instead of diffusion
   // Reward guidance (diffusion only): a reward-model directory with the same
   // tokenizer, and the ascent step size (0 = off).
@@ -111,7 +111,7 @@ class Generator {
 
  private:
   std::vector<Generation> diffusion_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
-  Generation ar_one(const GenerationPrompt& prompt, const StepObserver& on_step);
+  std::vector<Generation> ar_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
   std::string decode(const std::vector<int64_t>& ids) const;
 
   GenerateOptions opt_;
@@ -135,6 +135,18 @@ void check_same_tokenizer(const data::Tokenizer& tok, const std::filesystem::pat
 std::vector<int64_t> ar_generate(model::DecoderImpl& decoder, const std::vector<int64_t>& prompt, int64_t max_new,
                                  int64_t eos_id, double top_p, double temperature, util::Rng& rng,
                                  const std::function<void(const std::vector<int64_t>&)>& on_token = {});
+// The same for several prompts at once: right-padded to the longest, pads
+// masked out of attention, each row's positions its own; one batched forward
+// per token until every row has met EOS or `max_new`. Row r's draws depend on
+// the batch (one uniform per row per step), so the same seed gives the same
+// text for the same batches. With a sliding window shorter than the longest
+// prompt plus `max_new`, prompts of different lengths are decoded one at a
+// time instead (the window counts columns, and padding would shift it).
+// `on_tokens` sees every row's ids so far after each step.
+std::vector<std::vector<int64_t>> ar_generate_batch(
+    model::DecoderImpl& decoder, const std::vector<std::vector<int64_t>>& prompts, int64_t max_new, int64_t eos_id,
+    double top_p, double temperature, util::Rng& rng,
+    const std::function<void(const std::vector<std::vector<int64_t>>&)>& on_tokens = {});
 // The same by a full forward over the whole sequence per token (no cache);
 // the reference the cached version is tested against.
 std::vector<int64_t> ar_generate_uncached(model::DecoderImpl& decoder, const std::vector<int64_t>& prompt,

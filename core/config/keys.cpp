@@ -180,7 +180,7 @@ void add_eval(Schema& s) {
   s.add("eval.span_length", 256, "Tokens generated per answer (the fixed span).").min(1);
   s.add("eval.top_p", 0.99, "Nucleus sampling mass; 0 = argmax.").range(0, 1);
   s.add("eval.temperature", 1.0, "Softmax temperature of token choice.").above(0);
-  s.add("eval.batch_size", 8, "Prompts sampled together.").min(1);
+  s.add("eval.batch_size", 8, "Prompts sampled together (diffusion: one sampler call; AR: one batched decode, right-padded).").min(1);
   s.add("eval.guidance_scale", 0.0, "Reward-guidance step size; 0 disables guidance.").min(0);
   s.add("eval.reward_model", "", "Reward model directory for guidance and the reward metric.");
 }

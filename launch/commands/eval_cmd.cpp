@@ -41,7 +41,7 @@ const std::vector<Flag>& flags() {
       {"--top-p", "eval.top_p", "Nucleus mass; 0 = argmax"},
       {"--temperature", "eval.temperature", "Sampling temperature"},
       {"--seed", "eval.seed", "Seed of the generate stream"},
-      {"--batch-size", "eval.batch_size", "Prompts per sampler call"},
+      {"--batch-size", "eval.batch_size", "Prompts per sampler call (with --ar: decoded together)"},
       {"--reward-model", "eval.reward_model",
        "Reward model directory: the reward metric and, with --guidance-scale, guidance"},
       {"--guidance-scale", "eval.guidance_scale", "Reward-guidance step size; 0 = off"},

@@ -109,7 +109,7 @@ void add_generate_command(CLI::App& app, Action& action) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--temperature", args->opt.temperature, "Sampling temperature")->capture_default_str();
   cmd->add_option("--seed", args->opt.seed, "Seed of the \"generate\" random stream")->capture_default_str();
-  cmd->add_option("--batch-size", args->opt.batch_size, "Prompts per sampler call")
+  cmd->add_option("--batch-size", args->opt.batch_size, "Prompts per sampler call (with --ar: decoded together)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--output", args->output, "Write JSONL {prompt, output, steps, seconds[, task, answer]} here");
