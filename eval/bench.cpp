@@ -433,12 +433,14 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   std::unique_ptr<train::CheckpointSaver> saver;
   double save_step_total = 0, plain_step_total = 0, copy_wait = 0, writer_after = 0;
   int64_t snapshot_bytes = 0;
+  int64_t training_peak_rss = 0;
 
   for (int i = 0; i < warmup + steps + compare_steps; ++i) {
     const int j = i - warmup - steps;  // index among the comparison steps
     const bool comparing = j >= 0, saving = comparing && j % 2 == 1;
     const bool self_condition = comparing ? (j / 2) % 2 == 0 : i % 2 == 0;
     bool measured = i >= warmup && !comparing;
+    if (j == 0) training_peak_rss = peak_resident_bytes();  // before the save buffers exist
     Phases s;
     auto step_start = Clock::now();
     if (saving) {
@@ -609,7 +611,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
       {"peak_gflops", peak},
       {"peak_precision", bf16 ? "bf16" : "fp32"},
       {"mfu", achieved / peak},
-      {"peak_rss_bytes", peak_resident_bytes()},
+      {"peak_rss_bytes", compare_steps > 0 ? training_peak_rss : peak_resident_bytes()},
       // fp32 weights, gradients and two AdamW moments: the floor of any estimate.
       {"state_bytes", 16 * n_params},
   };
@@ -625,6 +627,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
         {"stall_in_steps", (with_save - without) / without},
         {"copy_wait_s", copy_wait / n},
         {"writer_after_step_s", writer_after / n},
+        {"peak_rss_bytes", peak_resident_bytes()},  // with the snapshot's host buffers
     };
   }
   // `tess plan`'s estimate for this step (it counts tensors, so compare it with
@@ -638,7 +641,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   pi.self_condition = diffusion;
   pi.span_fraction = diffusion ? static_cast<double>(span_avg) / static_cast<double>(B * L) : 1.0;
   auto plan = train::estimate(pi);
-  double tensors_peak = static_cast<double>(peak_resident_bytes() - baseline_rss);
+  double tensors_peak = static_cast<double>(j["peak_rss_bytes"].get<int64_t>() - baseline_rss);
   j["baseline_rss_bytes"] = baseline_rss;
   j["plan_bytes"] = plan.total;
   j["rss_over_plan"] = tensors_peak / plan.total;

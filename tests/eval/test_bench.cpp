@@ -113,6 +113,9 @@ TEST_CASE("bench train --smoke --json reports every documented field of each cas
     for (const auto& t : c["step_times_s"]) sum += t.get<double>();
     CHECK(c["step_s"].get<double>() == Approx(sum / c["steps"].get<int>()));
     CHECK(c["pair_spread"].get<double>() >= 0);
+    // The memory figures are the training steps'; the save buffers come after.
+    if (c.contains("save_in_flight"))
+      CHECK(c["save_in_flight"]["peak_rss_bytes"].get<int64_t>() >= c["peak_rss_bytes"].get<int64_t>());
     for (const char* k : {"data", "forward", "backward", "optimizer"}) CHECK(c["breakdown_s"][k].get<double>() > 0);
     if (c["stage"] != "ar") {
       CHECK(c["span_tokens"].get<int64_t>() > 0);
