@@ -95,9 +95,12 @@ TEST_CASE("launch gives every rank the torchrun environment", "[unit][launch]") 
 TEST_CASE("a failing rank stops the others and sets the exit code", "[unit][launch]") {
   tess::test::TempDir dir;
   auto t0 = std::chrono::steady_clock::now();
+  // Rank 1 fails only once rank 0 has written its pid (under load rank 0
+  // could otherwise be stopped before it gets that far).
   auto r = run_tess("launch --nproc 2 --program /bin/sh -- -c "
                     "'echo $$ > " + dir.path().string() + "/pid.$RANK; "
-                    "if [ $RANK = 1 ]; then exit 7; fi; sleep 60'");
+                    "if [ $RANK = 1 ]; then while [ ! -s " + dir.path().string() + "/pid.0 ]; do sleep 0.05; done; "
+                    "exit 7; fi; sleep 60'");
   double elapsed = seconds_since(t0);
   INFO(r.out << r.err);
   CHECK(r.exit_code == 7);
