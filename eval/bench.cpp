@@ -452,9 +452,10 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
       train::CheckpointSnapshot snap;
       snap.step = i;
       snap.copies = std::make_shared<checkpoint::DeferredCopies>();
-      for (auto& [name, t] : adam.state()) snap.rank_tensors[name] = snap.copies->take(t);
+      snap.rank_tensors = adam.state();
+      snap.copies->take_all(snap.rank_tensors);
       auto image = diffusion ? diffusion::diffusion_lm_image(*lm) : model::hf_model_image(*decoder);
-      for (auto& [name, t] : image.tensors) t = snap.copies->take(t);
+      snap.copies->take_all(image.tensors);
       snap.write_model = [image = std::move(image)](const fs::path& dir) { image.write(dir); };
       snap.manifest.step = i;
       snap.manifest.stage = train_stage_name(c.stage);

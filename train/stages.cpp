@@ -324,8 +324,7 @@ class StageBase : public Stage {
   // Writes `image` and the tokenizer (fixed once the stage is built).
   std::function<void(const fs::path&)> image_writer(model::HfModelImage image,
                                                     checkpoint::DeferredCopies* snapshot) const {
-    if (snapshot)
-      for (auto& [name, t] : image.tensors) t = snapshot->take(t);
+    if (snapshot) snapshot->take_all(image.tensors);
     return [image = std::move(image), tok = tokenizer_.get()](const fs::path& dir) {
       image.write(dir);
       tok->save(dir);

@@ -333,8 +333,7 @@ struct Trainer::Impl {
     s.step = step;
     if (saver->asynchronous()) s.copies = std::make_shared<checkpoint::DeferredCopies>();
     s.rank_tensors = update->state();
-    if (s.copies)
-      for (auto& [name, t] : s.rank_tensors) t = s.copies->take(t);
+    if (s.copies) s.copies->take_all(s.rank_tensors);
     s.rank_metadata = stage->state();
     s.rank_metadata["step"] = std::to_string(step);
     s.rank_metadata["tokens_seen"] = std::to_string(tokens_seen);

@@ -15,6 +15,10 @@ at::Tensor DeferredCopies::take(const at::Tensor& source) {
   return dst;
 }
 
+void DeferredCopies::take_all(std::map<std::string, at::Tensor>& tensors) {
+  for (auto& [name, t] : tensors) t = take(t);
+}
+
 void DeferredCopies::run() {
   c10::AutoGradMode no_grad(false);
   for (auto& [src, dst] : pending_) {

@@ -7,6 +7,8 @@
 // (the optimizer step) must first wait for run() to return
 // (CheckpointSaver::wait_copied).
 #include <cstdint>
+#include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -19,6 +21,8 @@ class DeferredCopies {
   // An uninitialised host tensor of `source`'s shape and dtype that run()
   // fills (pinned when the source lives on a GPU).
   at::Tensor take(const at::Tensor& source);
+  // take() of every tensor of `tensors`, in place: the map then holds the copies.
+  void take_all(std::map<std::string, at::Tensor>& tensors);
   // Copies every source taken so far into its tensor, without autograd and
   // without the intra-op thread pool (the training thread owns it). Once.
   void run();

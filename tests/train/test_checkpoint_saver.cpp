@@ -105,7 +105,7 @@ TEST_CASE("an asynchronous save writes its deferred copies as of the save, whate
   auto expected = moments.clone();
   auto s = snapshot(3, moments);
   s.copies = std::make_shared<tess::checkpoint::DeferredCopies>();
-  for (auto& [name, t] : s.rank_tensors) t = s.copies->take(t);
+  s.copies->take_all(s.rank_tensors);
   saver.save(std::move(s));
   saver.wait_copied();
   moments.fill_(-1);  // the optimizer step after the save
