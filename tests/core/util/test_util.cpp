@@ -2,6 +2,12 @@
 
 #include <cstdio>
 
+#include <pthread.h>
+#include <sched.h>
+
+#include <thread>
+
+#include "core/util/cpu.h"
 #include "core/util/format.h"
 #include "core/util/progress.h"
 #include "core/util/rng.h"
@@ -123,4 +129,21 @@ TEST_CASE("named rng streams: seeded, independent by name, and restorable exactl
     CHECK((u >= 0.0 && u < 1.0));
   }
   CHECK_THROWS_AS(a.set_state({1, 2, 3}), tess::Error);
+}
+
+TEST_CASE("a background thread can ask to run only on idle cycles, and only it changes class", "[unit][util]") {
+  int policy_there = -1;
+  bool granted = false;
+  std::thread t([&] {
+    granted = run_this_thread_when_idle();
+    sched_param p{};
+    pthread_getschedparam(pthread_self(), &policy_there, &p);
+  });
+  t.join();
+  REQUIRE(granted);  // Linux grants SCHED_IDLE to unprivileged threads
+  CHECK(policy_there == SCHED_IDLE);
+  sched_param p{};
+  int policy_here = -1;
+  pthread_getschedparam(pthread_self(), &policy_here, &p);
+  CHECK(policy_here != SCHED_IDLE);
 }
