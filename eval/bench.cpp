@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -425,7 +426,6 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
     double data = 0, noise = 0, forward = 0, self_condition = 0, backward = 0, optimizer = 0;
   } ph;
   int64_t span_total = 0, sc_steps = 0;
-  double total = 0;
   torch::Tensor last_ids, last_mask;
   std::vector<double> step_times;
   std::optional<ScratchDir> save_dir;
@@ -545,7 +545,6 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
     }
     if (measured) {
       step_times.push_back(since(step_start));
-      total += step_times.back();
       ph.data += s.data, ph.noise += s.noise, ph.forward += s.forward, ph.self_condition += s.self_condition;
       ph.backward += s.backward, ph.optimizer += s.optimizer;
     }
@@ -571,7 +570,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
     input_path = since(t0);
   }
 
-  double step_s = total / steps;
+  double step_s = std::accumulate(step_times.begin(), step_times.end(), 0.0) / steps;
   std::vector<double> pairs;  // consecutive steps: one with, one without self-conditioning
   for (size_t p = 0; p + 1 < step_times.size(); p += 2) pairs.push_back((step_times[p] + step_times[p + 1]) / 2);
   auto [pair_min, pair_max] = std::minmax_element(pairs.begin(), pairs.end());

@@ -331,12 +331,7 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   double t0 = now_s();
   int64_t eos = tok_->eos_id();
   int64_t pad = tok_->pad_id() >= 0 ? tok_->pad_id() : eos;
-  std::vector<std::vector<int64_t>> ids;
-  for (const auto& p : prompts) {
-    if (p.prompt.user.empty()) throw Error("empty prompt");
-    auto e = data::encode_prompt(*tok_, p.prompt);
-    ids.emplace_back(e.begin(), e.end());
-  }
+  auto ids = encode(prompts);
   auto batch = diffusion::SampleBatch::from_prompts(ids, opt_.length, pad);
   diffusion::SamplerOptions so;
   so.steps = opt_.steps;
@@ -377,30 +372,12 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   }
   auto sampled = sampler.sample(batch, *rng_, cb, guard);
   auto spans = diffusion::Sampler::span_outputs(sampled, batch, eos, pad);
-  double seconds = now_s() - t0;
-  std::vector<Generation> out;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    Generation g;
-    g.prompt = prompts[i].prompt.user;
-    g.tokens = spans[i];
-    g.output = decode(spans[i]);
-    g.steps = opt_.steps;
-    g.seconds = seconds;
-    g.task = prompts[i].task;
-    g.answer = prompts[i].answer;
-    out.push_back(std::move(g));
-  }
-  return out;
+  return results(prompts, spans, now_s() - t0, opt_.steps);
 }
 
 std::vector<Generation> Generator::ar_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step) {
   double t0 = now_s();
-  std::vector<std::vector<int64_t>> ids;
-  for (const auto& p : prompts) {
-    if (p.prompt.user.empty()) throw Error("empty prompt");
-    auto e = data::encode_prompt(*tok_, p.prompt);
-    ids.emplace_back(e.begin(), e.end());
-  }
+  auto ids = encode(prompts);
   // Ids beyond the tokenizer (an untrained tail of a padded vocabulary) are
   // dropped at decode time.
   std::function<void(const std::vector<std::vector<int64_t>>&)> tick;
@@ -415,14 +392,30 @@ std::vector<Generation> Generator::ar_batch(const std::vector<GenerationPrompt>&
     };
   }
   auto spans = ar_generate_batch(*decoder_, ids, opt_.length, tok_->eos_id(), opt_.top_p, opt_.temperature, *rng_, tick);
-  double seconds = now_s() - t0;
+  for (auto& s : spans) s = cut_at(s, tok_->eos_id(), tok_->pad_id());
+  return results(prompts, spans, now_s() - t0, /*steps=*/-1);
+}
+
+std::vector<std::vector<int64_t>> Generator::encode(const std::vector<GenerationPrompt>& prompts) const {
+  std::vector<std::vector<int64_t>> ids;
+  for (const auto& p : prompts) {
+    if (p.prompt.user.empty()) throw Error("empty prompt");
+    auto e = data::encode_prompt(*tok_, p.prompt);
+    ids.emplace_back(e.begin(), e.end());
+  }
+  return ids;
+}
+
+std::vector<Generation> Generator::results(const std::vector<GenerationPrompt>& prompts,
+                                           const std::vector<std::vector<int64_t>>& spans, double seconds,
+                                           int64_t steps) const {
   std::vector<Generation> out;
   for (size_t i = 0; i < prompts.size(); ++i) {
     Generation g;
     g.prompt = prompts[i].prompt.user;
-    g.tokens = cut_at(spans[i], tok_->eos_id(), tok_->pad_id());
-    g.output = decode(g.tokens);
-    g.steps = static_cast<int64_t>(g.tokens.size());
+    g.tokens = spans[i];
+    g.output = decode(spans[i]);
+    g.steps = steps >= 0 ? steps : static_cast<int64_t>(spans[i].size());
     g.seconds = seconds;
     g.task = prompts[i].task;
     g.answer = prompts[i].answer;

@@ -112,6 +112,12 @@ class Generator {
  private:
   std::vector<Generation> diffusion_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
   std::vector<Generation> ar_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
+  // The prompts' chat-templated ids (an empty prompt is an error).
+  std::vector<std::vector<int64_t>> encode(const std::vector<GenerationPrompt>& prompts) const;
+  // One Generation per prompt from its generated ids (already cut at EOS/PAD);
+  // `steps` < 0: the number of generated tokens (AR).
+  std::vector<Generation> results(const std::vector<GenerationPrompt>& prompts,
+                                  const std::vector<std::vector<int64_t>>& spans, double seconds, int64_t steps) const;
   std::string decode(const std::vector<int64_t>& ids) const;
 
   GenerateOptions opt_;
