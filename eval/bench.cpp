@@ -30,6 +30,7 @@
 #include "core/dist/dist.h"
 #include "core/model/decoder.h"
 #include "core/model/hf_checkpoint.h"
+#include "core/model/lm_head_loss.h"
 #include "core/model/safetensors.h"
 #include "core/util/cpu.h"
 #include "core/util/error.h"
@@ -478,10 +479,12 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
       AutocastScope autocast(bf16);
       model::ForwardOptions fo;
       fo.attention = model::Attention::Causal;
-      auto logits = decoder->forward(ids.narrow(1, 0, L - 1), fo);
-      auto ce = torch::nn::functional::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32),
-                                                     ids.narrow(1, 1, L - 1).reshape(-1));
-      loss = ce;
+      // ArStage::loss
+      auto hidden = decoder->hidden_states(decoder->embed(ids.narrow(1, 0, L - 1)), fo);
+      auto targets = ids.narrow(1, 1, L - 1).reshape(-1);
+      loss = model::lm_head_cross_entropy(hidden.reshape({-1, hidden.size(2)}), decoder->lm_head_weight(), targets,
+                                          torch::ones({targets.size(0)})) /
+             static_cast<double>(targets.size(0));
       s.forward = since(t0);
     } else {
       // DiffusionLoss::operator() step by step, with the noise of each chunk timed.
@@ -516,8 +519,8 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
       }
       t0 = Clock::now();
       diffusion::DiffusionInputs in{ids, mask, t.to(torch::kFloat32) / static_cast<float>(T), {}};
-      auto logits = lm->span_logits(in, span, rows_at(t), prev);
-      auto [sum, count] = diffusion::span_cross_entropy(logits, labels, span);
+      auto sum = lm->span_loss(in, span, rows_at(t), labels, prev);
+      auto count = (span.pos > 0).sum().item<int64_t>();
       loss = sum / static_cast<double>(std::max<int64_t>(count, 1));
       s.forward = since(t0) - noise_s;
       s.noise += noise_s;

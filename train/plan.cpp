@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config/config.h"
+#include "core/model/lm_head_loss.h"
 #include "core/util/error.h"
 #include "data/tokenizer.h"
 
@@ -17,7 +18,7 @@ namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 // DiffusionLMImpl::kRowChunk: rows of vocabulary-space input work per chunk
-// (core/diffusion/diffusion_lm.h; the header needs torch, the value is fixed).
+// (core/diffusion/diffusion_lm.h; that header needs torch, the value is fixed).
 constexpr int64_t kRowChunk = 512;
 
 bool is_diffusion(const std::string& stage) { return stage == "adaptation" || stage == "instruction"; }
@@ -274,15 +275,16 @@ MemoryPlan estimate(const PlanInputs& in) {
                        double(tokens) * double(3 * inter * ab + 3 * h * b.r) + double(largest_layer_matrix) * b.w,
                        fmt::format("{} x (3 x I {} x {} B + 3 x H x {} B) + largest layer matrix {} x {} B", tok,
                                    inter, ab, b.r, count(largest_layer_matrix), b.w));
-  // Outside the layers: the final norm's saved tensors and the head's input
-  // (the gathered span rows, all positions for ar, one row per sequence for
-  // reward; under autocast its bf16 cast instead).
-  int64_t head_rows = diffusion ? rows : ar ? tokens : seqs;
+  // Outside the layers: the final norm's saved tensors and, for reward, the
+  // score head's input (one row per sequence; under autocast its bf16 cast).
+  // The fused LM-head loss of ar and diffusion keeps none of its input.
+  int64_t head_rows = reward ? seqs : 0;
   int64_t head_bytes = autocast ? 2 : b.r;
-  double outside = add("final_norm_head_input", "final norm + LM head input", "forward",
+  double outside = add("final_norm_head_input", reward ? "final norm + score head input" : "final norm", "forward",
                        double(tokens) * double(4 * h + 4 + h * b.r) + double(head_rows) * double(h) * head_bytes,
-                       fmt::format("{} x (4H + 4 + H x {} B) + {} {} x H x {} B", tok, b.r, count(head_rows),
-                                   diffusion ? "span rows" : ar ? "positions" : "sequences", head_bytes));
+                       reward ? fmt::format("{} x (4H + 4 + H x {} B) + {} sequences x H x {} B", tok, b.r,
+                                            count(head_rows), head_bytes)
+                              : fmt::format("{} x (4H + 4 + H x {} B)", tok, b.r));
 
   // Autocast caches the bf16 cast of each weight used with grad enabled, and
   // the graph keeps it for backward; checkpointed layers run without grad in
@@ -290,6 +292,10 @@ MemoryPlan estimate(const PlanInputs& in) {
   double cache = 0;
   if (autocast) {
     int64_t cast = ckpt ? linear - layer_linear : linear;
+    // The fused loss casts the LM head itself; autocast caches the head's copy
+    // only when the self-conditioning pass ran the unfused head (span_logits).
+    const bool head_cached = diffusion && in.self_condition;
+    if (!head_cached && !reward) cast -= v * h;
     cache = add("autocast_weight_copies", "autocast bf16 copies of matmul weights", "forward", double(cast) * 2,
                 ckpt ? fmt::format("{} matmul params outside the checkpointed layers x 2 B", count(cast))
                      : fmt::format("{} matmul params x 2 B (kept by the graph until their backward)", count(cast)));
@@ -299,17 +305,32 @@ MemoryPlan estimate(const PlanInputs& in) {
   if (rows > 0) {
     double nv = double(rows) * double(v);
     std::string nvs = fmt::format("{} rows x V {}", count(rows), count(v));
-    // Forward end: the (masked) logits, their fp32 copy for cross-entropy when
-    // they are bf16, and the log-softmax cross-entropy keeps for backward.
-    vocab_fwd = add("logits_forward", "logits + cross-entropy (forward end)", "forward",
-                    nv * (b.logits + (b.logits == 2 ? 4 : 0) + 4),
-                    fmt::format("{} x ({} B logits{} + 4 B log-softmax)", nvs, b.logits,
-                                b.logits == 2 ? " + 4 B fp32 copy" : ""));
-    // CE backward: saved log-softmax + incoming gradient + its gradient (fp32),
-    // or later the logits gradient and the LM head's weight-gradient temporary.
-    double ce = nv * 12, head = nv * b.logits + double(v) * h * b.w;
-    vocab_bwd = add("logits_backward", "cross-entropy backward", "backward", std::max(ce, head),
-                    fmt::format("max({} x 3 x 4 B, {} x {} B + LM head grad temp V x H x {} B)", nvs, nvs, b.logits, b.w));
+    // The fused LM-head loss (model/lm_head_loss.h): one chunk of logits in
+    // fp32 (plus its bf16 matmul output and bf16 gradient when the matmuls
+    // run in bf16), the head weight's gradient accumulated in fp32 (plus the
+    // bf16 product of each chunk), the hidden rows' gradient and, under
+    // autocast, bf16 casts of the weight and of the rows. The two gradients
+    // stay until the head's backward, which scales them (a new fp32 weight
+    // gradient, cast to the weight's dtype when that is bf16).
+    const bool bf16_head = autocast || master;
+    const int cb = bf16_head ? 2 : 4;
+    const int64_t chunk = std::min(rows, model::kLmLossChunkRows);
+    const double vh = double(v) * double(h), nh = double(rows) * double(h);
+    const double kept = vh * 4 + nh * cb;
+    // Diffusion gathers its span rows into a new tensor (ar's rows are the final norm's output).
+    const double gathered = diffusion ? nh * b.r : 0;
+    vocab_fwd = add("lm_head_loss", "fused LM head + cross-entropy (chunked)", "forward",
+                    kept + double(chunk) * double(v) * (bf16_head ? 8 : 4) + (bf16_head ? vh * 2 : 0) +
+                        (autocast ? vh * 2 + nh * 2 : 0) + gathered,
+                    fmt::format("{} chunk rows x V x {} B + V x H x {} B{} + {} rows x H x {} B{}{}", chunk,
+                                bf16_head ? "(4 + 2 + 2)" : "4", bf16_head ? "(4 + 2)" : "4",
+                                autocast ? " + bf16 weight cast V x H x 2 B" : "", count(rows), cb,
+                                autocast ? " + bf16 rows x H x 2 B" : "",
+                                diffusion ? fmt::format(" + gathered span rows x H x {} B", b.r) : ""));
+    vocab_bwd = add("lm_head_loss_backward", "LM head gradients scaled in backward", "backward",
+                    kept + vh * (4 + (b.w == 2 ? 2 : 0)) + nh * cb,
+                    fmt::format("kept V x H x 4 B + {} rows x H x {} B, scaled copies of both{}", count(rows), cb,
+                                b.w == 2 ? " (weight's cast to bf16 too)" : ""));
     if (diffusion && in.self_condition) {
       prev = add("self_condition_logits", "self-conditioning logits (no-grad pass)", "forward", nv * b.logits,
                  fmt::format("{} x {} B, alive through the graded forward", nvs, b.logits));
@@ -527,7 +548,7 @@ std::string fit_line(const MemoryPlan& plan, double gpu_gib, std::string* sugges
   std::vector<const PlanTerm*> sorted;
   for (const auto& t : plan.terms) {
     bool in_phase = t.phase == "persistent" || t.phase == dominant ||
-                    (dominant == "backward" && t.phase == "forward" && t.key != "logits_forward" &&
+                    (dominant == "backward" && t.phase == "forward" && t.key != "lm_head_loss" &&
                      t.key != "self_condition_logits");
     if (in_phase) sorted.push_back(&t);
   }

@@ -10,9 +10,9 @@
 //  - the forward/backward transients of one micro-batch: the tensors a
 //    decoder layer saves for backward (or only layer inputs plus one
 //    recomputed layer with activation checkpointing), autocast's bf16 weight
-//    copies, the vocabulary-space tensors of the loss (logits, log-softmax,
-//    cross-entropy gradients, the self-conditioning logits), the backward
-//    working set;
+//    copies, the vocabulary-space tensors of the loss (the fused LM-head
+//    loss's chunk and the head gradients it keeps, the self-conditioning
+//    logits), the backward working set;
 //  - the optimizer-step transients: all-reduce bucket and ZeRO-1's flattened
 //    broadcast (the gradient norm reduces in place; AdamW is fused).
 // Peak = persistent + the largest of the three phases (forward end,

@@ -12,6 +12,7 @@
 #include "core/config/config.h"
 #include "core/diffusion/diffusion_loss.h"
 #include "core/model/hf_checkpoint.h"
+#include "core/model/lm_head_loss.h"
 #include "core/model/reward_model.h"
 #include "core/util/error.h"
 #include "core/util/rng.h"
@@ -422,13 +423,12 @@ class ArStage : public StageBase {
     int64_t l = mb.ids.size(1);
     model::ForwardOptions opt;
     opt.attention = model::Attention::Causal;
-    auto logits = decoder_->forward(mb.ids.narrow(1, 0, l - 1), opt);
-    auto targets = mb.ids.narrow(1, 1, l - 1);
-    auto keep = mb.span_mask.narrow(1, 1, l - 1).to(torch::kFloat32);
-    auto ce = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(2)}).to(torch::kFloat32), targets.reshape(-1),
-        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-    return {(ce * keep.reshape(-1)).sum(), mb.tokens};
+    auto hidden = decoder_->hidden_states(decoder_->embed(mb.ids.narrow(1, 0, l - 1)), opt);
+    auto targets = mb.ids.narrow(1, 1, l - 1).reshape(-1);
+    auto keep = mb.span_mask.narrow(1, 1, l - 1).reshape(-1).to(torch::kFloat32);
+    auto loss = model::lm_head_cross_entropy(hidden.reshape({-1, hidden.size(2)}), decoder_->lm_head_weight(),
+                                             targets, keep);
+    return {loss, mb.tokens};
   }
 
   std::function<void(const fs::path&)> model_writer(checkpoint::DeferredCopies* snapshot) override {

@@ -8,6 +8,7 @@
 
 #include "core/diffusion/noise_scheduler.h"
 #include "core/model/hf_checkpoint.h"
+#include "core/model/lm_head_loss.h"
 #include "core/util/error.h"
 
 namespace tess::diffusion {
@@ -121,16 +122,28 @@ torch::Tensor DiffusionLMImpl::hidden(const DiffusionInputs& in, const SpanIndex
   return decoder->hidden_states(embeds, opt);
 }
 
-torch::Tensor DiffusionLMImpl::span_logits(const DiffusionInputs& in, const SpanIndex& span,
-                                           const RowSource& noisy_rows, const torch::Tensor& prev) {
+torch::Tensor DiffusionLMImpl::predictor_states(const DiffusionInputs& in, const SpanIndex& span,
+                                                const RowSource& noisy_rows, const torch::Tensor& prev) {
   auto hs = hidden(in, span, noisy_rows, prev);
   int64_t b = hs.size(0), l = hs.size(1);
-  if (span.rows == 0) return torch::empty({0, decoder->config().vocab_size}, hs.options());
   // Shifted labels: the hidden state at j - 1 predicts the token at j.
   auto source = span.batch * l + (span.pos - 1).clamp_min(0);
-  auto logits = decoder->logits(hs.reshape({b * l, hs.size(2)}).index_select(0, source));
+  return hs.reshape({b * l, hs.size(2)}).index_select(0, source);
+}
+
+torch::Tensor DiffusionLMImpl::span_logits(const DiffusionInputs& in, const SpanIndex& span,
+                                           const RowSource& noisy_rows, const torch::Tensor& prev) {
+  auto logits = decoder->logits(predictor_states(in, span, noisy_rows, prev));
   auto has_predictor = (span.pos > 0).to(logits.scalar_type()).unsqueeze(1);
   return logits * has_predictor;
+}
+
+torch::Tensor DiffusionLMImpl::span_loss(const DiffusionInputs& in, const SpanIndex& span,
+                                         const RowSource& noisy_rows, const torch::Tensor& labels,
+                                         const torch::Tensor& prev) {
+  auto states = predictor_states(in, span, noisy_rows, prev);
+  auto counted = (span.pos > 0).to(torch::kFloat32);
+  return model::lm_head_cross_entropy(states, decoder->lm_head_weight(), labels, counted);
 }
 
 torch::Tensor DiffusionLMImpl::full_logits(const DiffusionInputs& in, const SpanIndex& span,

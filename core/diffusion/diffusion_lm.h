@@ -80,6 +80,14 @@ class DiffusionLMImpl : public torch::nn::Module {
   torch::Tensor span_logits(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
                             const torch::Tensor& prev = {});
 
+  // Summed cross-entropy of the span tokens against `labels` [N] (a token at
+  // position 0 is not counted: nothing predicts it), through the fused,
+  // chunked LM-head loss (model/lm_head_loss.h): the training loss, without
+  // the [N, V] logits ever existing. Same value as span_cross_entropy of
+  // span_logits.
+  torch::Tensor span_loss(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
+                          const torch::Tensor& labels, const torch::Tensor& prev = {});
+
   // The same forward, returning the full shifted logits [B, L, V] (row 0 of
   // every sequence zero), as the reference's model returns them.
   torch::Tensor full_logits(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
@@ -103,6 +111,10 @@ class DiffusionLMImpl : public torch::nn::Module {
  private:
   torch::Tensor hidden(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
                        const torch::Tensor& prev);
+  // The hidden state that predicts each span token, [N, H] (the shift: that
+  // of position pos - 1; a token at position 0 gets position 0's).
+  torch::Tensor predictor_states(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
+                                 const torch::Tensor& prev);
   SelfCondition mode_;
   bool embedding_grad_;
 };

@@ -24,8 +24,10 @@ torch::Tensor noisy_simplex_rows(const torch::Tensor& ids, const torch::Tensor& 
 std::pair<torch::Tensor, int64_t> span_cross_entropy(const torch::Tensor& span_logits, const torch::Tensor& labels,
                                                      const SpanIndex& span) {
   auto counted = span.pos > 0;
+  // fp32 at least (fp64 stays fp64, for gradient checks).
+  auto logits = span_logits.scalar_type() == torch::kFloat64 ? span_logits : span_logits.to(torch::kFloat32);
   auto ce = torch::nn::functional::cross_entropy(
-      span_logits.to(torch::kFloat32), labels,
+      logits, labels,
       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   return {(ce * counted.to(ce.scalar_type())).sum(), counted.sum().item<int64_t>()};
 }
@@ -77,8 +79,8 @@ DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torc
     prev = model.span_logits(first, span, rows_at(t_prev)).detach();
     streams.noise.set_state(noise_state);  // the real pass sees the same z
   }
-  auto logits = model.span_logits(in, span, rows_at(out.timesteps), prev);
-  std::tie(out.loss_sum, out.tokens) = span_cross_entropy(logits, labels, span);
+  out.loss_sum = model.span_loss(in, span, rows_at(out.timesteps), labels, prev);
+  out.tokens = (span.pos > 0).sum().item<int64_t>();
   return out;
 }
 

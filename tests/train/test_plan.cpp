@@ -93,11 +93,14 @@ TEST_CASE("plan: every term of a small fp32 diffusion run, by hand", "[unit][pla
   const int64_t tokens = 2 * 4;
   CHECK(term(p, "activations") == 2 * tokens * 560);
   CHECK(term(p, "backward_working_set") == tokens * (3 * 16 * 4 + 3 * 8 * 4) + 128 * 4);
-  // Final norm: fp32 input, 1/rms, x/rms; the LM head keeps the 8 gathered span rows.
-  CHECK(term(p, "final_norm_head_input") == tokens * (4 * 8 + 4 + 8 * 4) + 8 * 8 * 4);
-  // Vocabulary space: N = 8 span rows x V 101 = 808.
-  CHECK(term(p, "logits_forward") == 808 * (4 + 4));
-  CHECK(term(p, "logits_backward") == 808 * 12);
+  // Final norm: fp32 input, 1/rms, x/rms (the fused LM-head loss keeps nothing of its input).
+  CHECK(term(p, "final_norm_head_input") == tokens * (4 * 8 + 4 + 8 * 4));
+  // Vocabulary space: N = 8 span rows x V 101 = 808. The fused loss: one
+  // chunk of 8 rows of logits, the head's weight gradient (V x H, fp32) and
+  // the rows' gradient (8 x H) kept for backward, the gathered rows.
+  CHECK(term(p, "lm_head_loss") == 808 * 4 + (808 * 4 + 8 * 8 * 4) + 8 * 8 * 4);
+  // Backward: what was kept plus the scaled copies of both gradients.
+  CHECK(term(p, "lm_head_loss_backward") == (808 * 4 + 8 * 8 * 4) + 808 * 4 + 8 * 8 * 4);
   CHECK(term(p, "self_condition_logits") == 808 * 4);
   CHECK(term(p, "input_projection") == 4 * 8 * 101 * 4);
   // Optimizer step: the largest gradient (808 x 4 B) travels alone; ZeRO
@@ -107,12 +110,12 @@ TEST_CASE("plan: every term of a small fp32 diffusion run, by hand", "[unit][pla
   CHECK(p.term("adamw_temp") == nullptr);  // the fused AdamW kernel updates in place
   CHECK(term(p, "zero_broadcast") == 1768 * 4);
 
-  CHECK(p.forward_peak == 8960 + 800 + 6464 + 3232);
-  CHECK(p.backward_peak == 8960 + 800 + 9696);
+  CHECK(p.forward_peak == 8960 + 544 + 6976 + 3232);
+  CHECK(p.backward_peak == 8960 + 544 + 6976);
   CHECK(p.step_peak == 1768 * 4);
   CHECK(p.forward_start_peak == 12928 + 3232);
-  // Forward end and backward tie; the input-projection phase (16,160) stays below.
-  CHECK(p.total == 36672 + 19456);
+  // The forward end sets the peak; the input-projection phase (16,160) stays below.
+  CHECK(p.total == 36672 + 19712);
 
   // FLOPs per token: 6N + 12 x layers x H x L + p (2N + 4 layers H L + 2VH) + 2VH.
   double expected = 6.0 * 2816 + 12.0 * 2 * 8 * 4 + 0.5 * (2.0 * 2816 + 4.0 * 2 * 8 * 4 + 2.0 * 101 * 8) + 2.0 * 101 * 8;
@@ -144,7 +147,8 @@ TEST_CASE("plan: precision, ZeRO and checkpointing change the terms they should"
     CHECK(term(p, "master_gradients") == 2816 * 4);
     // Layer: norms 2 x (4H + 4 + 2H + 2H) = 136, q 16, k 8, v 8, out 16, lse 8, MLP 4 x 2I = 128.
     CHECK(term(p, "activations") == 2 * 8 * (136 + 16 + 8 + 8 + 16 + 8 + 128));
-    CHECK(term(p, "logits_forward") == 808 * (2 + 4 + 4));
+    // bf16 matmuls: fp32 chunk + bf16 product + bf16 gradient, bf16 weight-gradient temp, bf16 rows.
+    CHECK(term(p, "lm_head_loss") == 8 * 101 * 8 + (808 * 4 + 8 * 8 * 2) + 808 * 2 + 8 * 8 * 2);
   }
   SECTION("bf16_autocast: bf16 casts of the inputs and cached bf16 weight copies") {
     auto p = small_plan({"train.precision=bf16_autocast"});
@@ -154,8 +158,10 @@ TEST_CASE("plan: precision, ZeRO and checkpointing change the terms they should"
     CHECK(term(p, "activations") == 2 * 8 * (136 + 5 * 16 + 56 + 128));
     // Matmul weights: 2 x 576 in the layers + LM head 808 + timestep_embed 8.
     CHECK(term(p, "autocast_weight_copies") == (2 * 576 + 808 + 8) * 2);
-    // The LM head keeps the bf16 cast of the gathered rows.
-    CHECK(term(p, "final_norm_head_input") == 8 * (4 * 8 + 4 + 8 * 4) + 8 * 8 * 2);
+    CHECK(term(p, "final_norm_head_input") == 8 * (4 * 8 + 4 + 8 * 4));
+    // Stage ar: the fused loss casts the head itself; autocast caches only the layers' weights.
+    CHECK(term(small_plan({"train.precision=bf16_autocast", "run.stage=ar"}), "autocast_weight_copies") ==
+          2 * 576 * 2);
   }
   SECTION("checkpointing keeps layer inputs plus one recomputed layer") {
     auto p = small_plan({"model.activation_checkpointing=true"});
@@ -174,7 +180,7 @@ TEST_CASE("plan: precision, ZeRO and checkpointing change the terms they should"
   SECTION("stage ar: logits for L - 1 positions, no timestep_embed, no input projection") {
     auto p = small_plan({"run.stage=ar"});
     CHECK(p.parameters == 2808);
-    CHECK(term(p, "logits_forward") == 2 * 3 * 101 * 8);
+    CHECK(term(p, "lm_head_loss") == 2 * 3 * 101 * 4 + (808 * 4 + 2 * 3 * 8 * 4));
     CHECK(p.term("input_projection") == nullptr);
   }
   CHECK(base.total > 0);
@@ -222,9 +228,13 @@ TEST_CASE("plan: Mistral-7B parameter count and the documented stage-1 figures",
   CHECK(p.owned_parameters == 990949376LL);
   const double tokens = 2048, V = 32001, H = 4096, I = 14336;
   double persistent = 2.0 * P * 4 + 990949376.0 * 8;
-  double common = 2.0 * (V * H + H) + 32 * tokens * H * 4 + tokens * (4 * H + 4 + H * 4) + tokens * H * 2;
-  CHECK(p.forward_peak == common + tokens * V * (2 + 4 + 4) + tokens * V * 2);
-  // Backward: the fp32 recomputed layer (368,776 B/token) and the working set outgrow the CE buffers.
+  double common = 2.0 * (V * H + H) + 32 * tokens * H * 4 + tokens * (4 * H + 4 + H * 4);
+  // The fused loss under autocast: kept fp32 weight gradient and bf16 row gradients, a 512-row chunk
+  // (fp32 + bf16 product + bf16 gradient), the bf16 weight-gradient temp, the bf16 casts of weight and
+  // rows, the gathered fp32 rows; then the self-conditioning logits (bf16).
+  double lm_loss = (V * H * 4 + tokens * H * 2) + 512 * V * 8 + V * H * 2 + (V * H * 2 + tokens * H * 2) + tokens * H * 4;
+  CHECK(p.forward_peak == common + lm_loss + tokens * V * 2);
+  // Backward: the fp32 recomputed layer (368,776 B/token) and the working set outgrow the head's gradients.
   CHECK(p.backward_peak == common + tokens * 368776 + tokens * (3 * I * 4 + 3 * H * 4) + I * H * 4);
   CHECK(p.step_peak == 990949376.0 * 4);  // the ZeRO-1 broadcast buffer of the fullest rank
   CHECK(p.total == persistent + p.step_peak);

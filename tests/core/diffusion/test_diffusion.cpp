@@ -4,6 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
+#include <string>
+
 #include "core/diffusion/diffusion_loss.h"
 #include "core/model/safetensors.h"
 #include "core/util/rng.h"
@@ -226,6 +229,39 @@ TEST_CASE("head gradients match finite differences (timestep embedding, E, layer
       flat[idx] = orig;
       INFO(name << "[" << idx << "]");
       CHECK(p.grad().view(-1)[idx].item<double>() == Approx((up - down) / (2 * eps)).margin(1e-6).epsilon(1e-4));
+    }
+  }
+}
+
+TEST_CASE("span_loss (fused LM head) gives span_cross_entropy of span_logits, gradients included",
+          "[unit][diffusion]") {
+  for (bool tied : {false, true}) {
+    INFO("tied embeddings " << tied);
+    auto cfg = tiny_config();
+    cfg.tie_word_embeddings = tied;
+    DiffusionLM lm(Decoder(cfg, 5), SelfCondition::LogitsMean, /*embedding_grad=*/true, 6);
+    lm->to(torch::kFloat64);
+    auto ids = torch::tensor({{1, 5, 7, 9, 3, 8}, {2, 4, 6, 8, 10, 12}}, torch::kInt64);
+    auto span = torch::tensor({{1, 0, 1, 1, 0, 1}, {0, 1, 1, 1, 1, 1}}, torch::kInt64).to(torch::kBool);
+    auto index = SpanIndex::from_mask(span);
+    auto labels = ids.reshape(-1).index_select(0, index.flat);
+    auto x = torch::randn({index.rows, 40}, torch::kFloat64) * 3;
+    auto prev = torch::randn({index.rows, 40}, torch::kFloat64);
+    RowSource rows = [&](int64_t s, int64_t c) { return x.narrow(0, s, c); };
+    DiffusionInputs in{ids, span, torch::tensor({0.3, 0.7}, torch::kFloat64), {}};
+    auto gradients = [&](bool fused) {
+      lm->zero_grad();
+      auto loss = fused ? lm->span_loss(in, index, rows, labels, prev)
+                        : span_cross_entropy(lm->span_logits(in, index, rows, prev), labels, index).first;
+      loss.backward();
+      std::map<std::string, torch::Tensor> g{{"loss", loss.detach()}};
+      for (auto& p : lm->named_parameters()) g[p.key()] = p.value().grad().clone();
+      return g;
+    };
+    auto unfused = gradients(false), fused = gradients(true);
+    for (auto& [name, value] : unfused) {
+      INFO(name);
+      CHECK((fused[name] - value).abs().max().item<double>() < 1e-12);
     }
   }
 }
