@@ -510,7 +510,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
         torch::NoGradGuard no_grad;
         auto t_prev = (t + 1).clamp_max(T - 1);
         diffusion::DiffusionInputs first{ids, mask, t_prev.to(torch::kFloat32) / static_cast<float>(T), {}};
-        prev = lm->span_logits(first, span, rows_at(t_prev)).detach();
+        prev = lm->predictor_states(first, span, rows_at(t_prev)).detach();
         noise_rng.set_state(noise_state);
         s.self_condition = since(t0) - noise_s;
         s.noise += noise_s;

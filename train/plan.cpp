@@ -303,8 +303,6 @@ MemoryPlan estimate(const PlanInputs& in) {
 
   double vocab_fwd = 0, vocab_bwd = 0, prev = 0, input_proj = 0;
   if (rows > 0) {
-    double nv = double(rows) * double(v);
-    std::string nvs = fmt::format("{} rows x V {}", count(rows), count(v));
     // The fused LM-head loss (model/lm_head_loss.h): one chunk of logits in
     // fp32 (plus its bf16 matmul output and bf16 gradient when the matmuls
     // run in bf16), the head weight's gradient accumulated in fp32 (plus the
@@ -331,17 +329,25 @@ MemoryPlan estimate(const PlanInputs& in) {
                     kept + vh * (4 + (b.w == 2 ? 2 : 0)) + nh * cb,
                     fmt::format("kept V x H x 4 B + {} rows x H x {} B, scaled copies of both{}", count(rows), cb,
                                 b.w == 2 ? " (weight's cast to bf16 too)" : ""));
-    if (diffusion && in.self_condition) {
-      prev = add("self_condition_logits", "self-conditioning logits (no-grad pass)", "forward", nv * b.logits,
-                 fmt::format("{} x {} B, alive through the graded forward", nvs, b.logits));
+    // Self-conditioning: the no-grad pass keeps only its predicting hidden
+    // rows; their logits are made chunk by chunk inside the input projection.
+    const bool sc = diffusion && in.self_condition;
+    if (sc) {
+      prev = add("self_condition_states", "self-conditioning states (no-grad pass)", "forward", nh * b.r,
+                 fmt::format("{} rows x H x {} B, alive through the graded forward", count(rows), b.r));
     }
     if (diffusion) {
       int64_t chunk = std::min(rows, kRowChunk);
       double e_cast = autocast ? double(v) * h * 2 : 0;
+      double prev_logits = sc ? double(chunk) * double(v) * (b.logits + (b.logits == 2 ? 4 : 0)) : 0;
       input_proj = add("input_projection", "input projection softmax(x_t) @ E (chunked)", "forward_start",
-                       4.0 * double(chunk) * double(v) * 4 + (master ? 2.0 * double(chunk) * double(v) : 0) + e_cast,
-                       fmt::format("4 fp32 buffers x {} rows x V{}{}", chunk, master ? " + bf16 copy" : "",
-                                   autocast ? " + bf16 cast of E (V x H x 2 B)" : ""));
+                       4.0 * double(chunk) * double(v) * 4 + (master ? 2.0 * double(chunk) * double(v) : 0) + e_cast +
+                           prev_logits,
+                       fmt::format("4 fp32 buffers x {} rows x V{}{}{}", chunk, master ? " + bf16 copy" : "",
+                                   autocast ? " + bf16 cast of E (V x H x 2 B)" : "",
+                                   sc ? fmt::format(" + the chunk's previous logits x V x {} B",
+                                                    b.logits == 2 ? "(2 + 4 fp32)" : "4")
+                                      : ""));
     }
   }
 
@@ -549,7 +555,7 @@ std::string fit_line(const MemoryPlan& plan, double gpu_gib, std::string* sugges
   for (const auto& t : plan.terms) {
     bool in_phase = t.phase == "persistent" || t.phase == dominant ||
                     (dominant == "backward" && t.phase == "forward" && t.key != "lm_head_loss" &&
-                     t.key != "self_condition_logits");
+                     t.key != "self_condition_states");
     if (in_phase) sorted.push_back(&t);
   }
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->value > b->value; });

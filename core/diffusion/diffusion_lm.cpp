@@ -83,8 +83,13 @@ std::map<std::string, torch::Tensor> DiffusionLMImpl::extra_tensors() const {
   return {{"timestep_embed.weight", timestep_embed->weight.detach()}};
 }
 
+DiffusionLMImpl::PrevSource DiffusionLMImpl::prev_from_logits(const torch::Tensor& prev) {
+  if (!prev.defined()) return {};
+  return [prev](int64_t start, int64_t count) { return prev.narrow(0, start, count); };
+}
+
 torch::Tensor DiffusionLMImpl::hidden(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
-                                      const torch::Tensor& prev) {
+                                      const PrevSource& prev) {
   int64_t b = in.ids.size(0), l = in.ids.size(1);
   auto embeds = decoder->embed(in.ids);  // exact word embeddings: the clean context
   int64_t h = embeds.size(2);
@@ -98,7 +103,7 @@ torch::Tensor DiffusionLMImpl::hidden(const DiffusionInputs& in, const SpanIndex
       auto p = torch::softmax(at_least_fp32(noisy_rows(start, count)), -1);
       if (mode_ != SelfCondition::None) {
         // The previous prediction as probabilities; absent = uniform.
-        auto q = prev.defined() ? torch::softmax(at_least_fp32(prev.narrow(0, start, count)), -1)
+        auto q = prev ? torch::softmax(at_least_fp32(prev(start, count)), -1)
                                 : torch::full_like(p, 1.0 / static_cast<double>(vocab));
         switch (mode_) {
           case SelfCondition::LogitsMean: p = (p + q) * 0.5; break;
@@ -122,13 +127,16 @@ torch::Tensor DiffusionLMImpl::hidden(const DiffusionInputs& in, const SpanIndex
   return decoder->hidden_states(embeds, opt);
 }
 
-torch::Tensor DiffusionLMImpl::predictor_states(const DiffusionInputs& in, const SpanIndex& span,
-                                                const RowSource& noisy_rows, const torch::Tensor& prev) {
-  auto hs = hidden(in, span, noisy_rows, prev);
+torch::Tensor DiffusionLMImpl::predictor_rows(const torch::Tensor& hs, const SpanIndex& span) {
   int64_t b = hs.size(0), l = hs.size(1);
   // Shifted labels: the hidden state at j - 1 predicts the token at j.
   auto source = span.batch * l + (span.pos - 1).clamp_min(0);
   return hs.reshape({b * l, hs.size(2)}).index_select(0, source);
+}
+
+torch::Tensor DiffusionLMImpl::predictor_states(const DiffusionInputs& in, const SpanIndex& span,
+                                                const RowSource& noisy_rows, const torch::Tensor& prev) {
+  return predictor_rows(hidden(in, span, noisy_rows, prev_from_logits(prev)), span);
 }
 
 torch::Tensor DiffusionLMImpl::span_logits(const DiffusionInputs& in, const SpanIndex& span,
@@ -140,15 +148,24 @@ torch::Tensor DiffusionLMImpl::span_logits(const DiffusionInputs& in, const Span
 
 torch::Tensor DiffusionLMImpl::span_loss(const DiffusionInputs& in, const SpanIndex& span,
                                          const RowSource& noisy_rows, const torch::Tensor& labels,
-                                         const torch::Tensor& prev) {
-  auto states = predictor_states(in, span, noisy_rows, prev);
+                                         const torch::Tensor& prev_states) {
+  PrevSource prev;
+  if (prev_states.defined()) {
+    // span_logits of the previous pass, one chunk at a time, without a graph.
+    prev = [this, &span, states = prev_states.detach()](int64_t start, int64_t count) {
+      torch::NoGradGuard no_grad;
+      auto logits = decoder->logits(states.narrow(0, start, count));
+      return logits * (span.pos.narrow(0, start, count) > 0).to(logits.scalar_type()).unsqueeze(1);
+    };
+  }
+  auto states = predictor_rows(hidden(in, span, noisy_rows, prev), span);
   auto counted = (span.pos > 0).to(torch::kFloat32);
   return model::lm_head_cross_entropy(states, decoder->lm_head_weight(), labels, counted);
 }
 
 torch::Tensor DiffusionLMImpl::full_logits(const DiffusionInputs& in, const SpanIndex& span,
                                            const RowSource& noisy_rows, const torch::Tensor& prev) {
-  auto logits = decoder->logits(hidden(in, span, noisy_rows, prev));
+  auto logits = decoder->logits(hidden(in, span, noisy_rows, prev_from_logits(prev)));
   auto zero = torch::zeros_like(logits.narrow(1, 0, 1));
   return torch::cat({zero, logits.narrow(1, 0, logits.size(1) - 1)}, 1);
 }

@@ -83,10 +83,19 @@ class DiffusionLMImpl : public torch::nn::Module {
   // Summed cross-entropy of the span tokens against `labels` [N] (a token at
   // position 0 is not counted: nothing predicts it), through the fused,
   // chunked LM-head loss (model/lm_head_loss.h): the training loss, without
-  // the [N, V] logits ever existing. Same value as span_cross_entropy of
-  // span_logits.
+  // the [N, V] logits ever existing. The previous prediction comes as the
+  // self-conditioning pass's predictor_states [N, H] (or undefined): its
+  // logits are computed chunk by chunk where the input path consumes them,
+  // so no [N, V] tensor lives through the graded pass either. Same value as
+  // span_cross_entropy(span_logits(..., prev logits of those states)).
   torch::Tensor span_loss(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
-                          const torch::Tensor& labels, const torch::Tensor& prev = {});
+                          const torch::Tensor& labels, const torch::Tensor& prev_states = {});
+
+  // The hidden state that predicts each span token, [N, H] (the shift: that
+  // of position pos - 1; a token at position 0 gets position 0's, and its
+  // logits are zeroed wherever they are used).
+  torch::Tensor predictor_states(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
+                                 const torch::Tensor& prev = {});
 
   // The same forward, returning the full shifted logits [B, L, V] (row 0 of
   // every sequence zero), as the reference's model returns them.
@@ -109,12 +118,13 @@ class DiffusionLMImpl : public torch::nn::Module {
   std::map<std::string, torch::Tensor> extra_tensors() const;  // {"timestep_embed.weight": ...}
 
  private:
+  // The previous prediction's logits of span rows [start, start + count);
+  // empty = none (uniform probabilities).
+  using PrevSource = std::function<torch::Tensor(int64_t start, int64_t count)>;
+  static PrevSource prev_from_logits(const torch::Tensor& prev);
   torch::Tensor hidden(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
-                       const torch::Tensor& prev);
-  // The hidden state that predicts each span token, [N, H] (the shift: that
-  // of position pos - 1; a token at position 0 gets position 0's).
-  torch::Tensor predictor_states(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
-                                 const torch::Tensor& prev);
+                       const PrevSource& prev);
+  torch::Tensor predictor_rows(const torch::Tensor& hidden, const SpanIndex& span);
   SelfCondition mode_;
   bool embedding_grad_;
 };

@@ -76,7 +76,7 @@ DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torc
     torch::NoGradGuard no_grad;
     auto t_prev = (out.timesteps + 1).clamp_max(T - 1);
     DiffusionInputs first{ids, span_mask, scaled_time(t_prev, T), {}};
-    prev = model.span_logits(first, span, rows_at(t_prev)).detach();
+    prev = model.predictor_states(first, span, rows_at(t_prev)).detach();  // [N, H]: logits come per chunk
     streams.noise.set_state(noise_state);  // the real pass sees the same z
   }
   out.loss_sum = model.span_loss(in, span, rows_at(out.timesteps), labels, prev);

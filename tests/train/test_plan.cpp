@@ -101,8 +101,10 @@ TEST_CASE("plan: every term of a small fp32 diffusion run, by hand", "[unit][pla
   CHECK(term(p, "lm_head_loss") == 808 * 4 + (808 * 4 + 8 * 8 * 4) + 8 * 8 * 4);
   // Backward: what was kept plus the scaled copies of both gradients.
   CHECK(term(p, "lm_head_loss_backward") == (808 * 4 + 8 * 8 * 4) + 808 * 4 + 8 * 8 * 4);
-  CHECK(term(p, "self_condition_logits") == 808 * 4);
-  CHECK(term(p, "input_projection") == 4 * 8 * 101 * 4);
+  // Self-conditioning keeps the first pass's 8 predicting rows (8 x H fp32);
+  // their logits are made per input chunk (8 x V fp32).
+  CHECK(term(p, "self_condition_states") == 8 * 8 * 4);
+  CHECK(term(p, "input_projection") == 4 * 8 * 101 * 4 + 8 * 101 * 4);
   // Optimizer step: the largest gradient (808 x 4 B) travels alone; ZeRO
   // broadcast of rank 0's 1768 elements.
   CHECK(term(p, "allreduce_bucket") == 808 * 4);
@@ -110,12 +112,12 @@ TEST_CASE("plan: every term of a small fp32 diffusion run, by hand", "[unit][pla
   CHECK(p.term("adamw_temp") == nullptr);  // the fused AdamW kernel updates in place
   CHECK(term(p, "zero_broadcast") == 1768 * 4);
 
-  CHECK(p.forward_peak == 8960 + 544 + 6976 + 3232);
+  CHECK(p.forward_peak == 8960 + 544 + 6976 + 256);
   CHECK(p.backward_peak == 8960 + 544 + 6976);
   CHECK(p.step_peak == 1768 * 4);
-  CHECK(p.forward_start_peak == 12928 + 3232);
-  // The forward end sets the peak; the input-projection phase (16,160) stays below.
-  CHECK(p.total == 36672 + 19712);
+  CHECK(p.forward_start_peak == 16160 + 256);
+  // The forward end sets the peak; backward (16,480) and the input-projection phase (16,416) stay below.
+  CHECK(p.total == 36672 + 16736);
 
   // FLOPs per token: 6N + 12 x layers x H x L + p (2N + 4 layers H L + 2VH) + 2VH.
   double expected = 6.0 * 2816 + 12.0 * 2 * 8 * 4 + 0.5 * (2.0 * 2816 + 4.0 * 2 * 8 * 4 + 2.0 * 101 * 8) + 2.0 * 101 * 8;
@@ -174,7 +176,8 @@ TEST_CASE("plan: precision, ZeRO and checkpointing change the terms they should"
   }
   SECTION("no self-conditioning: no prev logits and no extra forward") {
     auto p = small_plan({"diffusion.self_condition=none"});
-    CHECK(p.term("self_condition_logits") == nullptr);
+    CHECK(p.term("self_condition_states") == nullptr);
+    CHECK(term(p, "input_projection") == 4 * 8 * 101 * 4);
     CHECK(p.flops_per_token == Approx(6.0 * 2816 + 12.0 * 2 * 8 * 4 + 2.0 * 101 * 8));
   }
   SECTION("stage ar: logits for L - 1 positions, no timestep_embed, no input projection") {
@@ -231,9 +234,9 @@ TEST_CASE("plan: Mistral-7B parameter count and the documented stage-1 figures",
   double common = 2.0 * (V * H + H) + 32 * tokens * H * 4 + tokens * (4 * H + 4 + H * 4);
   // The fused loss under autocast: kept fp32 weight gradient and bf16 row gradients, a 512-row chunk
   // (fp32 + bf16 product + bf16 gradient), the bf16 weight-gradient temp, the bf16 casts of weight and
-  // rows, the gathered fp32 rows; then the self-conditioning logits (bf16).
+  // rows, the gathered fp32 rows; then the self-conditioning states (fp32 rows under autocast).
   double lm_loss = (V * H * 4 + tokens * H * 2) + 512 * V * 8 + V * H * 2 + (V * H * 2 + tokens * H * 2) + tokens * H * 4;
-  CHECK(p.forward_peak == common + lm_loss + tokens * V * 2);
+  CHECK(p.forward_peak == common + lm_loss + tokens * H * 4);
   // Backward: the fp32 recomputed layer (368,776 B/token) and the working set outgrow the head's gradients.
   CHECK(p.backward_peak == common + tokens * 368776 + tokens * (3 * I * 4 + 3 * H * 4) + I * H * 4);
   CHECK(p.step_peak == 990949376.0 * 4);  // the ZeRO-1 broadcast buffer of the fullest rank

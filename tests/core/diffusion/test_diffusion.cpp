@@ -233,7 +233,8 @@ TEST_CASE("head gradients match finite differences (timestep embedding, E, layer
   }
 }
 
-TEST_CASE("span_loss (fused LM head) gives span_cross_entropy of span_logits, gradients included",
+TEST_CASE("span_loss (fused LM head, chunked previous logits) gives span_cross_entropy of span_logits, gradients "
+          "included",
           "[unit][diffusion]") {
   for (bool tied : {false, true}) {
     INFO("tied embeddings " << tied);
@@ -246,12 +247,18 @@ TEST_CASE("span_loss (fused LM head) gives span_cross_entropy of span_logits, gr
     auto index = SpanIndex::from_mask(span);
     auto labels = ids.reshape(-1).index_select(0, index.flat);
     auto x = torch::randn({index.rows, 40}, torch::kFloat64) * 3;
-    auto prev = torch::randn({index.rows, 40}, torch::kFloat64);
+    // The self-conditioning input: states for span_loss, their (shifted, row-0-zeroed) logits for span_logits.
+    auto prev_states = torch::randn({index.rows, 32}, torch::kFloat64);
+    torch::Tensor prev;
+    {
+      torch::NoGradGuard no_grad;
+      prev = lm->decoder->logits(prev_states) * (index.pos > 0).to(torch::kFloat64).unsqueeze(1);
+    }
     RowSource rows = [&](int64_t s, int64_t c) { return x.narrow(0, s, c); };
     DiffusionInputs in{ids, span, torch::tensor({0.3, 0.7}, torch::kFloat64), {}};
     auto gradients = [&](bool fused) {
       lm->zero_grad();
-      auto loss = fused ? lm->span_loss(in, index, rows, labels, prev)
+      auto loss = fused ? lm->span_loss(in, index, rows, labels, prev_states)
                         : span_cross_entropy(lm->span_logits(in, index, rows, prev), labels, index).first;
       loss.backward();
       std::map<std::string, torch::Tensor> g{{"loss", loss.detach()}};
