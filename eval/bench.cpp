@@ -37,6 +37,7 @@
 #include "core/util/file.h"
 #include "core/util/log.h"
 #include "core/util/rng.h"
+#include "core/util/tensor_memory.h"
 #include "data/loader.h"
 #include "data/masking.h"
 #include "data/token_dataset.h"
@@ -354,37 +355,44 @@ json machine_json(const BenchOptions& opt) {
 
 // ---- peak -----------------------------------------------------------------------------
 
+namespace {
+
+// Square mm of each size, best of `reps` after `warmup`: {"gflops": best, "by_size": [...]}.
+json matmul_peak(torch::ScalarType dtype, bool smoke) {
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> sizes = smoke ? std::vector<int64_t>{64, 128} : std::vector<int64_t>{256, 512, 1024, 2048};
+  int warmup = smoke ? 1 : 2, reps = smoke ? 2 : 5;
+  json by_size = json::array();
+  double best = 0;
+  for (int64_t n : sizes) {
+    auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
+    double g = best_gflops(a, b, warmup, reps);
+    by_size.push_back({{"n", n}, {"gflops", g}});
+    best = std::max(best, g);
+  }
+  return {{"gflops", best}, {"by_size", by_size}};
+}
+
+}  // namespace
+
 json bench_peak(const BenchOptions& opt) {
   apply_threads(opt);
-  torch::NoGradGuard no_grad;
-  std::vector<int64_t> sizes = opt.smoke ? std::vector<int64_t>{64, 128} : std::vector<int64_t>{256, 512, 1024, 2048};
   int warmup = opt.smoke ? 1 : 2, reps = opt.smoke ? 2 : 5;
-  json out = {{"threads", torch::get_num_threads()}, {"method", fmt::format("square mm, best of {} after {} warm-up", reps, warmup)}};
-  for (auto [name, dtype] : {std::pair<const char*, torch::ScalarType>{"fp32", torch::kFloat32}, {"bf16", torch::kBFloat16}}) {
-    json by_size = json::array();
-    double best = 0;
-    for (int64_t n : sizes) {
-      auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
-      double g = best_gflops(a, b, warmup, reps);
-      by_size.push_back({{"n", n}, {"gflops", g}});
-      best = std::max(best, g);
-    }
-    out[name] = {{"gflops", best}, {"by_size", by_size}};
-  }
-  return out;
+  return {{"threads", torch::get_num_threads()},
+          {"method", fmt::format("square mm, best of {} after {} warm-up", reps, warmup)},
+          {"fp32", matmul_peak(torch::kFloat32, opt.smoke)},
+          {"bf16", matmul_peak(torch::kBFloat16, opt.smoke)}};
 }
 
 // ---- train ----------------------------------------------------------------------------
 
 json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_fp32, double peak_bf16) {
   apply_threads(opt);
-  if (peak_fp32 <= 0 || peak_bf16 <= 0) {
-    BenchOptions quick = opt;
-    quick.smoke = true;
-    auto p = bench_peak(quick);
-    if (peak_fp32 <= 0) peak_fp32 = p["fp32"]["gflops"].get<double>();
-    if (peak_bf16 <= 0) peak_bf16 = p["bf16"]["gflops"].get<double>();
-  }
+  // A case run alone measures the peak of its own precision in full (the
+  // other one only at smoke sizes: it is not its MFU's denominator, and
+  // emulated bf16 at full sizes takes minutes).
+  if (peak_fp32 <= 0) peak_fp32 = matmul_peak(torch::kFloat32, opt.smoke || c.precision != "fp32")["gflops"].get<double>();
+  if (peak_bf16 <= 0) peak_bf16 = matmul_peak(torch::kBFloat16, opt.smoke || c.precision != "bf16")["gflops"].get<double>();
   auto preset = train_preset(c.preset, opt.smoke);
   const auto& mc = preset.model;
   const int64_t B = preset.batch, L = preset.seq_len, V = mc.vocab_size;
@@ -392,6 +400,9 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   const bool bf16 = c.precision == "bf16";
 
   const int64_t baseline_rss = resident_bytes();  // LibTorch, thread pools, the peak probe
+  // Every tensor of the case from here on is counted: the peak of their bytes
+  // against `tess plan` tells the plan's error from the allocator's slack.
+  util::TensorMemoryScope tensor_memory;
   model::Decoder decoder(mc, 0);
   diffusion::DiffusionLM lm{nullptr};
   torch::nn::Module* module = decoder.get();
@@ -434,14 +445,17 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   std::unique_ptr<train::CheckpointSaver> saver;
   double save_step_total = 0, plain_step_total = 0, copy_wait = 0, writer_after = 0;
   int64_t snapshot_bytes = 0;
-  int64_t training_peak_rss = 0;
+  int64_t training_peak_rss = 0, training_peak_tensors = 0;
 
   for (int i = 0; i < warmup + steps + compare_steps; ++i) {
     const int j = i - warmup - steps;  // index among the comparison steps
     const bool comparing = j >= 0, saving = comparing && j % 2 == 1;
     const bool self_condition = comparing ? (j / 2) % 2 == 0 : i % 2 == 0;
     bool measured = i >= warmup && !comparing;
-    if (j == 0) training_peak_rss = peak_resident_bytes();  // before the save buffers exist
+    if (j == 0) {  // before the save buffers exist
+      training_peak_rss = peak_resident_bytes();
+      training_peak_tensors = tensor_memory.peak();
+    }
     Phases s;
     auto step_start = Clock::now();
     if (saving) {
@@ -644,10 +658,17 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   pi.self_condition = diffusion;
   pi.span_fraction = diffusion ? static_cast<double>(span_avg) / static_cast<double>(B * L) : 1.0;
   auto plan = train::estimate(pi);
-  double tensors_peak = static_cast<double>(j["peak_rss_bytes"].get<int64_t>() - baseline_rss);
+  const int64_t rss_peak = j["peak_rss_bytes"].get<int64_t>() - baseline_rss;
+  const int64_t tensor_peak = compare_steps > 0 ? training_peak_tensors : tensor_memory.peak();
   j["baseline_rss_bytes"] = baseline_rss;
   j["plan_bytes"] = plan.total;
-  j["rss_over_plan"] = tensors_peak / plan.total;
+  j["rss_over_plan"] = static_cast<double>(rss_peak) / plan.total;
+  // The highest sum of live tensor bytes: what the plan estimates. The rest of
+  // the RSS peak is the allocator's (glibc keeping freed blocks, fragmentation)
+  // and the libraries' own buffers (BLAS packing, OpenMP).
+  j["peak_tensor_bytes"] = tensor_peak;
+  j["tensors_over_plan"] = static_cast<double>(tensor_peak) / plan.total;
+  j["rss_outside_tensors_bytes"] = rss_peak - tensor_peak;
   return j;
 }
 
@@ -1075,9 +1096,9 @@ std::string format_report(const json& r) {
   }
   if (r.contains("train")) {
     s += fmt::format("\ntraining step (MFU against the measured peak of the case's precision)\n");
-    s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9} {:>8} {:>6} {:>7} {:>7} {:>6} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8} {:>8} {:>6}\n",
+    s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9} {:>8} {:>6} {:>7} {:>7} {:>6} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8} {:>8} {:>8} {:>6}\n",
                      "case", "B", "L", "thr", "tok/s", "step s", "spread", "GF/s", "peak", "MFU", "data", "noise", "fwd", "sc",
-                     "bwd", "opt", "RSS MB", "vs plan", "eager");
+                     "bwd", "opt", "RSS MB", "vs plan", "tensors", "eager");
     for (const auto& c : r["train"]["cases"]) {
       if (c.contains("skipped")) {
         s += fmt::format("{:<26} {}\n", c["case"].get<std::string>(), c["skipped"].get<std::string>());
@@ -1087,15 +1108,17 @@ std::string format_report(const json& r) {
       double st = c["step_s"].get<double>();
       auto pct = [&](const char* k) { return fmt::format("{:.0f}%", 100 * b[k].get<double>() / st); };
       std::string eager = c.contains("eager_over_tess") ? fmt::format("{:.2f}x", c["eager_over_tess"].get<double>()) : "-";
-      s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9.0f} {:>8.3f} {:>5.0f}% {:>7} {:>7} {:>5.1f}% | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8.0f} {:>7.2f}x {:>6}\n",
+      s += fmt::format("{:<26} {:>4} {:>5} {:>4} {:>9.0f} {:>8.3f} {:>5.0f}% {:>7} {:>7} {:>5.1f}% | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>8.0f} {:>7.2f}x {:>7.2f}x {:>6}\n",
                        c["case"].get<std::string>(), c["batch"].get<int64_t>(), c["seq_len"].get<int64_t>(),
                        c["threads"].get<int>(), c["tokens_per_s"].get<double>(), st,
                        100 * c.value("pair_spread", 0.0), gf(c["achieved_gflops"].get<double>()),
                        gf(c["peak_gflops"].get<double>()), 100 * c["mfu"].get<double>(), pct("data"), pct("noise"),
                        pct("forward"), pct("self_condition"), pct("backward"), pct("optimizer"),
-                       c["peak_rss_bytes"].get<double>() / 1e6, c["rss_over_plan"].get<double>(), eager);
+                       c["peak_rss_bytes"].get<double>() / 1e6, c["rss_over_plan"].get<double>(),
+                       c.value("tensors_over_plan", 0.0), eager);
     }
     s += "(spread = slowest - fastest pair of timed steps over the mean; breakdown in % of step time; vs plan = peak RSS above the process before the model / tess plan's estimate;\n"
+         " tensors = peak of live tensor bytes / tess plan's estimate, the rest of the RSS is the allocator's and the libraries' buffers;\n"
          " eager = plain eager PyTorch step time / tess step time, > 1: tess faster)\n";
     if (r["train"].contains("bf16_support")) s += fmt::format("bf16: {}\n", r["train"]["bf16_support"].get<std::string>());
   }

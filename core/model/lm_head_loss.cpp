@@ -51,7 +51,7 @@ LossAndGrads fused_loss(const torch::Tensor& hidden_in, const torch::Tensor& wei
     else z.copy_(torch::mm(x, weight.t()));
 
     auto target = z.gather(1, label);
-    auto peak = std::get<0>(z.max(1, /*keepdim=*/true));
+    auto peak = z.amax(1, /*keepdim=*/true);
     z.sub_(peak).exp_();
     auto total = z.sum(1, /*keepdim=*/true);
     out.loss.add_(((peak + total.log() - target) * w).sum());

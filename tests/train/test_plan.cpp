@@ -3,12 +3,7 @@
 #include <torch/torch.h>
 
 #include <ATen/autocast_mode.h>
-#include <c10/core/CPUAllocator.h>
-#include <c10/core/impl/alloc_cpu.h>
 
-#include <cstring>
-#include <mutex>
-#include <unordered_map>
 #include <fstream>
 #include <sstream>
 
@@ -17,6 +12,7 @@
 #include "core/config/config.h"
 #include "core/model/decoder.h"
 #include "core/util/error.h"
+#include "core/util/tensor_memory.h"
 #include "tests/support/test_support.h"
 #include "train/plan.h"
 
@@ -248,48 +244,6 @@ TEST_CASE("plan: Mistral-7B parameter count and the documented stage-1 figures",
 // The activation model against what LibTorch really keeps: count every CPU
 // allocation while a decoder runs forward with autograd, and compare the bytes
 // still alive afterwards (the saved tensors and the output) with the plan.
-namespace {
-
-class CountingAllocator final : public c10::Allocator {
- public:
-  // Simple data pointers (data == context), as oneDNN's raw_allocate requires.
-  c10::DataPtr allocate(size_t n) override {
-    void* p = c10::alloc_cpu(n);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      sizes_[p] = n;
-      live_ += static_cast<int64_t>(n);
-    }
-    return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
-  }
-  c10::DeleterFnPtr raw_deleter() const override { return &release; }
-  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
-  int64_t live() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return live_;
-  }
-  static CountingAllocator& instance() {
-    static auto* a = new CountingAllocator();  // outlives every tensor it allocated
-    return *a;
-  }
-
- private:
-  static void release(void* p) {
-    auto& a = instance();
-    {
-      std::lock_guard<std::mutex> lock(a.mutex_);
-      auto it = a.sizes_.find(p);
-      a.live_ -= static_cast<int64_t>(it->second);
-      a.sizes_.erase(it);
-    }
-    c10::free_cpu(p);
-  }
-  std::mutex mutex_;
-  std::unordered_map<void*, size_t> sizes_;
-  int64_t live_ = 0;
-};
-
-}  // namespace
 
 namespace {
 
@@ -300,10 +254,8 @@ struct Measured {
 };
 
 Measured measured_forward_bytes(tess::model::Decoder& decoder, const torch::Tensor& embeds, bool autocast) {
-  auto* previous = c10::GetCPUAllocator();
-  auto* counting = &CountingAllocator::instance();
-  c10::SetCPUAllocator(counting, 255);
-  int64_t before = counting->live();
+  tess::util::TensorMemoryScope counting;
+  int64_t before = counting.live();
   Measured m;
   torch::Tensor out;
   if (autocast) {
@@ -314,14 +266,13 @@ Measured measured_forward_bytes(tess::model::Decoder& decoder, const torch::Tens
   tess::model::ForwardOptions opt;
   opt.attention = tess::model::Attention::Bidirectional;
   out = decoder->hidden_states(embeds, opt);
-  m.with_cache = counting->live() - before;
+  m.with_cache = counting.live() - before;
   if (autocast) {
     at::autocast::decrement_nesting();
     at::autocast::clear_cache();
     at::autocast::set_autocast_enabled(at::kCPU, false);
   }
-  m.bytes = counting->live() - before;
-  c10::SetCPUAllocator(previous, 255);
+  m.bytes = counting.live() - before;
   REQUIRE(out.requires_grad());
   return m;
 }
