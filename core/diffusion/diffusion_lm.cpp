@@ -139,11 +139,14 @@ torch::Tensor DiffusionLMImpl::predictor_states(const DiffusionInputs& in, const
   return predictor_rows(hidden(in, span, noisy_rows, prev_from_logits(prev)), span);
 }
 
+torch::Tensor DiffusionLMImpl::head(const torch::Tensor& states, const torch::Tensor& pos) {
+  auto logits = decoder->logits(states);
+  return logits * (pos > 0).to(logits.scalar_type()).unsqueeze(1);  // nothing predicts position 0
+}
+
 torch::Tensor DiffusionLMImpl::span_logits(const DiffusionInputs& in, const SpanIndex& span,
                                            const RowSource& noisy_rows, const torch::Tensor& prev) {
-  auto logits = decoder->logits(predictor_states(in, span, noisy_rows, prev));
-  auto has_predictor = (span.pos > 0).to(logits.scalar_type()).unsqueeze(1);
-  return logits * has_predictor;
+  return head(predictor_states(in, span, noisy_rows, prev), span.pos);
 }
 
 torch::Tensor DiffusionLMImpl::span_loss(const DiffusionInputs& in, const SpanIndex& span,
@@ -154,8 +157,7 @@ torch::Tensor DiffusionLMImpl::span_loss(const DiffusionInputs& in, const SpanIn
     // span_logits of the previous pass, one chunk at a time, without a graph.
     prev = [this, &span, states = prev_states.detach()](int64_t start, int64_t count) {
       torch::NoGradGuard no_grad;
-      auto logits = decoder->logits(states.narrow(0, start, count));
-      return logits * (span.pos.narrow(0, start, count) > 0).to(logits.scalar_type()).unsqueeze(1);
+      return head(states.narrow(0, start, count), span.pos.narrow(0, start, count));
     };
   }
   auto states = predictor_rows(hidden(in, span, noisy_rows, prev), span);

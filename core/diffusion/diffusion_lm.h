@@ -125,6 +125,8 @@ class DiffusionLMImpl : public torch::nn::Module {
   torch::Tensor hidden(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
                        const PrevSource& prev);
   torch::Tensor predictor_rows(const torch::Tensor& hidden, const SpanIndex& span);
+  // The LM head on predicting rows at positions `pos`, zero where pos = 0.
+  torch::Tensor head(const torch::Tensor& states, const torch::Tensor& pos);
   SelfCondition mode_;
   bool embedding_grad_;
 };

@@ -70,16 +70,16 @@ DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torc
   };
 
   DiffusionInputs in{ids, span_mask, scaled_time(out.timesteps, T), {}};
-  torch::Tensor prev;
+  torch::Tensor prev_states;  // [N, H]: span_loss makes their logits chunk by chunk
   out.self_conditioned = streams.self_condition.bernoulli(options_.self_condition_prob);
   if (out.self_conditioned) {
     torch::NoGradGuard no_grad;
     auto t_prev = (out.timesteps + 1).clamp_max(T - 1);
     DiffusionInputs first{ids, span_mask, scaled_time(t_prev, T), {}};
-    prev = model.predictor_states(first, span, rows_at(t_prev)).detach();  // [N, H]: logits come per chunk
+    prev_states = model.predictor_states(first, span, rows_at(t_prev)).detach();
     streams.noise.set_state(noise_state);  // the real pass sees the same z
   }
-  out.loss_sum = model.span_loss(in, span, rows_at(out.timesteps), labels, prev);
+  out.loss_sum = model.span_loss(in, span, rows_at(out.timesteps), labels, prev_states);
   out.tokens = (span.pos > 0).sum().item<int64_t>();
   return out;
 }
