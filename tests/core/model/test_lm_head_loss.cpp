@@ -83,6 +83,11 @@ TEST_CASE("the fused LM-head loss equals the unfused one, with its gradients, fo
   auto scaled = run(p, true, 3, torch::tensor(0.25, torch::kFloat64));
   CHECK(scaled.grad_hidden[2].abs().max().item<double>() == 0.0);
   CHECK(max_diff(scaled.grad_weight, ref.grad_weight * 0.25) < 1e-12);
+  // A frozen head: only the rows get a gradient, the same as before.
+  auto frozen = p.weight.detach();
+  p.hidden.mutable_grad().zero_();
+  lm_head_cross_entropy(p.hidden, frozen, p.labels, p.row_weight, 3).backward();
+  CHECK(max_diff(p.hidden.grad(), ref.grad_hidden) < 1e-12);
 }
 
 TEST_CASE("the fused LM-head loss in fp32 and under bf16 autocast matches the unfused head", "[unit][model]") {
