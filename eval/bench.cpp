@@ -33,6 +33,7 @@
 #include "core/model/lm_head_loss.h"
 #include "core/model/safetensors.h"
 #include "core/util/cpu.h"
+#include "core/util/cpu_allocator.h"
 #include "core/util/error.h"
 #include "core/util/file.h"
 #include "core/util/log.h"
@@ -107,6 +108,7 @@ std::string common_flags(const BenchOptions& opt) {
   std::string s;
   if (opt.smoke) s += " --smoke";
   if (opt.threads > 0) s += fmt::format(" --threads {}", opt.threads);
+  if (opt.cpu_allocator != "caching") s += fmt::format(" --cpu-allocator {}", opt.cpu_allocator);
   return s;
 }
 
@@ -400,6 +402,12 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   const bool bf16 = c.precision == "bf16";
 
   const int64_t baseline_rss = resident_bytes();  // LibTorch, thread pools, the peak probe
+  // The trainer's CPU allocator (run.cpu_allocator), under the counting one.
+  std::optional<util::CachingCpuAllocatorScope> cpu_cache;
+  if (opt.cpu_allocator == "caching") cpu_cache.emplace();
+  // Totals over the case, and over its timed steps (the steady state).
+  const auto cache_start = util::CachingCpuAllocatorScope::stats();
+  util::CpuCacheStats cache_timed_start, cache_timed_end;
   // Every tensor of the case from here on is counted: the peak of their bytes
   // against `tess plan` tells the plan's error from the allocator's slack.
   util::TensorMemoryScope tensor_memory;
@@ -455,7 +463,9 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
     if (j == 0) {  // before the save buffers exist
       training_peak_rss = peak_resident_bytes();
       training_peak_tensors = tensor_memory.peak();
+      cache_timed_end = util::CachingCpuAllocatorScope::stats();
     }
+    if (i == warmup) cache_timed_start = util::CachingCpuAllocatorScope::stats();
     Phases s;
     auto step_start = Clock::now();
     if (saving) {
@@ -632,6 +642,20 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
       // fp32 weights, gradients and two AdamW moments: the floor of any estimate.
       {"state_bytes", 16 * n_params},
   };
+  if (cpu_cache) {
+    auto cs = util::CachingCpuAllocatorScope::stats();
+    if (compare_steps == 0) cache_timed_end = cs;
+    j["cpu_allocator"] = {{"kind", "caching"},
+                          {"hits", cs.hits - cache_start.hits},
+                          {"misses", cs.misses - cache_start.misses},
+                          {"released", cs.released - cache_start.released},
+                          {"timed_step_hits", static_cast<double>(cache_timed_end.hits - cache_timed_start.hits) / steps},
+                          {"timed_step_misses",
+                           static_cast<double>(cache_timed_end.misses - cache_timed_start.misses) / steps},
+                          {"high_water_bytes", cs.high_water}};
+  } else {
+    j["cpu_allocator"] = {{"kind", "system"}};
+  }
   if (compare_steps > 0) {
     const int n = compare_steps / 2;
     double with_save = save_step_total / n, without = plain_step_total / n;
@@ -810,6 +834,9 @@ json sample_step_breakdown(diffusion::DiffusionLMImpl& lm, const diffusion::Samp
 
 json bench_sample(const BenchOptions& opt, const std::string& preset_name) {
   apply_threads(opt);
+  // As `tess generate` and `tess eval` do (eval::GenerateOptions::cpu_cache), for both decoders.
+  std::optional<util::CachingCpuAllocatorScope> cpu_cache;
+  if (opt.cpu_allocator == "caching") cpu_cache.emplace();
   auto preset = train_preset(preset_name, false);
   model::Decoder decoder(preset.model, 0);
   diffusion::DiffusionLM lm(decoder, diffusion::SelfCondition::LogitsMean, false, 0);

@@ -25,6 +25,7 @@ struct BenchOptions {
   std::filesystem::path python;  // interpreter of the eager-PyTorch reference step (default python3)
   bool eager = true;             // also time the plain eager PyTorch step
   std::filesystem::path eager_script;  // default: eval/bench_eager.py of the source tree
+  std::string cpu_allocator = "caching";  // of training and sampling cases, as run.cpu_allocator: caching | system
 };
 
 // ---- FLOP counting (docs/performance.md "Counting rules") --------------------

@@ -276,6 +276,7 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
   o.generate.batch_size = cfg.get_int("eval.batch_size");
   o.generate.reward_model = cfg.get_string("eval.reward_model");
   o.generate.guidance_scale = cfg.get_float("eval.guidance_scale");
+  o.generate.cpu_cache = cfg.get_string("run.cpu_allocator") == "caching";
   o.perplexity_model = cfg.get_string("eval.perplexity_model");
   o.limit = cfg.get_int("eval.limit");
   o.choice_samples = cfg.get_int("eval.choice_samples");

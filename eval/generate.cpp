@@ -244,6 +244,7 @@ std::vector<int64_t> ar_generate_uncached(model::DecoderImpl& decoder, const std
 // ---- Generator ----------------------------------------------------------------------
 
 Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(options) {
+  if (opt_.cpu_cache) cpu_cache_.emplace();
   if (!fs::exists(model_dir)) throw Error(fmt::format("model directory {} does not exist", model_dir.string()));
   if (!fs::is_directory(model_dir))
     throw Error(fmt::format("--model {} is not a directory (expected an HF model directory)", model_dir.string()));

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 
 #include "core/diffusion/diffusion_lm.h"
 #include "core/model/reward_model.h"
+#include "core/util/cpu_allocator.h"
 #include "data/chat.h"
 
 namespace tess::data {
@@ -42,6 +44,10 @@ struct GenerateOptions {
   // tokenizer, and the ascent step size (0 = off).
   std::filesystem::path reward_model;
   double guidance_scale = 0;
+  // Large CPU tensors from util::CachingCpuAllocatorScope (run.cpu_allocator):
+  // every denoising step allocates the same [span, V] tensors, which malloc
+  // would map and fault in afresh each time.
+  bool cpu_cache = true;
 };
 
 // One prompt to answer, with what is copied through to the JSONL output.
@@ -120,6 +126,7 @@ class Generator {
                                   const std::vector<std::vector<int64_t>>& spans, double seconds, int64_t steps) const;
   std::string decode(const std::vector<int64_t>& ids) const;
 
+  std::optional<util::CachingCpuAllocatorScope> cpu_cache_;  // first: destroyed after the models
   GenerateOptions opt_;
   std::unique_ptr<data::Tokenizer> tok_;
   diffusion::DiffusionLM lm_{nullptr};

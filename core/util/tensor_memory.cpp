@@ -2,7 +2,6 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
-#include <c10/core/impl/alloc_cpu.h>
 
 #include <algorithm>
 #include <cstring>
@@ -18,10 +17,10 @@ class CountingAllocator final : public c10::Allocator {
  public:
   // Simple data pointers (data == context), as oneDNN's raw_allocate requires.
   c10::DataPtr allocate(size_t n) override {
-    void* p = c10::alloc_cpu(n);
+    void* p = underlying->raw_allocate(n);
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      sizes_[p] = n;
+      blocks_[p] = {n, underlying->raw_deleter()};
       live_ += static_cast<int64_t>(n);
       peak_ = std::max(peak_, live_);
     }
@@ -47,20 +46,27 @@ class CountingAllocator final : public c10::Allocator {
     return *a;
   }
   bool active = false;
+  c10::Allocator* underlying = nullptr;  // the allocator this scope found installed
 
  private:
+  struct Block {
+    size_t bytes;
+    c10::DeleterFnPtr deleter;
+  };
   static void release(void* p) {
     auto& a = instance();
+    Block b;
     {
       std::lock_guard<std::mutex> lock(a.mutex_);
-      auto it = a.sizes_.find(p);
-      a.live_ -= static_cast<int64_t>(it->second);
-      a.sizes_.erase(it);
+      auto it = a.blocks_.find(p);
+      b = it->second;
+      a.live_ -= static_cast<int64_t>(b.bytes);
+      a.blocks_.erase(it);
     }
-    c10::free_cpu(p);
+    b.deleter(p);
   }
   std::mutex mutex_;
-  std::unordered_map<void*, size_t> sizes_;
+  std::unordered_map<void*, Block> blocks_;
   int64_t live_ = 0, peak_ = 0;
 };
 
@@ -72,6 +78,7 @@ TensorMemoryScope::TensorMemoryScope() : previous_(c10::GetCPUAllocator()) {
   auto& counting = CountingAllocator::instance();
   if (counting.active) throw Error("TensorMemoryScope: scopes do not nest");
   counting.active = true;
+  counting.underlying = static_cast<c10::Allocator*>(previous_);
   counting.reset_peak();
   c10::SetCPUAllocator(&counting, kPriority);
 }

@@ -8,8 +8,9 @@
 namespace tess::util {
 
 // While one is alive, LibTorch's CPU tensors are allocated through a counting
-// allocator (the same posix_memalign'd memory as LibTorch's own; tensors
-// allocated before keep their own deleter). Scopes do not nest.
+// allocator that takes its memory from the allocator installed before it
+// (LibTorch's own, or the caching one of cpu_allocator.h); tensors allocated
+// before keep their own deleter. Scopes do not nest.
 class TensorMemoryScope {
  public:
   TensorMemoryScope();

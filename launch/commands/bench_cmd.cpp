@@ -68,6 +68,10 @@ void add_common(CLI::App* cmd, BenchArgs& a) {
   cmd->add_option("--output,-o", a.output, "Also write the JSON report to FILE");
   cmd->add_flag("--smoke", a.opt.smoke, "Minimal sizes and repetitions (CI): checks that it runs, figures mean nothing");
   cmd->add_option("--threads", a.opt.threads, "Torch intra-op threads (default: LibTorch's)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--cpu-allocator", a.opt.cpu_allocator,
+                  "CPU allocator of the training and sampling cases, as run.cpu_allocator (caching or system)")
+      ->check(CLI::IsMember({"caching", "system"}))
+      ->capture_default_str();
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // trains from YAML, and a run killed with SIGKILL and resumed reproduces the
 // per-step losses of an uninterrupted run bit for bit.
 #include <catch2/catch.hpp>
+#include <cstdio>
 
 #include <fstream>
 #include <map>
@@ -129,7 +130,7 @@ void train_killed_and_resumed(const std::string& command, int kill_after, const 
   REQUIRE(r.exit_code == 0);
 }
 
-std::string tess_cmd(const std::string& args) { return std::string("'") + TESS_BINARY + "' " + args; }
+std::string tess_cmd(const std::string& args) { return fmt::format("'{}' {}", TESS_BINARY, args); }
 
 }  // namespace
 
@@ -217,6 +218,31 @@ TEST_CASE("adaptation and instruction stages train and resume bit-exactly", "[in
   REQUIRE(loss_texts(in_a).size() == 10);
   auto m = metrics(in_a);
   CHECK(m.back()["loss"].get<double>() < m.front()["loss"].get<double>());
+}
+
+TEST_CASE("run.cpu_allocator: the caching allocator changes no bit of training and serves steps from its cache",
+          "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("allocator", "run:\n  stage: adaptation\ndiffusion:\n  timesteps: 100\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=6 --set checkpoint.every=3 --set train.batch_size=16 "
+                       "--set data.seq_len=64";  // [span rows, V] tensors over the cache's 128 KiB
+  auto cached = w.dir / "runs/allocator_caching", system = w.dir / "runs/allocator_system";
+  train_ok(cfg, "--set run.dir=" + cached.string() + common);
+  train_ok(cfg, "--set run.dir=" + system.string() + common + " --set run.cpu_allocator=system");
+  REQUIRE(loss_texts(cached).size() == 6);
+  CHECK(loss_texts(cached) == loss_texts(system));
+  // "cpu allocator: H of N large tensors reused a cached block; ...": the
+  // steps after the first are served from the cache.
+  auto log = tess::test::read_file(cached / "log.txt");
+  auto at = log.find("cpu allocator: ");
+  REQUIRE(at != std::string::npos);
+  long hits = 0, total = 0;
+  REQUIRE(std::sscanf(log.c_str() + at, "cpu allocator: %ld of %ld", &hits, &total) == 2);
+  INFO(log.substr(at, 120));
+  CHECK(total > 0);
+  CHECK(hits > total / 2);
+  CHECK(tess::test::read_file(system / "log.txt").find("cpu allocator: ") == std::string::npos);
 }
 
 TEST_CASE("stage reward learns preferences, saves an HF sequence classifier and resumes bit-exactly",
