@@ -33,8 +33,8 @@ def train_section(r):
     print("Training step (MFU against the measured peak of the case's precision):\n")
     print("| case | B x L | span | tokens/s | step s (pair spread) | GF/s | MFU | data / noise / fwd / self-cond / bwd "
           "/ opt | input path s | peak RSS | RSS above baseline / `tess plan` | live tensors / `tess plan` "
-          "| eager / tess |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| CPU allocator (hits / misses per step) | eager / tess |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for c in r["train"]["cases"]:
         if "skipped" in c:
             print(f"| {c['case']} | {c['skipped']} |")
@@ -46,10 +46,13 @@ def train_section(r):
         spread = f" ({100 * c['pair_spread']:.0f}%)" if "pair_spread" in c else ""
         # Reports before the tensor counter have no tensors_over_plan.
         tensors = f"{c['tensors_over_plan']:.3f}x" if "tensors_over_plan" in c else "-"
+        a = c.get("cpu_allocator", {"kind": "system"})
+        allocator = (f"caching ({a['timed_step_hits']:.0f} / {a['timed_step_misses']:.1f})" if a["kind"] == "caching"
+                     else a["kind"])
         print(f"| {c['case']} | {c['batch']} x {c['seq_len']} | {c['span_tokens']} | {c['tokens_per_s']:,.0f} "
               f"| {c['step_s']:.3f}{spread} | {c['achieved_gflops']:.1f} | {pct(c['mfu'])} | {shares} % "
               f"| {c['input_path_s']:.3f} | {c['peak_rss_bytes'] / 2**20:,.0f} MB "
-              f"| {c['rss_over_plan']:.2f}x of {c['plan_bytes'] / 2**20:,.0f} MB | {tensors} | {eager} |")
+              f"| {c['rss_over_plan']:.2f}x of {c['plan_bytes'] / 2**20:,.0f} MB | {tensors} | {allocator} | {eager} |")
     print()
 
 

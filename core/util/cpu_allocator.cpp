@@ -4,7 +4,6 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 #include <c10/util/Exception.h>
-#include <fmt/format.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
