@@ -521,7 +521,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
         auto abar = abar_table.index_select(0, tt.index_select(0, span.batch)).to(torch::kFloat32);
         return [&, abar](int64_t start, int64_t count) {
           auto n0 = Clock::now();
-          auto z = torch::randn({count, V}, noise_rng.generator());
+          auto z = diffusion::gaussian_rows(noise_rng, count, V);
           auto x = diffusion::noisy_simplex_rows(labels.narrow(0, start, count), abar.narrow(0, start, count), z, k);
           noise_s += since(n0);
           return x;
@@ -589,7 +589,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
     auto t0 = Clock::now();
     for (int64_t start = 0; start < span.rows; start += diffusion::DiffusionLMImpl::kRowChunk) {
       int64_t count = std::min(diffusion::DiffusionLMImpl::kRowChunk, span.rows - start);
-      auto z = torch::randn({count, V}, noise_rng.generator());
+      auto z = diffusion::gaussian_rows(noise_rng, count, V);
       auto x = diffusion::noisy_simplex_rows(labels.narrow(0, start, count), abar.narrow(0, start, count), z, k);
       auto p = (torch::softmax(x, -1) + 1.0 / static_cast<double>(V)) * 0.5;
       auto y = torch::matmul(bf16 ? p.to(torch::kBFloat16) : p, bf16 ? e.to(torch::kBFloat16) : e);
@@ -807,7 +807,7 @@ json sample_step_breakdown(diffusion::DiffusionLMImpl& lm, const diffusion::Samp
   torch::NoGradGuard no_grad;
   auto span = diffusion::SpanIndex::from_mask(batch.span_mask);
   int64_t vocab = lm.decoder->config().vocab_size;
-  auto x = torch::randn({span.rows, vocab}, rng.generator()) * 5.0;
+  auto x = diffusion::gaussian_rows(rng, span.rows, vocab) * 5.0;
   diffusion::RowSource rows = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
   diffusion::DiffusionInputs in{batch.ids, batch.span_mask, torch::full({batch.ids.size(0)}, 0.5f), batch.key_mask};
   auto prev = lm.span_logits(in, span, rows, {});
@@ -826,7 +826,7 @@ json sample_step_breakdown(diffusion::DiffusionLMImpl& lm, const diffusion::Samp
   double argmax = best([&] { tokens = diffusion::choose_tokens(logits, 0, 1.0, rng); });
   double renoise = best([&] {
     auto a = torch::full({span.rows}, 0.5f);
-    x = diffusion::noisy_simplex_rows(tokens, a, torch::randn({span.rows, vocab}, rng.generator()), 5.0);
+    x = diffusion::noisy_simplex_rows(tokens, a, diffusion::gaussian_rows(rng, span.rows, vocab), 5.0);
   });
   return {{"forward_s", forward}, {"choose_top_p_s", choose}, {"choose_argmax_s", argmax}, {"renoise_s", renoise}};
 }

@@ -21,6 +21,12 @@ torch::Tensor noisy_simplex_rows(const torch::Tensor& ids, const torch::Tensor& 
   return x.scatter_add(1, ids.unsqueeze(1), sqrt_a * (2.0 * k));
 }
 
+torch::Tensor gaussian_rows(util::Rng& rng, int64_t rows, int64_t vocab) {
+  auto z = torch::empty({rows, vocab}, torch::kFloat32);
+  rng.fill_standard_normal(z.data_ptr<float>(), z.numel());
+  return z;
+}
+
 std::pair<torch::Tensor, int64_t> span_cross_entropy(const torch::Tensor& span_logits, const torch::Tensor& labels,
                                                      const SpanIndex& span) {
   auto counted = span.pos > 0;
@@ -64,7 +70,7 @@ DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torc
   auto rows_at = [&](const torch::Tensor& t) -> RowSource {
     auto abar = row_abar(scheduler_, t, span);
     return [&, abar](int64_t start, int64_t count) {
-      auto z = torch::randn({count, vocab}, streams.noise.generator()).to(labels.device());
+      auto z = gaussian_rows(streams.noise, count, vocab).to(labels.device());
       return noisy_simplex_rows(labels.narrow(0, start, count), abar.narrow(0, start, count), z, k);
     };
   };

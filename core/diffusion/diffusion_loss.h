@@ -68,6 +68,10 @@ class DiffusionLoss {
 // -k sqrt(a), plus 2k sqrt(a) at each row's id. ids/abar: [count], z: [count, V].
 torch::Tensor noisy_simplex_rows(const torch::Tensor& ids, const torch::Tensor& abar, const torch::Tensor& z, double k);
 
+// z for `rows` span rows: [rows, vocab] fp32 standard normals on the CPU from
+// `rng` (util::Rng::fill_standard_normal, parallel and thread-count independent).
+torch::Tensor gaussian_rows(util::Rng& rng, int64_t rows, int64_t vocab);
+
 // Cross-entropy of span rows against the clean ids, summed over rows with a
 // predictor (pos > 0), and their count.
 std::pair<torch::Tensor, int64_t> span_cross_entropy(const torch::Tensor& span_logits, const torch::Tensor& labels,

@@ -178,7 +178,7 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
   auto span = SpanIndex::from_mask(batch.span_mask);
   int64_t vocab = model_.decoder->config().vocab_size, n = scheduler_.timesteps();
   double k = options_.simplex_value;
-  auto x = torch::randn({span.rows, vocab}, rng.generator()) * k;  // x_T = k * noise on the span
+  auto x = gaussian_rows(rng, span.rows, vocab) * k;  // x_T = k * noise on the span
   torch::Tensor prev, logits;
   RowSource rows = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
   for (int64_t step = 0; step < n; ++step) {
@@ -193,7 +193,7 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
     if (on_step) on_step(StepInfo{step, t, logits, tokens, span});
     if (t > 0) {
       auto a = torch::full({span.rows}, scheduler_.abar_prev(t), torch::kFloat32);
-      x = noisy_simplex_rows(tokens, a, torch::randn({span.rows, vocab}, rng.generator()), k);
+      x = noisy_simplex_rows(tokens, a, gaussian_rows(rng, span.rows, vocab), k);
     }
   }
   auto out = batch.ids.clone();

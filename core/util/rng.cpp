@@ -1,9 +1,11 @@
 #include "core/util/rng.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/Generator.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
@@ -54,6 +56,28 @@ int64_t Rng::uniform_int(int64_t lo, int64_t hi) {
 }
 
 bool Rng::bernoulli(double p) { return uniform() < p; }
+
+namespace {
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+void Rng::fill_standard_normal(float* out, int64_t n) {
+  if (n <= 0) return;
+  const uint64_t base = next_u64();
+  const int64_t chunks = (n + kNormalChunk - 1) / kNormalChunk;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t start = c * kNormalChunk, count = std::min(kNormalChunk, n - start);
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(splitmix64(base ^ splitmix64(static_cast<uint64_t>(c))));
+      at::from_blob(out + start, {count}, at::kFloat).normal_(0.0, 1.0, gen);
+    }
+  });
+}
 
 std::vector<uint8_t> Rng::state() const {
   auto t = gen_->get_state();
