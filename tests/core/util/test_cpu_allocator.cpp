@@ -5,6 +5,13 @@
 
 #include <vector>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
 #include "core/util/cpu_allocator.h"
 #include "core/util/rng.h"
 #include "core/util/tensor_memory.h"
@@ -152,4 +159,30 @@ TEST_CASE("cpu allocator: a TensorMemoryScope over it counts requested bytes and
     hits = CachingCpuAllocatorScope::stats().hits - before.hits;
   }
   CHECK(hits == 1);
+}
+
+TEST_CASE("cpu allocator: running out of address space is an error naming the request, not a crash", "[unit][util]") {
+  // In a child process whose address space is capped 256 MiB above what it
+  // maps now, a 1 GiB tensor cannot be mapped.
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    long pages = 0;
+    std::ifstream("/proc/self/statm") >> pages;
+    rlimit cap{};
+    cap.rlim_cur = cap.rlim_max = static_cast<rlim_t>(pages) * 4096 + (rlim_t{256} << 20);
+    if (setrlimit(RLIMIT_AS, &cap) != 0) _exit(3);
+    CachingCpuAllocatorScope scope;
+    try {
+      auto t = torch::empty({int64_t{1} << 28}, torch::kFloat32);  // 1 GiB
+      _exit(1);
+    } catch (const c10::Error& e) {
+      std::string what = e.what();
+      _exit(what.find("CPU allocator: cannot map 1073741824 bytes for a tensor") != std::string::npos ? 0 : 2);
+    }
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);  // 1: mapped anyway, 2: another message, 3: no rlimit
 }
