@@ -7,15 +7,17 @@
 // ever hold at once (docs/performance.md). Setting a malloc threshold returns
 // that memory but pays page faults and zeroing on every allocation (~40%
 // slower steps). This allocator takes the large requests out of malloc:
-// blocks are mmap'd in size classes (8 per power of two) and, once freed, kept
-// for the next request that fits them (their class or up to a quarter
+// blocks are mmap'd in size classes (8 per power of two) and, once freed,
+// kept for the next request that fits them (their class or up to a quarter
 // smaller, as span-row counts drift between steps), so each step reuses the
-// pages of the previous one. The cache is bounded: mapped bytes (live + cached) never grow
-// past the highest live bytes seen so far plus 1/8, because a miss first
-// unmaps the least recently freed blocks. Blocks of 2 MiB or more are
-// aligned to 2 MiB and advised for transparent huge pages (fewer faults and
-// TLB misses; 10-17% faster medium training steps than malloc's memory).
-// Requests under kMinBytes stay with malloc, whose threshold then never rises.
+// pages of the previous one. The cache is bounded: mapped bytes (live +
+// cached) never grow past the highest live bytes seen so far plus 1/8,
+// because a miss first unmaps the least recently freed blocks. Blocks of
+// 2 MiB or more are aligned to 2 MiB and advised for transparent huge pages
+// (fewer faults and TLB misses). Measured on medium training: resident memory
+// 1.05-1.16x of `tess plan` instead of 1.34-1.41x, diffusion steps 5-8%
+// faster. Requests under kMinBytes stay with malloc, whose threshold then
+// never rises.
 #include <cstdint>
 
 namespace tess::util {
