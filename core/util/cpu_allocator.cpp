@@ -30,12 +30,18 @@ class CachingCpuAllocator final : public c10::Allocator {
   }
 
   // Simple data pointers (data == context), as oneDNN's raw_allocate requires.
+  // Small blocks (and all blocks while inactive: left installed under a
+  // TensorMemoryScope that outlived the last cache scope) are malloc's and
+  // carry its deleter, so their frees skip the cache's lock; release() still
+  // takes them when they come back through raw_deleter().
   c10::DataPtr allocate(size_t n) override {
-    // Inactive (left installed under a TensorMemoryScope that outlived the
-    // last cache scope): plain malloc.
-    const bool cached = static_cast<int64_t>(n) >= CachingCpuAllocatorScope::kMinBytes && scopes_.load() > 0;
-    void* p = cached ? take(n) : c10::alloc_cpu(n);
-    return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
+    const c10::Device cpu(c10::DeviceType::CPU);
+    if (static_cast<int64_t>(n) < CachingCpuAllocatorScope::kMinBytes || scopes_.load() == 0) {
+      void* p = c10::alloc_cpu(n);
+      return {p, p, &c10::free_cpu, cpu};
+    }
+    void* p = take(n);
+    return {p, p, &release, cpu};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
   void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
