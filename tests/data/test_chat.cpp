@@ -115,7 +115,7 @@ std::vector<int32_t> row(const int32_t* p, int64_t L) { return std::vector<int32
 
 }  // namespace
 
-TEST_CASE("the chat template is byte-exact: <s><|user|>\\n{user}\\n<|assistant|>\\n{answer}</s> + PAD", "[unit][data]") {
+TEST_CASE("the chat template is byte-exact: <s><|user|> newline {user} newline <|assistant|> newline {answer}</s> + PAD", "[unit][data]") {
   auto tok = padded_tokenizer();
   const int32_t pad = tok->pad_id();
   const int64_t L = 48;
@@ -239,7 +239,7 @@ TEST_CASE("system message and all-turns variants of the template", "[unit][data]
   }
 }
 
-TEST_CASE("too-long examples: the prompt is cut from the left keeping the markers, or dropped; all counted", "[unit][data]") {
+TEST_CASE("too-long examples: the prompt is cut from the left keeping the markers, or dropped, and all are counted", "[unit][data]") {
   auto tok = padded_tokenizer();
   const int64_t L = 40;
   std::string long_user = "Here are some records: river is 12, stone is 7, garden is 30, apple is 5. What is the value of stone?";
@@ -378,7 +378,7 @@ TEST_CASE("a tokenizer without PAD, BOS or EOS cannot build the template", "[uni
              Contains((dir / "missing.jsonl").string()));
 }
 
-TEST_CASE("preference pairs share the prompt; the reward is read at the last real token", "[unit][data]") {
+TEST_CASE("preference pairs share the prompt and the reward is read at the last real token", "[unit][data]") {
   auto tok = padded_tokenizer();
   const int64_t L = 40;
   TempDir dir;

@@ -25,7 +25,7 @@ const JsonlVisitor require_text = [](const nlohmann::json& r, int64_t) {
 };
 }  // namespace
 
-TEST_CASE("JSONL records arrive with their line numbers; blank lines are skipped", "[unit][data]") {
+TEST_CASE("JSONL records arrive with their line numbers and blank lines are skipped", "[unit][data]") {
   tess::test::TempDir dir;
   auto file = dir.write("a.jsonl", "{\"text\": \"one\"}\n\n{\"text\": \"two\"}\r\n");
   std::vector<std::pair<int64_t, std::string>> seen;

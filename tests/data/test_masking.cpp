@@ -86,7 +86,7 @@ TEST_CASE("UL2 defaults are the six objectives of the contract", "[unit][data]")
   CHECK_THAT(error_of([] { Ul2Options::objective("t5_huge"); }), Contains("unknown UL2 objective 't5_huge'"));
 }
 
-TEST_CASE("each UL2 objective has its mask ratio and mean span length; position 0 stays clean", "[unit][data]") {
+TEST_CASE("each UL2 objective has its mask ratio and mean span length, and position 0 stays clean", "[unit][data]") {
   SpanMasker masker;
   const int64_t L = 1024, B = 8, batches = 40;
   for (const auto& obj : masker.options().objectives) {

@@ -168,7 +168,7 @@ TEST_CASE("read_prompts: prompt and messages records, errors name file:line", "[
   CHECK_THROWS_WITH(tess::eval::read_prompts(bad), Contains("bad.jsonl:2"));
 }
 
-TEST_CASE("tess generate --prompt prints text; the same seed gives the same text", "[integration][eval]") {
+TEST_CASE("tess generate --prompt prints text and the same seed gives the same text", "[integration][eval]") {
   auto& w = workspace();
   auto base = "generate --model " + q(w.diffusion) + " --prompt 'the cat sat' --steps 4 --length 12 --show-steps ";
   auto a = run_tess(base + "--seed 1");

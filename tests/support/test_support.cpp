@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -37,6 +38,16 @@ fs::path TempDir::write(const std::string& name, const std::string& text) const 
   fs::create_directories(p.parent_path());
   std::ofstream(p, std::ios::binary) << text;
   return p;
+}
+
+void skip(const std::string& reason) {
+  if (const char* code = std::getenv("TESS_TEST_SKIP_CODE")) {
+    std::printf("SKIPPED: %s\n", reason.c_str());
+    std::fflush(stdout);
+    std::exit(std::atoi(code));
+  }
+  WARN("skipped: " << reason);
+  SUCCEED();
 }
 
 std::string read_file(const fs::path& path) {

@@ -43,6 +43,17 @@ std::string error_of(const std::function<void()>& f);
 // `s` quoted for a POSIX shell command line.
 std::string shell_quote(const std::string& s);
 
+// Ends the calling test case as skipped, saying why. Under ctest the process
+// exits with TESS_TEST_SKIP_CODE, which ctest reports as "Skipped" (never as
+// a pass); run by hand, it warns and counts as one passing assertion. Use
+// TESS_SKIP, which also returns from the test case.
+void skip(const std::string& reason);
+#define TESS_SKIP(reason)         \
+  do {                            \
+    ::tess::test::skip(reason);   \
+    return;                       \
+  } while (0)
+
 // A small GQA decoder shape for fast tests: hidden 32, 2 layers, 4 heads,
 // 2 KV heads, vocabulary `vocab`; `init_std` > 0.02 gives a less uniform
 // untrained model.

@@ -26,7 +26,7 @@ TEST_CASE("warmup rises linearly to the peak, then the shape decays to the floor
   CHECK(s.at(14) == Approx(0.1));
 }
 
-TEST_CASE("the schedule reads its keys; warmup_ratio wins over warmup_steps", "[unit][train]") {
+TEST_CASE("the schedule reads its keys, and warmup_ratio wins over warmup_steps", "[unit][train]") {
   auto cfg = tess::config::Config::load_string(
       "run: {stage: instruction}\ntrain: {lr: 1.0e-5, lr_schedule: cosine, warmup_ratio: 0.03, warmup_steps: 7}\n",
       "inline");

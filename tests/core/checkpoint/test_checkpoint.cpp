@@ -52,7 +52,7 @@ TEST_CASE("corruption, truncation and missing files are named", "[unit][checkpoi
   CHECK_THROWS_WITH(verify_checkpoint(dir), Contains("no manifest.json"));
 }
 
-TEST_CASE("retention keeps the newest; an interrupted save leaves the previous one intact", "[unit][checkpoint]") {
+TEST_CASE("retention keeps the newest and an interrupted save leaves the previous one intact", "[unit][checkpoint]") {
   tess::test::TempDir run;
   for (int64_t s : {10, 20, 30, 40}) save(run.path(), s, 1, 2);
   CHECK_FALSE(fs::exists(checkpoints_root(run.path()) / "step_00000010"));

@@ -89,7 +89,7 @@ TEST_CASE("timesteps are uniform over 0..T-1 and drawn from the named stream", "
   CHECK(counts.to(torch::kFloat64).std().item<double>() / 2000.0 < 0.05);
 }
 
-TEST_CASE("the loss is the cross-entropy of span tokens only; position 0 is never counted", "[unit][diffusion]") {
+TEST_CASE("the loss is the cross-entropy of span tokens only and position 0 is never counted", "[unit][diffusion]") {
   auto lm = tiny_lm();
   DiffusionLoss loss(NoiseScheduler(Schedule::CosineImproved, 100), {5.0, 0.0});
   torch::NoGradGuard g;

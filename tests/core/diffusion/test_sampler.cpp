@@ -36,7 +36,7 @@ SamplerOptions options(int64_t steps, double top_p) {
 
 }  // namespace
 
-TEST_CASE("sampling is seeded: same seed, same tokens; context positions are untouched", "[unit][diffusion]") {
+TEST_CASE("sampling is seeded (same seed, same tokens) and context positions are untouched", "[unit][diffusion]") {
   DiffusionLM lm(Decoder(toy_config(30), 1), SelfCondition::LogitsMean, false, 2);
   lm->eval();
   auto batch = SampleBatch::from_prompts({{1, 5, 6, 7}, {1, 9}}, 5, 0);
@@ -52,7 +52,7 @@ TEST_CASE("sampling is seeded: same seed, same tokens; context positions are unt
   CHECK(torch::equal(out_a.masked_select(context), batch.ids.masked_select(context)));
 }
 
-TEST_CASE("top-p with p -> 0 is argmax; top-p keeps the smallest set reaching p", "[unit][diffusion]") {
+TEST_CASE("top-p with p -> 0 is argmax and top-p keeps the smallest set reaching p", "[unit][diffusion]") {
   DiffusionLM lm(Decoder(toy_config(30), 1), SelfCondition::LogitsMean, false, 2);
   auto logits = torch::randn({64, 30}) * 3;
   Rng rng(1, "sample");

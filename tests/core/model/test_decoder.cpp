@@ -42,7 +42,7 @@ double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b)
 
 }  // namespace
 
-TEST_CASE("causal: a later token never changes earlier logits; bidirectional: it does", "[unit][model]") {
+TEST_CASE("causal: a later token never changes earlier logits, bidirectional: it does", "[unit][model]") {
   Decoder d(tiny(), 1);
   torch::NoGradGuard g;
   auto a = ids_of({3, 7, 11, 19, 23, 29});
@@ -243,7 +243,7 @@ TEST_CASE("a training step lowers the loss on its batch", "[unit][model]") {
   CHECK(loss_of().item<double>() < first - 0.5);
 }
 
-TEST_CASE("save -> load gives bit-identical logits; the same seed gives the same model", "[unit][model]") {
+TEST_CASE("save -> load gives bit-identical logits and the same seed gives the same model", "[unit][model]") {
   tess::test::TempDir dir;
   for (bool tied : {false, true}) {
     Decoder d(tiny(2, tied), 11);

@@ -77,7 +77,7 @@ TEST_CASE("HF transformers loads a tess checkpoint and computes the same logits"
   }
 }
 
-TEST_CASE("tess model forward writes HF's logits; tess model info describes the model", "[unit][model][cli]") {
+TEST_CASE("tess model forward writes HF's logits and tess model info describes the model", "[unit][model][cli]") {
   tess::test::TempDir dir;
   SafetensorsFile golden(kGolden + "llama/golden.safetensors");
   auto ids = golden_ids(golden)[0];
