@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/dist/dist.h"
+#include "core/util/test_hooks.h"
 
 namespace tess::train {
 namespace {
@@ -111,6 +112,15 @@ void GradientReducer::start(Bucket& b) {
 
 void GradientReducer::reduce(const std::vector<at::Tensor>& grads) {
   if (dist_.world_size() == 1) return;
+  sum_across_ranks(grads);
+  if (util::test_mutation("allreduce_average")) {  // the deliberate bug of tests/train: a mean, not a sum
+    torch::NoGradGuard no_grad;
+    for (const auto& g : grads)
+      if (g.defined()) g.div_(dist_.world_size());
+  }
+}
+
+void GradientReducer::sum_across_ranks(const std::vector<at::Tensor>& grads) {
   if (armed_) {
     armed_ = false;
     spdlog::debug("gradient all-reduce: {} of {} buckets started during backward", next_, buckets_.size());

@@ -43,6 +43,7 @@ class GradientReducer {
     size_t ready = 0;
     at::Tensor flat;
   };
+  void sum_across_ranks(const std::vector<at::Tensor>& grads);
   void on_gradient(size_t param);
   void start(Bucket& b);
   void start_ready_in_order();

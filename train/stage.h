@@ -33,6 +33,14 @@ struct MicroBatch {
   at::Tensor ids;        // int64 [B, L]
   at::Tensor span_mask;  // bool [B, L]: noised/generated positions (diffusion) or target positions (AR)
   int64_t tokens = 0;    // tokens this micro-batch's loss is summed over
+  // Its place in the optimizer step's global batch: micro-batch k of rank r
+  // is slot k * world_size + r, which is also where its samples sit in the
+  // step's share of the data order. Each slot draws from random streams of
+  // its own, so a step computes the same thing however its slots are spread
+  // over processes and accumulation (2 processes x 1 = 1 process x 2
+  // micro-batches). -1: a validation batch (streams of its own, the same at
+  // every evaluation).
+  int64_t slot = -1;
 };
 
 struct LossTerms {
@@ -40,10 +48,11 @@ struct LossTerms {
   int64_t tokens = 0;  // its token count
 };
 
-// Where a run's components come from (rank, world size, seed, device).
+// Where a run's components come from (rank, world size, accumulation, seed, device).
 struct StageContext {
   int rank = 0;
   int world_size = 1;
+  int64_t grad_accum = 1;  // micro-batches per rank and step
   uint64_t seed = 0;
   std::string device = "cpu";
 };
@@ -61,10 +70,14 @@ class Stage {
   // Optional validation batches (empty when no validation data).
   virtual std::vector<MicroBatch> validation_batches(int64_t count) { return {}; }
 
-  // Everything random or positional the stage owns (stream states, loader
-  // position), as of the last batch handed out; restored exactly on resume.
+  // Everything random or positional the stage owns (stream states of this
+  // rank's slots, loader position), as of the last batch handed out, which
+  // must end an optimizer step; restored exactly on resume from
+  // `rank_states`, the state() of every rank of the saved run (rank order),
+  // whatever its world size and accumulation were.
   virtual std::map<std::string, std::string> state() const = 0;
-  virtual void load_state(const std::map<std::string, std::string>& state, const std::string& source) = 0;
+  virtual void load_state(const std::vector<std::map<std::string, std::string>>& rank_states,
+                          const std::string& source) = 0;
 
   // Writes the model (and tokenizer) as an HF-layout directory. With a
   // `snapshot`, the weights the function writes are that snapshot's deferred

@@ -16,6 +16,7 @@
 #include "core/model/reward_model.h"
 #include "core/util/error.h"
 #include "core/util/rng.h"
+#include "core/util/test_hooks.h"
 #include "data/chat.h"
 #include "data/loader.h"
 #include "data/masking.h"
@@ -162,21 +163,87 @@ std::shared_ptr<Examples> open_examples(const std::vector<std::string>& inputs, 
 }
 
 // ---------------------------------------------------------------------------
+// Random streams per micro-batch slot (MicroBatch::slot).
+
+// The micro-batch slots of this rank: its k-th micro-batch of a step is slot
+// k * world + rank.
+struct Slots {
+  int64_t world = 1, rank = 0, accum = 1;
+  int64_t of(int64_t k) const { return k * world + rank; }
+  int64_t total() const { return world * accum; }
+};
+
+// Stream `name` of slot `slot`. The seed string says "rank" because slot s
+// was rank s's only stream before accumulation had streams of its own: runs
+// without accumulation draw what they always drew.
+std::string slot_stream(const std::string& name, int64_t slot) { return fmt::format("{}.rank{}", name, slot); }
+
+std::vector<util::Rng> slot_streams(uint64_t seed, const std::string& name, const Slots& slots) {
+  std::vector<util::Rng> out;
+  for (int64_t k = 0; k < slots.accum; ++k) out.emplace_back(seed, slot_stream(name, slots.of(k)));
+  return out;
+}
+
+std::string slot_key(const std::string& stream, int64_t slot) { return fmt::format("rng.{}.slot{}", stream, slot); }
+
+void save_slot_streams(std::map<std::string, std::string>& out, const std::string& stream, const Slots& slots,
+                       const std::vector<std::vector<uint8_t>>& states) {
+  for (int64_t k = 0; k < slots.accum; ++k) out[slot_key(stream, slots.of(k))] = checkpoint::hex_encode(states[k]);
+}
+
+// The states of stream `stream` for this rank's slots, from the saved run's
+// rank states. A saved run with as many slots (world x accumulation) gives
+// every slot its own state back, however the slots were spread; with another
+// count, slot s continues saved slot s mod (saved count). Checkpoints written
+// before slots had streams of their own hold one "rng.<stream>" per rank:
+// rank r's is slot r's. Under the test mutation "resume_without_streams"
+// nothing is restored (no states).
+struct SavedSlotStreams {
+  std::vector<std::vector<uint8_t>> states;  // per slot of this rank
+  int64_t saved_slots = 0;                   // how many the saved run had
+};
+SavedSlotStreams load_slot_streams(const std::vector<std::map<std::string, std::string>>& rank_states,
+                                                    const std::string& stream, const Slots& slots,
+                                                    const std::string& source) {
+  std::map<int64_t, std::string> saved;
+  std::string prefix = fmt::format("rng.{}.slot", stream);
+  for (size_t r = 0; r < rank_states.size(); ++r)
+    for (const auto& [key, value] : rank_states[r]) {
+      if (key.rfind(prefix, 0) == 0) saved[std::stoll(key.substr(prefix.size()))] = value;
+      if (key == "rng." + stream) saved[static_cast<int64_t>(r)] = value;
+    }
+  if (saved.empty()) throw Error(fmt::format("{}: stage state 'rng.{}' is missing", source, stream));
+  int64_t count = saved.rbegin()->first + 1;
+  if (static_cast<int64_t>(saved.size()) != count)
+    throw Error(fmt::format("{}: stage state 'rng.{}' has {} of {} slots", source, stream, saved.size(), count));
+  SavedSlotStreams out{{}, count};
+  if (util::test_mutation("resume_without_streams")) return out;
+  for (int64_t k = 0; k < slots.accum; ++k) {
+    int64_t s = slots.of(k) % count;
+    out.states.push_back(checkpoint::hex_decode(saved.at(s), fmt::format("{} {}", source, slot_key(stream, s))));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
 // The background loader: sampler -> examples -> (UL2 masks) -> MicroBatch.
 
 struct LoaderState {
   data::SamplerState sampler;
-  Bytes mask_rng;
+  std::vector<Bytes> mask_rng;  // per slot of this rank
+  int64_t next_k = 0;           // the micro-batch of the step that comes next
 };
 
 class BatchLoader {
  public:
   BatchLoader(std::shared_ptr<Examples> examples, data::DistributedSampler::Options sampler,
-              std::shared_ptr<data::SpanMasker> masker, util::Rng mask_rng, int64_t prefetch)
+              std::shared_ptr<data::SpanMasker> masker, std::vector<util::Rng> mask_rng, Slots slots,
+              int64_t prefetch)
       : examples_(std::move(examples)),
         sampler_(sampler),
         masker_(std::move(masker)),
         mask_rng_(std::move(mask_rng)),
+        slots_(slots),
         prefetch_(prefetch) {
     state_ = snapshot();
   }
@@ -195,13 +262,18 @@ class BatchLoader {
   void set_state(const LoaderState& s) {
     prefetcher_.reset();  // drop batches produced from the old state
     sampler_.set_state(s.sampler);
-    if (!s.mask_rng.empty()) mask_rng_.set_state(s.mask_rng);
+    for (size_t k = 0; k < s.mask_rng.size(); ++k) mask_rng_.at(k).set_state(s.mask_rng[k]);
+    next_k_ = s.next_k;
     state_ = s;
   }
   int64_t samples() const { return examples_->size(); }
 
  private:
-  LoaderState snapshot() const { return {sampler_.state(), mask_rng_.state()}; }
+  LoaderState snapshot() const {
+    LoaderState s{sampler_.state(), {}, next_k_};
+    for (const auto& rng : mask_rng_) s.mask_rng.push_back(rng.state());
+    return s;
+  }
 
   MicroBatch produce() {
     auto indices = sampler_.next_batch();
@@ -210,20 +282,24 @@ class BatchLoader {
     std::vector<uint8_t> mask(static_cast<size_t>(b * l));
     examples_->fill(indices, ids.data_ptr<int64_t>(), mask.data());
     if (masker_ && examples_->needs_span_masker()) {
-      auto spans = masker_->train_batch(b, l, mask_rng_);
+      auto spans = masker_->train_batch(b, l, mask_rng_[static_cast<size_t>(next_k_)]);
       mask = spans.mask;
     }
     MicroBatch mb;
     mb.ids = ids;
     mb.span_mask = torch::from_blob(mask.data(), {b, l}, torch::kUInt8).to(torch::kBool);
     mb.tokens = examples_->loss_units(mb.span_mask);
+    mb.slot = slots_.of(next_k_);
+    next_k_ = (next_k_ + 1) % slots_.accum;
     return mb;
   }
 
   std::shared_ptr<Examples> examples_;
   data::DistributedSampler sampler_;
   std::shared_ptr<data::SpanMasker> masker_;
-  util::Rng mask_rng_;
+  std::vector<util::Rng> mask_rng_;
+  Slots slots_;
+  int64_t next_k_ = 0;
   int64_t prefetch_;
   LoaderState state_;
   std::unique_ptr<data::Prefetcher<MicroBatch, LoaderState>> prefetcher_;
@@ -307,13 +383,14 @@ data::DistributedSampler::Options sampler_options(const config::Config& cfg, con
   return o;
 }
 
-std::string rank_stream(const std::string& name, int rank) { return fmt::format("{}.rank{}", name, rank); }
-
 // Everything the stages share: tokenizer, loader, stream states.
 class StageBase : public Stage {
  protected:
   StageBase(const config::Config& cfg, const StageContext& ctx)
-      : ctx_(ctx), tokenizer_(load_run_tokenizer(cfg)), preferences_(cfg.get_string("run.stage") == "reward") {
+      : ctx_(ctx),
+        slots_{ctx.world_size, ctx.rank, ctx.grad_accum},
+        tokenizer_(load_run_tokenizer(cfg)),
+        preferences_(cfg.get_string("run.stage") == "reward") {
     text_hash_ = tokenizer_->base_hash();
     ensure_pad(cfg, *tokenizer_);
     auto inputs = cfg.get_string_list("data.train");
@@ -335,7 +412,7 @@ class StageBase : public Stage {
   void start_loader(const config::Config& cfg, std::shared_ptr<data::SpanMasker> masker) {
     masker_ = masker;
     loader_ = std::make_unique<BatchLoader>(examples_, sampler_options(cfg, ctx_, examples_->size()), masker,
-                                            util::Rng(ctx_.seed, rank_stream("span_mask", ctx_.rank)), prefetch_);
+                                            slot_streams(ctx_.seed, "span_mask", slots_), slots_, prefetch_);
   }
 
  public:
@@ -345,21 +422,31 @@ class StageBase : public Stage {
 
   std::map<std::string, std::string> state() const override {
     const auto& s = loader_->state();
-    return {{"loader.epoch", std::to_string(s.sampler.epoch)},
-            {"loader.position", std::to_string(s.sampler.position)},
-            {"rng.span_mask", checkpoint::hex_encode(s.mask_rng)}};
+    if (s.next_k != 0) throw Error("internal: stage state taken in the middle of an optimizer step");
+    std::map<std::string, std::string> out{{"loader.epoch", std::to_string(s.sampler.epoch)},
+                                           {"loader.position", std::to_string(s.sampler.position)}};
+    save_slot_streams(out, "span_mask", slots_, s.mask_rng);
+    return out;
   }
-  void load_state(const std::map<std::string, std::string>& st, const std::string& source) override {
+  void load_state(const std::vector<std::map<std::string, std::string>>& rank_states,
+                  const std::string& source) override {
+    const auto& first = rank_states.at(0);  // the data order is global: every rank saved the same position
     auto get = [&](const std::string& k) -> const std::string& {
-      auto it = st.find(k);
-      if (it == st.end()) throw Error(fmt::format("{}: stage state '{}' is missing", source, k));
+      auto it = first.find(k);
+      if (it == first.end()) throw Error(fmt::format("{}: stage state '{}' is missing", source, k));
       return it->second;
     };
     LoaderState s;
     s.sampler.epoch = std::stoll(get("loader.epoch"));
     s.sampler.position = std::stoll(get("loader.position"));
-    s.mask_rng = checkpoint::hex_decode(get("rng.span_mask"), source + " rng.span_mask");
+    auto masks = load_slot_streams(rank_states, "span_mask", slots_, source);
+    s.mask_rng = std::move(masks.states);
     loader_->set_state(s);
+    if (masks.saved_slots != slots_.total() && ctx_.rank == 0)
+      spdlog::warn("{}: saved with {} micro-batch slot(s) per step (processes x train.grad_accum), this run has {}: "
+                   "the data order continues exactly, but slot s continues the random streams of saved slot "
+                   "(s mod {}), so steps differ from the saved run's own continuation",
+                   source, masks.saved_slots, slots_.total(), masks.saved_slots);
   }
 
   std::vector<MicroBatch> validation_batches(int64_t count) override {
@@ -394,6 +481,7 @@ class StageBase : public Stage {
   }
 
   StageContext ctx_;
+  Slots slots_;
   std::unique_ptr<data::Tokenizer> tokenizer_;
   std::string text_hash_;
   bool preferences_ = false;
@@ -460,8 +548,8 @@ class DiffusionStage : public StageBase {
       : StageBase(cfg, ctx),
         stage_(cfg.get_string("run.stage")),
         loss_(diffusion::NoiseScheduler::from_config(cfg), diffusion::DiffusionLossOptions::from_config(cfg)),
-        noise_(ctx.seed, rank_stream("noise", ctx.rank)),
-        coin_(ctx.seed, rank_stream("self_condition", ctx.rank)) {
+        noise_(slot_streams(ctx.seed, "noise", slots_)),
+        coin_(slot_streams(ctx.seed, "self_condition", slots_)) {
     if (cfg.get_string("model.attention") == "causal")
       throw Error(fmt::format("stage {} trains diffusion LMs: model.attention must be auto or bidirectional", stage_));
     auto mode = diffusion::parse_self_condition(cfg.get_string("diffusion.self_condition"));
@@ -485,22 +573,37 @@ class DiffusionStage : public StageBase {
   std::vector<NamedParameter> parameters() override { return named(*model_, "decoder."); }
 
   LossTerms loss(const MicroBatch& mb) override {
-    auto r = loss_(*model_, mb.ids, mb.span_mask, {noise_, coin_});
+    auto k = static_cast<size_t>(mb.slot / ctx_.world_size);
+    auto r = mb.slot < 0 ? loss_(*model_, mb.ids, mb.span_mask, {validation_noise_, validation_coin_})
+                         : loss_(*model_, mb.ids, mb.span_mask, {noise_.at(k), coin_.at(k)});
     return {r.loss_sum, r.tokens};
+  }
+
+  // Every evaluation draws the same noise (a comparable validation curve),
+  // from streams of its own (validation never shifts training's draws).
+  std::vector<MicroBatch> validation_batches(int64_t count) override {
+    validation_noise_ = util::Rng(ctx_.seed, "noise.validation");
+    validation_coin_ = util::Rng(ctx_.seed, "self_condition.validation");
+    return StageBase::validation_batches(count);
   }
 
   std::map<std::string, std::string> state() const override {
     auto s = StageBase::state();
-    s["rng.noise"] = checkpoint::hex_encode(noise_.state());
-    s["rng.self_condition"] = checkpoint::hex_encode(coin_.state());
+    for (auto [stream, rngs] : {std::pair<const char*, const std::vector<util::Rng>*>{"noise", &noise_},
+                                {"self_condition", &coin_}}) {
+      std::vector<std::vector<uint8_t>> states;
+      for (const auto& rng : *rngs) states.push_back(rng.state());
+      save_slot_streams(s, stream, slots_, states);
+    }
     return s;
   }
-  void load_state(const std::map<std::string, std::string>& st, const std::string& source) override {
-    StageBase::load_state(st, source);
-    for (auto [key, rng] : {std::pair<const char*, util::Rng*>{"rng.noise", &noise_}, {"rng.self_condition", &coin_}}) {
-      auto it = st.find(key);
-      if (it == st.end()) throw Error(fmt::format("{}: stage state '{}' is missing", source, key));
-      rng->set_state(checkpoint::hex_decode(it->second, source + " " + key));
+  void load_state(const std::vector<std::map<std::string, std::string>>& rank_states,
+                  const std::string& source) override {
+    StageBase::load_state(rank_states, source);
+    for (auto [stream, rngs] :
+         {std::pair<const char*, std::vector<util::Rng>*>{"noise", &noise_}, {"self_condition", &coin_}}) {
+      auto saved = load_slot_streams(rank_states, stream, slots_, source);
+      for (size_t k = 0; k < saved.states.size(); ++k) rngs->at(k).set_state(saved.states[k]);
     }
   }
 
@@ -511,7 +614,8 @@ class DiffusionStage : public StageBase {
  private:
   std::string stage_;
   diffusion::DiffusionLoss loss_;
-  util::Rng noise_, coin_;
+  std::vector<util::Rng> noise_, coin_;  // per slot of this rank
+  util::Rng validation_noise_{0, "noise.validation"}, validation_coin_{0, "self_condition.validation"};
   diffusion::DiffusionLM model_{nullptr};
 };
 

@@ -26,6 +26,7 @@
 #include "core/util/log.h"
 #include "core/util/progress.h"
 #include "core/util/tensorboard.h"
+#include "core/util/test_hooks.h"
 #include "train/checkpoint_saver.h"
 #include "train/gradient_reducer.h"
 #include "train/lr_schedule.h"
@@ -167,7 +168,12 @@ struct Trainer::Impl {
                               device.str(), dist->backend_name(), dist->device().str()));
     config_hash = cfg.hash();
 
-    StageContext ctx{dist->rank(), dist->world_size(), static_cast<uint64_t>(cfg.get_int("run.seed")), device.str()};
+    if (const auto& mutation = util::active_test_mutation(); !mutation.empty())
+      spdlog::warn("TESS_TEST_MUTATION={}: a deliberate bug is switched on (a test of the test suite); never train "
+                   "like this",
+                   mutation);
+    StageContext ctx{dist->rank(), dist->world_size(), cfg.get_int("train.grad_accum"),
+                     static_cast<uint64_t>(cfg.get_int("run.seed")), device.str()};
     spdlog::info("{} stage '{}' in {} ({} process(es), backend {}, device {})", cfg.get_string("run.name"),
                  cfg.get_string("run.stage"), run_dir.string(), dist->world_size(), dist->backend_name(),
                  device.str());
@@ -302,31 +308,30 @@ struct Trainer::Impl {
       p.tensor.copy_(t);
     }
     // Optimizer state by name from the union of all rank files (so ZeRO-1
-    // shards re-shard onto another world size); stage state from one file.
+    // shards re-shard onto another world size); the stage's state from all
+    // rank files' metadata (its random streams belong to micro-batch slots,
+    // which may sit on other ranks now).
     auto needed = update->needed_state();
     std::map<std::string, at::Tensor> opt_state;
+    std::vector<std::map<std::string, std::string>> rank_states;
     for (int r = 0; r < m.world_size; ++r) {
       model::SafetensorsFile f(dir / checkpoint::rank_file_name(r));
       for (const auto& e : f.entries())
         if (needed.count(e.name) && !opt_state.count(e.name)) opt_state[e.name] = f.load(e.name);
+      rank_states.push_back(f.metadata());
     }
-    int source_rank = dist->rank() % m.world_size;
-    auto rank_path = dir / checkpoint::rank_file_name(source_rank);
-    model::SafetensorsFile rank_file(rank_path);
     update->load_state(opt_state, (dir / "rank files").string());
-    stage->load_state(rank_file.metadata(), rank_path.string());
+    stage->load_state(rank_states, (dir / "rank files").string());
     step = m.step;
     tokens_seen = m.tokens_seen;
     auto counter = [&](const char* key) {  // absent in checkpoints older than the counter
-      auto it = rank_file.metadata().find(key);
-      return it == rank_file.metadata().end() ? int64_t{0} : std::stoll(it->second);
+      auto it = rank_states[0].find(key);
+      return it == rank_states[0].end() ? int64_t{0} : std::stoll(it->second);
     };
     skipped = counter("skipped");
     rollbacks = counter("rollbacks");
     if (m.world_size != dist->world_size())
-      spdlog::warn("resuming a {}-process checkpoint on {} processes: the data order continues exactly; each rank's "
-                   "noise streams continue from rank (r mod {})",
-                   m.world_size, dist->world_size(), m.world_size);
+      spdlog::info("resuming a {}-process checkpoint on {} processes", m.world_size, dist->world_size());
     spdlog::info("resumed from {} at step {} ({} tokens seen)", dir.string(), step, tokens_seen);
   }
 
@@ -511,6 +516,10 @@ struct Trainer::Impl {
           tensorboard->add_scalar("train/tokens_per_s", j["tokens_per_s"].get<double>(), step);
           tensorboard->flush();
         }
+      }
+      if (util::fault_armed("after_step", step)) {  // a test's crash: step logged, earlier checkpoints committed
+        saver->wait();
+        util::kill_self();
       }
       if (eval_every > 0 && step % eval_every == 0) evaluate();
       if (int sig = g_stop_signal.load(); sig != 0) {

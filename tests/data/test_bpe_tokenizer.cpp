@@ -322,15 +322,16 @@ TEST_CASE("BPE encoding is thread-safe and fast on long words", "[bpe][unit]") {
   for (auto& th : threads) th.join();
   CHECK(bad[0] == 0);
   CHECK(bad[1] == 0);
-  // A 200,000-byte word: the rank-queue merge loop is O(n log n); a loop
-  // rescanning the word after each merge would take minutes here.
+  // A 200,000-byte word: the rank-queue merge loop is O(n log n) (well under a
+  // second); a loop rescanning the word after each merge would take many
+  // minutes. The bound only separates the two, it is no speed figure.
   std::string word;
   for (int i = 0; i < 200000; ++i) word += "abcdefghij"[(i * 7 + i / 13) % 10];
   auto start = std::chrono::steady_clock::now();
   auto ids = tok->encode(word);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   CHECK(tok->decode(ids) == word);
-  CHECK(seconds < 10.0);
+  CHECK(seconds < 60.0);
 }
 
 TEST_CASE("tess tokenize encode/decode work with a tokenizer.json model directory", "[bpe][unit]") {

@@ -104,7 +104,7 @@ TEST_CASE("a failing rank stops the others and sets the exit code", "[unit][laun
   double elapsed = seconds_since(t0);
   INFO(r.out << r.err);
   CHECK(r.exit_code == 7);
-  CHECK(elapsed < 20);
+  CHECK(elapsed < 40);  // not a speed figure: the other rank would sleep 60 s
   CHECK_THAT(r.err, Contains("rank 1") && Contains("exited with code 7"));
   // Rank 0 (the shell and its sleep, one process group) is gone; the orphaned
   // sleep may take a moment to be reaped by init.
@@ -124,7 +124,7 @@ TEST_CASE("ranks that ignore SIGTERM are killed after the grace period", "[unit]
   double elapsed = seconds_since(t0);
   INFO(r.out << r.err);
   CHECK(r.exit_code == 3);
-  CHECK(elapsed < 15);
+  CHECK(elapsed < 40);  // not a speed figure: the rank ignoring SIGTERM would sleep 60 s
   CHECK_THAT(r.err, Contains("rank 0") && Contains("exited with code 3"));
   CHECK_THAT(r.err, Contains("SIGKILL"));
 }

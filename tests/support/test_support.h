@@ -43,6 +43,10 @@ std::string error_of(const std::function<void()>& f);
 // `s` quoted for a POSIX shell command line.
 std::string shell_quote(const std::string& s);
 
+// A TCP port on 127.0.0.1 that was free a moment ago (for several launchers
+// that must agree on one rendezvous port; one launcher picks its own).
+int free_port();
+
 // Ends the calling test case as skipped, saying why. Under ctest the process
 // exits with TESS_TEST_SKIP_CODE, which ctest reports as "Skipped" (never as
 // a pass); run by hand, it warns and counts as one passing assertion. Use
