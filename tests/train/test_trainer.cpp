@@ -607,6 +607,69 @@ TEST_CASE("a one-slot diffusion checkpoint resumed on two processes continues sl
   }
 }
 
+std::map<int64_t, std::string> validation_losses(const fs::path& run) {
+  std::map<int64_t, std::string> out;
+  std::ifstream in(run / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("validation_loss")) {
+      CHECK(j.at("validation_tokens").get<int64_t>() > 0);
+      out[j.at("step").get<int64_t>()] = j.at("validation_loss").dump();
+    }
+  }
+  return out;
+}
+
+// Validation draws its noise from streams of its own, fresh at every
+// evaluation: evaluating more often changes no training step, and two runs
+// evaluating at the same weights report the same validation loss.
+TEST_CASE("validation (train.eval_every) logs a loss that depends only on the weights and never shifts training",
+          "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("validation", "run:\n  stage: instruction\ndiffusion:\n  timesteps: 100\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.chat.string() +
+                       "] --set data.validation=[" + w.chat.string() + "] --set train.max_steps=4" +
+                       " --set train.eval_batches=2";
+  auto every2 = w.dir / "runs/validation_2", every1 = w.dir / "runs/validation_1", never = w.dir / "runs/validation_0";
+  train_ok(cfg, "--set run.dir=" + every2.string() + common + " --set train.eval_every=2");
+  train_ok(cfg, "--set run.dir=" + every1.string() + common + " --set train.eval_every=1");
+  train_ok(cfg, "--set run.dir=" + never.string() + common + " --set train.eval_every=0");
+  REQUIRE(loss_texts(never).size() == 4);
+  CHECK(loss_texts(every1) == loss_texts(never));
+  CHECK(loss_texts(every2) == loss_texts(never));
+  auto v2 = validation_losses(every2), v1 = validation_losses(every1);
+  CHECK(validation_losses(never).empty());
+  REQUIRE(v2.size() == 2);
+  REQUIRE(v1.size() == 4);
+  CHECK(v2.at(2) == v1.at(2));
+  CHECK(v2.at(4) == v1.at(4));
+  CHECK(v1.at(1) != v1.at(2));  // the weights changed in between
+}
+
+TEST_CASE("train.epochs sets the step count from the data size, and is refused next to train.max_steps",
+          "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("epochs", "run:\n  stage: ar\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.chat.string() + "]";
+  auto run = w.dir / "runs/epochs";
+  // 60 chat examples, 4 per step: 1.5 epochs = ceil(90 / 4) = 23 steps.
+  train_ok(cfg, "--set run.dir=" + run.string() + common + " --set train.max_steps=0 --set train.epochs=1.5");
+  auto m = metrics(run);
+  REQUIRE(m.size() == 23);
+  CHECK(m.back()["step"] == 23);
+  tess::model::SafetensorsFile rank0(*tess::checkpoint::latest_checkpoint(run) / tess::checkpoint::rank_file_name(0));
+  CHECK(rank0.metadata().at("loader.epoch") == "1");
+  CHECK(rank0.metadata().at("loader.position") == "32");  // 23 * 4 = 92 samples = 60 + 32
+  auto both = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/epochs_both").string() + common +
+                       " --set train.max_steps=5 --set train.epochs=2");
+  CHECK(both.exit_code == 1);
+  CHECK_THAT(both.err, Catch::Contains("train.epochs is set but train.max_steps = 5 decides the length"));
+  auto neither = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/epochs_none").string() +
+                          common + " --set train.max_steps=0");
+  CHECK(neither.exit_code == 1);
+  CHECK_THAT(neither.err, Catch::Contains("train.max_steps is 0 and train.epochs is 0"));
+}
+
 TEST_CASE("a key the stage does not use is an error naming where it was set (eval.* is for tess eval)",
           "[integration][train]") {
   auto& w = workspace();
