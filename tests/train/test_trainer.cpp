@@ -707,7 +707,36 @@ TEST_CASE("resuming with another tokenizer is refused", "[integration][train]") 
   auto r = run_tess("train " + cfg.string() + " --set data.tokenizer=" + (w.dir / "tok2").string() +
                     " --set train.max_steps=4" + common);
   CHECK(r.exit_code == 1);
-  CHECK_THAT(r.err, Catch::Matchers::Contains("tokenizer"));
+  auto saved = tess::checkpoint::verify_checkpoint(*tess::checkpoint::latest_checkpoint(run));
+  CHECK_THAT(r.err, Catch::Matchers::Contains((run / "checkpoints/step_00000002").string() + ": written with tokenizer " +
+                                              saved.tokenizer_hash + ", but this run's tokenizer is "));
+  CHECK(saved.step == 2);  // nothing was overwritten
+}
+
+TEST_CASE("resume refuses a checkpoint of another stage and warns when the configuration changed",
+          "[integration][train]") {
+  auto& w = workspace();
+  auto ar_cfg = w.config("stagecheck_ar", "run:\n  stage: ar\n");
+  auto run = w.dir / "runs/stagecheck";
+  std::string common = " --set run.dir=" + run.string() + " --set data.tokenizer=" + w.tokenizer.string() +
+                       " --set data.train=[" + w.corpus.string() + "]";
+  train_ok(ar_cfg, "--set train.max_steps=2" + common);
+  auto ckpt = run / "checkpoints/step_00000002";
+  auto ad_cfg = w.config("stagecheck_ad", "run:\n  stage: adaptation\n");
+  auto other = run_tess("train " + ad_cfg.string() + common + " --set train.max_steps=4 --set checkpoint.resume=" +
+                        ckpt.string());
+  CHECK(other.exit_code == 1);
+  CHECK_THAT(other.err, Catch::Matchers::Contains(ckpt.string() +
+                                                  ": a checkpoint of stage 'ar', but this run is stage 'adaptation'"));
+  // The same stage with another learning rate resumes, and says the steps may differ.
+  auto changed = run_tess("train " + ar_cfg.string() + common + " --set train.max_steps=4 --set train.lr=1e-3");
+  INFO(changed.err);
+  CHECK(changed.exit_code == 0);
+  CHECK_THAT(changed.err, Catch::Matchers::Contains("resuming " + ckpt.string() + " with a different configuration"));
+  CHECK_THAT(changed.err, Catch::Matchers::Contains("at step 2"));
+  auto same = run_tess("train " + ar_cfg.string() + common + " --set train.max_steps=4 --set train.lr=1e-3");
+  CHECK(same.exit_code == 0);  // resumes the finished run from step 4: its own configuration
+  CHECK_THAT(same.err, !Catch::Matchers::Contains("with a different configuration"));
 }
 
 TEST_CASE("gradient accumulation 4 x B equals one batch of 4B", "[integration][train]") {

@@ -172,6 +172,51 @@ TEST_CASE("self-conditioning coin: reproducible under a seed, restored from save
   CHECK(na.next_u64() == nb.next_u64());
 }
 
+// Each diffusion.self_condition mode mixes p = softmax(x_t) with the previous
+// prediction q = softmax(prev) (uniform when absent) by its own formula,
+// written out here by hand and pushed through the decoder independently.
+TEST_CASE("each self-conditioning mode feeds the decoder its own mix of softmax(x_t) and softmax(prev)",
+          "[unit][diffusion]") {
+  auto ids = torch::tensor({{1, 5, 7, 9, 11, 13}}, torch::kInt64);
+  auto span = mask_of({0, 1, 1, 0, 1, 1});
+  auto index = SpanIndex::from_mask(span);
+  torch::manual_seed(3);
+  auto x = torch::randn({4, 40}) * 5, prev = torch::randn({4, 40}) * 2;
+  RowSource rows = [&](int64_t s, int64_t c) { return x.narrow(0, s, c); };
+  DiffusionInputs in{ids, span, torch::tensor({0.4}), {}};
+  std::map<std::string, torch::Tensor> by_mode;
+  for (const char* name : {"none", "logits_mean", "logits_addition", "logits_max", "logits_multiply"}) {
+    for (bool with_prev : {true, false}) {
+      INFO(name << (with_prev ? " with prev" : " without prev (uniform q)"));
+      auto lm = tiny_lm(parse_self_condition(name));
+      torch::NoGradGuard g;
+      auto got = lm->full_logits(in, index, rows, with_prev ? prev : torch::Tensor());
+      auto p = torch::softmax(x, -1);
+      auto q = with_prev ? torch::softmax(prev, -1) : torch::full_like(p, 1.0 / 40);
+      std::map<std::string, torch::Tensor> mixes{{"none", p},
+                                                 {"logits_mean", (p + q) / 2},
+                                                 {"logits_addition", p + q},
+                                                 {"logits_max", torch::max(p, q)},
+                                                 {"logits_multiply", p * q}};
+      auto& d = lm->decoder;
+      auto embeds = d->embed(ids).clone();
+      auto span_rows = torch::matmul(mixes.at(name), d->embedding_weight()) +
+                       0.4 * lm->timestep_embed->weight.reshape({1, -1});
+      for (int64_t r = 0; r < 4; ++r) embeds[0][index.pos[r].item<int64_t>()] = span_rows[r];
+      tess::model::ForwardOptions opt;
+      opt.attention = tess::model::Attention::Bidirectional;
+      auto logits = torch::matmul(d->hidden_states(embeds, opt), d->lm_head_weight().t());
+      auto want = torch::zeros_like(logits);
+      want.narrow(1, 1, 5).copy_(logits.narrow(1, 0, 5));  // shifted: position j - 1 predicts j
+      CHECK(torch::allclose(got, want, 1e-4, 1e-5));
+      if (with_prev) by_mode[name] = got;
+    }
+  }
+  for (const auto& [a, ta] : by_mode)  // five different inputs, five different outputs
+    for (const auto& [b, tb] : by_mode)
+      if (a < b) CHECK_FALSE(torch::allclose(ta, tb, 1e-4, 1e-5));
+}
+
 TEST_CASE("the self-conditioning pass uses t+1 with the same noise", "[unit][diffusion]") {
   auto lm = tiny_lm();
   DiffusionLoss always(NoiseScheduler(Schedule::CosineImproved, 100), {5.0, 1.0});
