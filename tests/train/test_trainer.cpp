@@ -267,7 +267,11 @@ TEST_CASE("adaptation and instruction stages train and resume bit-exactly", "[in
   CHECK(loss_texts(in_b) == loss_texts(in_a));
   REQUIRE(loss_texts(in_a).size() == 10);
   auto m = metrics(in_a);
-  CHECK(m.back()["loss"].get<double>() < m.front()["loss"].get<double>());
+  // Both stages learn: 10-12 steps take their loss down by half a nat or more
+  // (seeded runs: adaptation 5.08 -> 4.33, instruction 5.72 -> 4.73).
+  CHECK(m.back()["loss"].get<double>() < m.front()["loss"].get<double>() - 0.6);
+  auto ad = metrics(ad_a);
+  CHECK(ad.back()["loss"].get<double>() < ad.front()["loss"].get<double>() - 0.5);
 }
 
 TEST_CASE("run.cpu_allocator: the caching allocator changes no bit of training and serves steps from its cache",
