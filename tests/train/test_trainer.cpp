@@ -12,6 +12,7 @@
 
 #include "core/checkpoint/checkpoint.h"
 #include "core/model/safetensors.h"
+#include "core/util/sha256.h"
 #include "data/corpus.h"
 #include "data/tokenizer.h"
 #include "tests/support/test_support.h"
@@ -609,6 +610,46 @@ TEST_CASE("a one-slot diffusion checkpoint resumed on two processes continues sl
     auto s0 = r0.metadata().at(fmt::format("rng.{}.slot0", stream)), s1 = r1.metadata().at(fmt::format("rng.{}.slot1", stream));
     CHECK(s0 == s1);  // a fresh slot-1 stream (its own seed) would be in another state
   }
+}
+
+// Before slots had streams of their own, rank r's file held "rng.<stream>":
+// rewrite a checkpoint that way (manifest included) and resume both forms.
+TEST_CASE("a checkpoint from before slot streams (one rng.<stream> per rank) resumes as slot r = rank r",
+          "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("legacy", "run:\n  stage: adaptation\ndiffusion:\n  timesteps: 100\n");
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.corpus.string() +
+                       "] --set train.max_steps=4 --set checkpoint.every=2 --set checkpoint.keep_last=3";
+  auto full = w.dir / "runs/legacy_full", old = w.dir / "runs/legacy_old";
+  train_ok(cfg, "--set run.dir=" + full.string() + common);
+  auto src = full / "checkpoints/step_00000002", ckpt = old / "checkpoints/step_00000002";
+  fs::create_directories(old / "checkpoints");
+  fs::copy(src, ckpt, fs::copy_options::recursive);
+  auto rank_path = ckpt / tess::checkpoint::rank_file_name(0);
+  std::map<std::string, at::Tensor> tensors;
+  std::map<std::string, std::string> meta;
+  {
+    tess::model::SafetensorsFile f(rank_path);
+    for (const auto& e : f.entries()) tensors[e.name] = f.load(e.name).clone();
+    for (const auto& [k, v] : f.metadata()) {
+      auto slot = k.find(".slot0");
+      meta[slot == std::string::npos ? k : k.substr(0, slot)] = v;
+    }
+  }
+  REQUIRE(meta.count("rng.noise"));
+  REQUIRE_FALSE(meta.count("rng.noise.slot0"));
+  tess::model::write_safetensors(rank_path, tensors, meta);
+  auto manifest = nlohmann::json::parse(tess::test::read_file(ckpt / "manifest.json"));
+  for (auto& f : manifest["files"])
+    if (f["path"] == rank_path.filename().string()) {
+      f["size"] = fs::file_size(rank_path);
+      f["sha256"] = tess::util::sha256_file_hex(rank_path);
+    }
+  std::ofstream(ckpt / "manifest.json") << manifest.dump(2);
+  train_ok(cfg, "--set run.dir=" + old.string() + common + " --set checkpoint.resume=" + ckpt.string());
+  auto a = loss_texts(full), b = loss_texts(old);
+  REQUIRE(a.size() == 4);
+  CHECK(b == std::vector<std::string>(a.begin() + 2, a.end()));
 }
 
 std::map<int64_t, std::string> validation_losses(const fs::path& run) {
