@@ -916,7 +916,7 @@ json bench_data(const BenchOptions& opt, const json& train) {
   data::DistributedSampler sampler(so);
   data::SpanMasker masker;
   util::Rng rng(0, "bench.mask");
-  // What the trainer's background loader does per micro-batch (train/stages.cpp BatchLoader::produce).
+  // What the trainer's background loader does per micro-batch (data/batches.cpp BatchLoader).
   auto produce = [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
     auto idx = sampler.next_batch();
     auto ids = torch::empty({B, L}, torch::kInt64);

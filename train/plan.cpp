@@ -446,7 +446,7 @@ PlanInputs plan_inputs(const config::Config& cfg, const PlanOptions& options) {
     in.assumptions.push_back("train.max_steps is 0 (the run is sized by train.epochs): the step count depends on the "
                              "dataset, so no total wall time is given");
 
-  // The model shape, as build_decoder (train/stages.cpp) gets it.
+  // The model shape, as StageBase::build_decoder (train/stages/stage_base.cpp) gets it.
   const auto& path = cfg.get_string("model.path");
   bool from_checkpoint = false;
   if (!options.model_preset.empty()) {

@@ -1,9 +1,12 @@
 #pragma once
 // A training stage is what differs between `run.stage`s: the model it
-// trains, the data it reads and the loss of one micro-batch. The Trainer owns
+// trains, the data it takes and the loss of one micro-batch. The Trainer owns
 // everything else (optimizer, schedule, accumulation, data parallelism,
-// checkpoints, metrics). The two diffusion stages are one class over two
-// data sources: they share the DiffusionLoss and the NoiseScheduler.
+// checkpoints, metrics). One module per stage under train/stages/: ar,
+// adaptation (token shards + UL2 span masks), instruction (chat + Tulu
+// template, span = response) and reward; the two diffusion stages differ
+// only in data and masking and share one DiffusionLoss over one
+// NoiseScheduler (train/stages/diffusion_stage.h).
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -14,6 +17,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "data/batches.h"
 #include "train/adamw.h"
 
 namespace torch::nn {
@@ -28,20 +32,9 @@ class DeferredCopies;
 
 namespace tess::train {
 
-// One micro-batch, already on the training device.
-struct MicroBatch {
-  at::Tensor ids;        // int64 [B, L]
-  at::Tensor span_mask;  // bool [B, L]: noised/generated positions (diffusion) or target positions (AR)
-  int64_t tokens = 0;    // tokens this micro-batch's loss is summed over
-  // Its place in the optimizer step's global batch: micro-batch k of rank r
-  // is slot k * world_size + r, which is also where its samples sit in the
-  // step's share of the data order. Each slot draws from random streams of
-  // its own, so a step computes the same thing however its slots are spread
-  // over processes and accumulation (2 processes x 1 = 1 process x 2
-  // micro-batches). -1: a validation batch (streams of its own, the same at
-  // every evaluation).
-  int64_t slot = -1;
-};
+// One micro-batch (data/batches.h), moved to the training device by the
+// trainer; `slot` says which random streams its loss draws from.
+using MicroBatch = data::Batch;
 
 struct LossTerms {
   at::Tensor sum;      // scalar: summed per-token loss
@@ -71,8 +64,8 @@ class Stage {
   virtual std::vector<MicroBatch> validation_batches(int64_t count) { return {}; }
 
   // Everything random or positional the stage owns (stream states of this
-  // rank's slots, loader position), as of the last batch handed out, which
-  // must end an optimizer step; restored exactly on resume from
+  // rank's micro-batch slots, loader position), as of the last batch handed
+  // out, which must end an optimizer step; restored exactly on resume from
   // `rank_states`, the state() of every rank of the saved run (rank order),
   // whatever its world size and accumulation were.
   virtual std::map<std::string, std::string> state() const = 0;

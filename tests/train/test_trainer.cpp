@@ -715,6 +715,45 @@ TEST_CASE("train.epochs sets the step count from the data size, and is refused n
   CHECK_THAT(neither.err, Catch::Contains("train.max_steps is 0 and train.epochs is 0"));
 }
 
+TEST_CASE("each stage refuses data of another kind, naming the key, the input and what the stage trains on",
+          "[integration][train]") {
+  auto& w = workspace();
+  struct Case {
+    std::string stage;
+    fs::path data;
+    std::string expected;
+  };
+  for (const auto& c : {Case{"adaptation", w.chat, "is a file (JSONL records), but stage adaptation trains on "
+                                                   "token-shard directories (tess tokenize corpus)"},
+                        Case{"instruction", w.corpus, "is a token-shard directory, but stage instruction trains on "
+                                                      "chat JSONL files (\"messages\" records)"},
+                        Case{"reward", w.corpus, "is a token-shard directory, but stage reward trains on preference "
+                                                 "JSONL files"}}) {
+    INFO(c.stage);
+    auto cfg = w.config("mismatch_" + c.stage, "run:\n  stage: " + c.stage + "\n");
+    for (const char* key : {"data.train", "data.validation"}) {
+      // The other key gets data the stage takes, so only `key` is wrong.
+      fs::path good = c.stage == "adaptation" ? w.corpus : c.stage == "instruction" ? w.chat : w.preferences;
+      std::string sets = std::string(" --set ") + key + "=[" + c.data.string() + "] --set " +
+                         (std::string(key) == "data.train" ? "data.validation" : "data.train") + "=[" +
+                         good.string() + "]";
+      if (c.stage == "reward") sets += " --set data.seq_len=80 --set model.max_position_embeddings=80";
+      auto r = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/mismatch").string() +
+                        " --set data.tokenizer=" + w.tokenizer.string() + sets);
+      CHECK(r.exit_code == 1);
+      CHECK_THAT(r.err, Catch::Contains(std::string(key) + ": '" + c.data.string() + "' " + c.expected));
+    }
+  }
+  // ar takes token shards and chat files alike, but not a directory that is neither.
+  auto cfg = w.config("mismatch_ar", "run:\n  stage: ar\n");
+  auto r = run_tess("train " + cfg.string() + " --set run.dir=" + (w.dir / "runs/mismatch").string() +
+                    " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.dir.path().string() +
+                    "]");
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Catch::Contains("data.train: '" + w.dir.path().string() +
+                                    "' is a directory without meta.json, not a token dataset"));
+}
+
 TEST_CASE("a key the stage does not use is an error naming where it was set (eval.* is for tess eval)",
           "[integration][train]") {
   auto& w = workspace();

@@ -1,0 +1,81 @@
+#include "train/stages/diffusion_stage.h"
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/config/config.h"
+#include "core/util/error.h"
+
+namespace tess::train {
+namespace {
+
+// A diffusion model.path trained with other noise settings is allowed (the
+// config decides) but worth a warning: its predictions assumed the old ones.
+void warn_if_noise_changed(const config::Config& cfg, const std::map<std::string, std::string>& extra,
+                           const diffusion::NoiseSettings& now) {
+  if (!extra.count("simplex_value")) return;  // an AR model, or a checkpoint that does not say
+  const auto& path = cfg.get_string("model.path");
+  auto before = diffusion::read_noise_settings(extra, path + "/config.json");
+  if (before == now) return;
+  spdlog::warn("{} was trained with simplex_value {}, schedule {}, timesteps {}; this run uses {}, {}, {} "
+               "(diffusion.* keys)",
+               path, before.simplex_value, before.schedule, before.timesteps, now.simplex_value, now.schedule,
+               now.timesteps);
+}
+
+}  // namespace
+
+DiffusionStage::DiffusionStage(const config::Config& cfg, const StageContext& ctx, std::string name, StageData data)
+    : StageBase(cfg, ctx, std::move(name), std::move(data)),
+      loss_(diffusion::NoiseScheduler::from_config(cfg), diffusion::DiffusionLossOptions::from_config(cfg)),
+      noise_(data::slot_streams(ctx.seed, "noise", slots_)),
+      coin_(data::slot_streams(ctx.seed, "self_condition", slots_)) {
+  if (cfg.get_string("model.attention") == "causal")
+    throw Error(fmt::format("stage {} trains diffusion LMs: model.attention must be auto or bidirectional", this->name()));
+  auto built = build_decoder(cfg, {});
+  model_ = diffusion::DiffusionLM(built.decoder, diffusion::parse_self_condition(cfg.get_string("diffusion.self_condition")),
+                                  cfg.get_bool("diffusion.embedding_grad"), ctx.seed);
+  // A diffusion checkpoint brings its timestep embedding; an AR one does not.
+  model_->load_extra_tensors(std::move(built.extra_tensors));
+  model_->decoder->mutable_config().attention = model::Attention::Bidirectional;
+  model_->noise = {cfg.get_float("diffusion.simplex_value"), cfg.get_string("diffusion.schedule"),
+                   cfg.get_int("diffusion.timesteps")};
+  warn_if_noise_changed(cfg, model_->decoder->config().extra, model_->noise);
+}
+
+torch::nn::Module& DiffusionStage::module() { return *model_; }
+
+LossTerms DiffusionStage::loss(const MicroBatch& mb) {
+  auto k = static_cast<size_t>(mb.slot / ctx_.world_size);
+  auto r = mb.slot < 0 ? loss_(*model_, mb.ids, mb.span_mask, {validation_noise_, validation_coin_})
+                       : loss_(*model_, mb.ids, mb.span_mask, {noise_.at(k), coin_.at(k)});
+  return {r.loss_sum, r.tokens};
+}
+
+std::vector<MicroBatch> DiffusionStage::validation_batches(int64_t count) {
+  validation_noise_ = util::Rng(ctx_.seed, "noise.validation");
+  validation_coin_ = util::Rng(ctx_.seed, "self_condition.validation");
+  return StageBase::validation_batches(count);
+}
+
+std::map<std::string, std::string> DiffusionStage::state() const {
+  auto s = StageBase::state();
+  data::save_slot_streams(s, "noise", slots_, data::stream_states(noise_));
+  data::save_slot_streams(s, "self_condition", slots_, data::stream_states(coin_));
+  return s;
+}
+
+void DiffusionStage::load_state(const std::vector<std::map<std::string, std::string>>& rank_states,
+                                const std::string& source) {
+  StageBase::load_state(rank_states, source);
+  data::load_slot_streams(rank_states, "noise", slots_, source, noise_);
+  data::load_slot_streams(rank_states, "self_condition", slots_, source, coin_);
+}
+
+std::function<void(const std::filesystem::path&)> DiffusionStage::model_writer(checkpoint::DeferredCopies* snapshot) {
+  return image_writer(diffusion::diffusion_lm_image(*model_), snapshot);
+}
+
+}  // namespace tess::train
