@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint/deferred_copy.h"
+#include "core/config/choices.h"
 #include "core/config/config.h"
 #include "core/diffusion/diffusion_loss.h"
 #include "core/diffusion/sampler.h"
@@ -34,6 +35,7 @@
 #include "core/model/safetensors.h"
 #include "core/util/cpu.h"
 #include "core/util/cpu_allocator.h"
+#include "core/util/autocast.h"
 #include "core/util/error.h"
 #include "core/util/file.h"
 #include "core/util/log.h"
@@ -148,24 +150,6 @@ std::vector<train::NamedParameter> named(torch::nn::Module& m) {
   for (auto& p : m.named_parameters()) out.push_back({p.key(), p.value(), train::AdamW::default_decay(p.key(), false)});
   return out;
 }
-
-// CPU autocast to bf16 for the scope (the arithmetic of train.precision bf16_autocast).
-class AutocastScope {
- public:
-  explicit AutocastScope(bool on) : on_(on) {
-    if (!on_) return;
-    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCPU, true);
-  }
-  ~AutocastScope() {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCPU, false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool on_;
-};
 
 // A token dataset of random documents written as `tess tokenize corpus` would.
 void write_token_dataset(const fs::path& dir, int64_t tokens, int32_t vocab, const std::string& tokenizer_hash,
@@ -500,7 +484,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
     torch::Tensor loss;
     if (!diffusion) {
       t0 = Clock::now();
-      AutocastScope autocast(bf16);
+      util::AutocastScope autocast(bf16, at::kCPU);
       model::ForwardOptions fo;
       fo.attention = model::Attention::Causal;
       // ArStage::loss
@@ -527,7 +511,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
           return x;
         };
       };
-      AutocastScope autocast(bf16);
+      util::AutocastScope autocast(bf16, at::kCPU);
       torch::Tensor prev;
       if (self_condition) {
         t0 = Clock::now();
@@ -674,7 +658,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   // `tess plan`'s estimate for this step (it counts tensors, so compare it with
   // the peak above the process's resident memory before the model existed).
   train::PlanInputs pi;
-  pi.stage = train_stage_name(c.stage);
+  pi.stage = config::run_stage_choices().parse(train_stage_name(c.stage));
   pi.model = mc;
   pi.precision = bf16 ? train::Precision::Bf16Autocast : train::Precision::Fp32;
   pi.batch_size = B;

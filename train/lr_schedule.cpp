@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/config/choices.h"
 #include "core/config/config.h"
 
 namespace tess::train {
@@ -10,8 +11,7 @@ namespace tess::train {
 LrSchedule LrSchedule::from_config(const config::Config& cfg, int64_t total_steps) {
   LrSchedule s;
   s.lr = cfg.get_float("train.lr");
-  const auto& shape = cfg.get_string("train.lr_schedule");
-  s.shape = shape == "cosine" ? Shape::Cosine : shape == "linear" ? Shape::Linear : Shape::Constant;
+  s.shape = config::lr_shape_choices().parse(cfg.get_string("train.lr_schedule"));
   s.total_steps = std::max<int64_t>(1, total_steps);
   double ratio = cfg.get_float("train.warmup_ratio");
   s.warmup_steps = ratio > 0 ? static_cast<int64_t>(std::ceil(ratio * static_cast<double>(s.total_steps)))

@@ -5,14 +5,16 @@
 #include <cstdint>
 #include <string>
 
+#include "core/config/choices.h"
+
 namespace tess::config {
 class Config;
-}
+}  // namespace tess::config
 
 namespace tess::train {
 
 struct LrSchedule {
-  enum class Shape { Constant, Linear, Cosine };
+  using Shape = config::LrShape;
   double lr = 1e-5;
   Shape shape = Shape::Constant;
   int64_t warmup_steps = 0;

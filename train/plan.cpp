@@ -11,6 +11,7 @@
 #include "core/model/lm_head_loss.h"
 #include "core/util/error.h"
 #include "data/tokenizer.h"
+#include "train/options.h"
 
 namespace tess::train {
 namespace fs = std::filesystem;
@@ -21,7 +22,6 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 // (core/diffusion/diffusion_lm.h; that header needs torch, the value is fixed).
 constexpr int64_t kRowChunk = 512;
 
-bool is_diffusion(const std::string& stage) { return stage == "adaptation" || stage == "instruction"; }
 
 std::string count(int64_t n) {  // 7241732096 -> "7,241,732,096"
   auto digits = std::to_string(n < 0 ? -n : n);
@@ -47,7 +47,7 @@ std::vector<Param> parameter_list(const PlanInputs& in) {
   const auto& m = in.model;
   int64_t h = m.hidden_size, v = m.vocab_size, hd = m.resolved_head_dim();
   int64_t hq = m.num_attention_heads * hd, hkv = m.num_key_value_heads * hd, i = m.intermediate_size;
-  bool reward = in.stage == "reward";
+  bool reward = in.stage == RunStage::Reward;
   std::vector<Param> out;
   // An untied embedding is only gathered from; tied, it is also the LM head's matmul weight.
   out.push_back({"model.embed_tokens.weight", v * h, m.tie_word_embeddings && !reward, false});
@@ -68,7 +68,7 @@ std::vector<Param> parameter_list(const PlanInputs& in) {
     out.push_back({"score.weight", h, true, false});  // [1, H]; the LM head is not part of a classifier
   } else {
     if (!m.tie_word_embeddings) out.push_back({"lm_head.weight", v * h, true, false});
-    if (is_diffusion(in.stage)) out.push_back({"timestep_embed.weight", h, true, false});  // Linear(1 -> H)
+    if (config::is_diffusion(in.stage)) out.push_back({"timestep_embed.weight", h, true, false});  // Linear(1 -> H)
   }
   return out;
 }
@@ -117,22 +117,6 @@ Bytes bytes_of(Precision p) {
 }
 
 }  // namespace
-
-Precision parse_precision(const std::string& name) {
-  if (name == "fp32") return Precision::Fp32;
-  if (name == "bf16_autocast") return Precision::Bf16Autocast;
-  if (name == "bf16_master") return Precision::Bf16Master;
-  throw Error(fmt::format("train.precision '{}' is unknown (fp32, bf16_autocast, bf16_master)", name));
-}
-
-const char* precision_name(Precision p) {
-  switch (p) {
-    case Precision::Fp32: return "fp32";
-    case Precision::Bf16Autocast: return "bf16_autocast";
-    case Precision::Bf16Master: return "bf16_master";
-  }
-  return "?";
-}
 
 std::vector<SavedTensor> layer_saved_tensors(const model::ModelConfig& m, Precision p, bool autocast) {
   int64_t h = m.hidden_size, hd = m.resolved_head_dim(), i = m.intermediate_size;
@@ -184,7 +168,7 @@ MemoryPlan estimate(const PlanInputs& in) {
 
   MemoryPlan plan;
   plan.in = in;
-  const bool diffusion = is_diffusion(in.stage), reward = in.stage == "reward", ar = in.stage == "ar";
+  const bool diffusion = config::is_diffusion(in.stage), reward = in.stage == RunStage::Reward, ar = in.stage == RunStage::Ar;
   const bool autocast = in.precision == Precision::Bf16Autocast, master = in.precision == Precision::Bf16Master;
   const bool ckpt = in.activation_checkpointing;
   const auto b = bytes_of(in.precision);
@@ -413,28 +397,21 @@ ThroughputPlan throughput(const MemoryPlan& plan, double mfu, double peak_tflops
 // ---------------------------------------------------------------------------
 PlanInputs plan_inputs(const config::Config& cfg, const PlanOptions& options) {
   PlanInputs in;
-  in.stage = cfg.get_string("run.stage");
-  in.precision = parse_precision(cfg.get_string("train.precision"));
+  // The checks the trainer makes are made here by the same code.
+  auto train = TrainOptions::from_config(cfg);
+  in.stage = train.stage;
+  in.precision = train.precision;
   const auto& dtype = cfg.get_string("model.dtype");
-  // The combinations the trainer refuses (train/trainer.cpp) are errors here too.
-  if (in.precision == Precision::Bf16Master && dtype != "bfloat16")
-    throw Error(fmt::format("train.precision: bf16_master trains bf16 weights with fp32 master copies; set "
-                            "model.dtype: bfloat16 (it is {}, set at {})",
-                            dtype, cfg.origin("model.dtype").where));
-  if (in.precision != Precision::Bf16Master && dtype != "float32")
-    throw Error(fmt::format("model.dtype: bfloat16 weights need train.precision: bf16_master (fp32 master copies); "
-                            "train.precision is {} (set at {})",
-                            precision_name(in.precision), cfg.origin("train.precision").where));
   if (options.world_size < 1) throw Error(fmt::format("--world-size must be at least 1, got {}", options.world_size));
   in.world_size = options.world_size;
-  in.zero = cfg.get_int("dist.zero") == 1;
-  in.bucket_mb = cfg.get_float("dist.bucket_mb");
+  in.zero = train.zero;
+  in.bucket_mb = train.bucket_mb;
   in.activation_checkpointing = cfg.get_bool("model.activation_checkpointing");
-  in.batch_size = cfg.get_int("train.batch_size");
+  in.batch_size = train.batch_size;
   in.seq_len = cfg.get_int("data.seq_len");
-  in.grad_accum = cfg.get_int("train.grad_accum");
-  in.max_steps = cfg.get_int("train.max_steps");
-  if (is_diffusion(in.stage)) {
+  in.grad_accum = train.grad_accum;
+  in.max_steps = train.max_steps;
+  if (config::is_diffusion(in.stage)) {
     in.self_condition_prob = cfg.get_float("diffusion.self_condition_prob");
     in.self_condition = cfg.get_string("diffusion.self_condition") != "none" && in.self_condition_prob > 0;
     if (!in.self_condition) in.self_condition_prob = 0;
@@ -466,7 +443,7 @@ PlanInputs plan_inputs(const config::Config& cfg, const PlanOptions& options) {
     in.model_source = "model.* keys (fresh model)";
   }
   in.model.torch_dtype = dtype;  // the trainer loads with model.dtype
-  in.model.attention = in.stage == "ar" || in.stage == "reward" ? model::Attention::Causal
+  in.model.attention = in.stage == RunStage::Ar || in.stage == RunStage::Reward ? model::Attention::Causal
                                                                 : model::Attention::Bidirectional;
 
   // The vocabulary: the tokenizer's, grown by [PAD] when it has none.
@@ -520,7 +497,7 @@ PlanInputs plan_inputs(const config::Config& cfg, const PlanOptions& options) {
   if (!(options.span_fraction > 0 && options.span_fraction <= 1))
     throw Error(fmt::format("the span fraction must be in (0, 1], got {}", options.span_fraction));
   in.span_fraction = options.span_fraction;
-  if (is_diffusion(in.stage))
+  if (config::is_diffusion(in.stage))
     in.assumptions.push_back(in.span_fraction == 1.0
                                  ? std::string("worst case for the vocabulary-space tensors: every position is a span "
                                                "row (N = B x L)")
@@ -604,15 +581,16 @@ std::string format_plan(const MemoryPlan& plan, double gpu_gib, double mfu, doub
   const auto& in = plan.in;
   const auto& m = in.model;
   std::string s;
-  s += fmt::format("tess plan: stage {}, {} rank(s); model from {}\n", in.stage, in.world_size, in.model_source);
+  s += fmt::format("tess plan: stage {}, {} rank(s); model from {}\n", config::run_stage_choices().name(in.stage),
+                   in.world_size, in.model_source);
   s += fmt::format("model: {} V {} H {} I {} layers {} heads {}/{} kv x {}; {} trained parameters\n", m.model_type,
                    m.vocab_size, m.hidden_size, m.intermediate_size, m.num_hidden_layers, m.num_attention_heads,
                    m.num_key_value_heads, m.resolved_head_dim(), count(plan.parameters));
   s += fmt::format("run: precision {}, ZeRO-1 {}, activation checkpointing {}; micro-batch {} x {} tokens, grad "
                    "accumulation {}{}\n",
-                   precision_name(in.precision), in.zero ? "on" : "off", in.activation_checkpointing ? "on" : "off",
+                   config::precision_choices().name(in.precision), in.zero ? "on" : "off", in.activation_checkpointing ? "on" : "off",
                    in.batch_size, in.seq_len, in.grad_accum,
-                   in.stage == "reward" ? " (pairs: 2 sequences each)" : "");
+                   in.stage == RunStage::Reward ? " (pairs: 2 sequences each)" : "");
   if (!in.assumptions.empty()) {
     s += "assumptions:\n";
     for (const auto& a : in.assumptions) s += "  - " + a + "\n";
@@ -654,7 +632,7 @@ std::string plan_json(const MemoryPlan& plan, double gpu_gib, double mfu, double
   const auto& in = plan.in;
   const auto& m = in.model;
   json j;
-  j["stage"] = in.stage;
+  j["stage"] = config::run_stage_choices().name(in.stage);
   j["world_size"] = in.world_size;
   j["model"] = {{"source", in.model_source},
                 {"model_type", m.model_type},
@@ -667,7 +645,7 @@ std::string plan_json(const MemoryPlan& plan, double gpu_gib, double mfu, double
                 {"head_dim", m.resolved_head_dim()},
                 {"tie_word_embeddings", m.tie_word_embeddings},
                 {"parameters", plan.parameters}};
-  j["run"] = {{"precision", precision_name(in.precision)},
+  j["run"] = {{"precision", config::precision_choices().name(in.precision)},
               {"zero", in.zero ? 1 : 0},
               {"activation_checkpointing", in.activation_checkpointing},
               {"batch_size", in.batch_size},

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config/choices.h"
 #include "core/model/model_config.h"
 
 namespace tess::config {
@@ -29,14 +30,13 @@ class Config;
 
 namespace tess::train {
 
-enum class Precision { Fp32, Bf16Autocast, Bf16Master };
-Precision parse_precision(const std::string& name);  // train.precision spelling
-const char* precision_name(Precision p);
+using config::Precision;
+using config::RunStage;
 
 // Everything the estimate depends on, resolved from a config (plan_inputs)
 // or filled in directly (tests, docs).
 struct PlanInputs {
-  std::string stage = "adaptation";  // ar | adaptation | instruction | reward
+  RunStage stage = RunStage::Adaptation;
   model::ModelConfig model;          // final shape: vocab_size includes an added [PAD]
   Precision precision = Precision::Fp32;
   int64_t world_size = 1;

@@ -1,7 +1,11 @@
 // Every configuration key of tess, by section. Defaults follow the TESS 2
 // reference (docs/method.md); a deviation is a key whose default is the
 // reference's behaviour. docs/configs.md is generated from this file.
+#include "core/config/choices.h"
 #include "core/config/schema.h"
+#include "core/diffusion/diffusion_lm.h"
+#include "core/diffusion/noise_scheduler.h"
+#include "core/model/model_config.h"
 
 namespace tess::config {
 namespace {
@@ -10,7 +14,7 @@ void add_run(Schema& s) {
   s.section("run", "What the run is and where it writes.");
   s.required("run.stage", Type::String,
              "Which trainer runs: causal LM, stage 1 adaptation, stage 2 instruction tuning, or reward model.")
-      .choices({"ar", "adaptation", "instruction", "reward"});
+      .choices(run_stage_choices().names());
   s.add("run.name", "run", "Name shown in logs and metrics.");
   s.add("run.dir", "runs/run", "Run directory: effective config, logs, metrics, checkpoints.");
   s.add("run.seed", 1234, "Seed of every named random generator of the run.").min(0);
@@ -40,8 +44,10 @@ void add_model(Schema& s) {
   s.add("model.sliding_window", 0, "Sliding-window attention span (Mistral); 0 = full attention.").min(0);
   s.add("model.tie_word_embeddings", false, "Share the input embedding and the LM head of a fresh model.");
   s.add("model.dtype", "float32", "Parameter dtype.").choices({"float32", "bfloat16"});
+  auto attention = model::attention_choices().names();
+  attention.insert(attention.begin(), "auto");
   s.add("model.attention", "auto", "Attention mask; auto = causal for stage ar, bidirectional for diffusion stages.")
-      .choices({"auto", "causal", "bidirectional"});
+      .choices(attention);
   s.add("model.activation_checkpointing", false, "Recompute each layer's activations in backward to save memory.");
   s.add("model.add_pad_token", true, "Add a [PAD] token (and grow the embeddings) when the tokenizer has none, as the reference does.");
 }
@@ -102,13 +108,13 @@ void add_diffusion(Schema& s) {
   s.add("diffusion.simplex_value", 5.0, "Simplex value k: a token is +k at its id and -k elsewhere.").above(0);
   s.add("diffusion.timesteps", 5000, "Training diffusion steps T.").min(1);
   s.add("diffusion.schedule", "cosine_improved", "Noise schedule of abar.")
-      .choices({"cosine_improved", "linear", "cosine_capped"});
+      .choices(diffusion::schedule_choices().names());
   s.add("diffusion.self_condition", "logits_mean", "How the previous prediction is combined with the noisy simplex.")
-      .choices({"none", "logits_mean", "logits_addition", "logits_max", "logits_multiply"});
+      .choices(diffusion::self_condition_choices().names());
   s.add("diffusion.self_condition_prob", 0.5, "Chance per batch that training runs the no-grad self-conditioning pass.").range(0, 1);
   s.add("diffusion.embedding_grad", false, "Let gradients flow into E through the softmax(x_t) @ E input projection (the reference detaches it).");
   s.add("diffusion.loss_normalization", "global_tokens", "Average the loss over all span tokens of the optimizer step (global) or per micro-batch as the reference does.")
-      .choices({"global_tokens", "micro_batch"});
+      .choices(loss_normalization_choices().names());
 }
 
 void add_train(Schema& s) {
@@ -118,7 +124,7 @@ void add_train(Schema& s) {
   s.add("train.max_steps", 1000, "Optimizer steps to run; 0 = run train.epochs instead.").min(0);
   s.add("train.epochs", 0.0, "Passes over the data when max_steps is 0.").min(0);
   s.add("train.lr", 1e-5, "Peak learning rate.").above(0);
-  s.add("train.lr_schedule", "constant", "Learning-rate shape after warmup.").choices({"constant", "linear", "cosine"});
+  s.add("train.lr_schedule", "constant", "Learning-rate shape after warmup.").choices(lr_shape_choices().names());
   s.add("train.warmup_steps", 0, "Linear warmup steps (used when warmup_ratio is 0).").min(0);
   s.add("train.warmup_ratio", 0.0, "Warmup as a fraction of all steps.").range(0, 1);
   s.add("train.min_lr_ratio", 0.0, "Floor of the decaying schedules as a fraction of lr.").range(0, 1);
@@ -129,9 +135,9 @@ void add_train(Schema& s) {
   s.add("train.adam_eps", 1e-8, "AdamW epsilon.").above(0);
   s.add("train.grad_clip", 1.0, "Clip the global gradient norm to this value; 0 disables.").min(0);
   s.add("train.precision", "fp32", "Arithmetic: fp32, bf16 autocast, or bf16 weights with an fp32 master copy.")
-      .choices({"fp32", "bf16_autocast", "bf16_master"});
+      .choices(precision_choices().names());
   s.add("train.nonfinite_policy", "abort", "What a NaN/Inf loss or gradient does (decided on all ranks together).")
-      .choices({"skip", "rollback", "abort"});
+      .choices(nonfinite_policy_choices().names());
   s.add("train.max_rollbacks", 3,
         "With nonfinite_policy rollback: rollbacks allowed in one run before it aborts (a model that keeps diverging "
         "is not rescued by skipping more data).")

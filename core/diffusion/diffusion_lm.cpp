@@ -13,25 +13,17 @@
 
 namespace tess::diffusion {
 
-SelfCondition parse_self_condition(const std::string& name) {
-  if (name == "none") return SelfCondition::None;
-  if (name == "logits_mean") return SelfCondition::LogitsMean;
-  if (name == "logits_addition") return SelfCondition::LogitsAddition;
-  if (name == "logits_max") return SelfCondition::LogitsMax;
-  if (name == "logits_multiply") return SelfCondition::LogitsMultiply;
-  throw Error(fmt::format("unknown self-conditioning mode '{}'", name));
+const util::Choices<SelfCondition>& self_condition_choices() {
+  static const util::Choices<SelfCondition> c("self-conditioning mode (diffusion.self_condition)",
+                                              {{SelfCondition::None, "none"},
+                                               {SelfCondition::LogitsMean, "logits_mean"},
+                                               {SelfCondition::LogitsAddition, "logits_addition"},
+                                               {SelfCondition::LogitsMax, "logits_max"},
+                                               {SelfCondition::LogitsMultiply, "logits_multiply"}});
+  return c;
 }
-
-const char* self_condition_name(SelfCondition mode) {
-  switch (mode) {
-    case SelfCondition::None: return "none";
-    case SelfCondition::LogitsMean: return "logits_mean";
-    case SelfCondition::LogitsAddition: return "logits_addition";
-    case SelfCondition::LogitsMax: return "logits_max";
-    case SelfCondition::LogitsMultiply: return "logits_multiply";
-  }
-  return "?";
-}
+SelfCondition parse_self_condition(const std::string& name) { return self_condition_choices().parse(name); }
+const char* self_condition_name(SelfCondition mode) { return self_condition_choices().name(mode); }
 
 namespace {
 // Vocabulary-space arithmetic runs in fp32 (fp64 stays fp64, for gradient checks).

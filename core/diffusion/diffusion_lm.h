@@ -26,10 +26,12 @@
 
 #include "core/model/decoder.h"
 #include "core/model/hf_checkpoint.h"
+#include "core/util/choices.h"
 
 namespace tess::diffusion {
 
 enum class SelfCondition { None, LogitsMean, LogitsAddition, LogitsMax, LogitsMultiply };
+const util::Choices<SelfCondition>& self_condition_choices();  // diffusion.self_condition
 SelfCondition parse_self_condition(const std::string& name);
 const char* self_condition_name(SelfCondition mode);
 

@@ -20,21 +20,14 @@ double cosine_f(double s) {
 
 }  // namespace
 
-Schedule parse_schedule(const std::string& name) {
-  if (name == "cosine_improved") return Schedule::CosineImproved;
-  if (name == "linear") return Schedule::Linear;
-  if (name == "cosine_capped") return Schedule::CosineCapped;
-  throw Error(fmt::format("unknown noise schedule '{}' (expected cosine_improved, linear or cosine_capped)", name));
+const util::Choices<Schedule>& schedule_choices() {
+  static const util::Choices<Schedule> c("noise schedule", {{Schedule::CosineImproved, "cosine_improved"},
+                                                            {Schedule::Linear, "linear"},
+                                                            {Schedule::CosineCapped, "cosine_capped"}});
+  return c;
 }
-
-const char* schedule_name(Schedule s) {
-  switch (s) {
-    case Schedule::CosineImproved: return "cosine_improved";
-    case Schedule::Linear: return "linear";
-    case Schedule::CosineCapped: return "cosine_capped";
-  }
-  return "?";
-}
+Schedule parse_schedule(const std::string& name) { return schedule_choices().parse(name); }
+const char* schedule_name(Schedule s) { return schedule_choices().name(s); }
 
 NoiseScheduler::NoiseScheduler(Schedule schedule, int64_t T) : schedule_(schedule) {
   if (T < 1) throw Error(fmt::format("the number of diffusion steps must be >= 1, got {}", T));

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/util/choices.h"
+
 namespace at {
 class Tensor;
 }
@@ -23,7 +25,8 @@ enum class Schedule {
   Linear,          // betas linear in [1e-4, 0.02], abar = cumprod(1 - beta)
   CosineCapped,    // GLIDE cosine: beta_i = min(1 - f((i+1)/T) / f(i/T), 0.999), abar = cumprod(1 - beta)
 };
-Schedule parse_schedule(const std::string& name);  // cosine_improved | linear | cosine_capped
+const util::Choices<Schedule>& schedule_choices();  // diffusion.schedule
+Schedule parse_schedule(const std::string& name);
 const char* schedule_name(Schedule s);
 
 class NoiseScheduler {

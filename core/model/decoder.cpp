@@ -7,6 +7,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 
+#include "core/util/autocast.h"
 #include "core/util/error.h"
 
 namespace tess::model {
@@ -68,24 +69,6 @@ torch::nn::Linear linear(int64_t in, int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
 }
 
-// The autocast state of the forward pass, re-applied while a checkpointed
-// layer is recomputed in backward (which runs outside the autocast region):
-// the recomputation must be the same arithmetic as the forward.
-struct AutocastState {
-  bool cpu = false, cuda = false;
-  at::ScalarType cpu_dtype = at::kBFloat16, cuda_dtype = at::kHalf;
-  static AutocastState current() {
-    return {at::autocast::is_autocast_enabled(at::kCPU), at::autocast::is_autocast_enabled(at::kCUDA),
-            at::autocast::get_autocast_dtype(at::kCPU), at::autocast::get_autocast_dtype(at::kCUDA)};
-  }
-  void apply() const {
-    at::autocast::set_autocast_enabled(at::kCPU, cpu);
-    at::autocast::set_autocast_enabled(at::kCUDA, cuda);
-    at::autocast::set_autocast_dtype(at::kCPU, cpu_dtype);
-    at::autocast::set_autocast_dtype(at::kCUDA, cuda_dtype);
-  }
-};
-
 // Reentrant activation checkpointing: forward without a graph, backward
 // recomputes the layer with grad enabled (and the forward's autocast state)
 // and back-propagates through it (parameter gradients accumulate as usual).
@@ -98,7 +81,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     ctx->saved_data["sin"] = lc->sin;
     ctx->saved_data["mask"] = lc->mask;
     ctx->saved_data["is_causal"] = lc->is_causal;
-    auto amp = AutocastState::current();
+    auto amp = util::AutocastState::current();
     ctx->saved_data["amp_cpu"] = amp.cpu;
     ctx->saved_data["amp_cuda"] = amp.cuda;
     ctx->saved_data["amp_cpu_dtype"] = static_cast<int64_t>(amp.cpu_dtype);
@@ -117,10 +100,10 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     lc.mask = ctx->saved_data["mask"].toTensor();
     lc.is_causal = ctx->saved_data["is_causal"].toBool();
     auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
-    AutocastState forward_amp{ctx->saved_data["amp_cpu"].toBool(), ctx->saved_data["amp_cuda"].toBool(),
+    util::AutocastState forward_amp{ctx->saved_data["amp_cpu"].toBool(), ctx->saved_data["amp_cuda"].toBool(),
                               static_cast<at::ScalarType>(ctx->saved_data["amp_cpu_dtype"].toInt()),
                               static_cast<at::ScalarType>(ctx->saved_data["amp_cuda_dtype"].toInt())};
-    auto outer = AutocastState::current();
+    auto outer = util::AutocastState::current();
     torch::Tensor out;
     {
       torch::AutoGradMode enable(true);

@@ -49,13 +49,13 @@ T field(const json& j, const std::string& key, const std::string& source, T fall
 
 }  // namespace
 
-Attention parse_attention(const std::string& name) {
-  if (name == "causal") return Attention::Causal;
-  if (name == "bidirectional") return Attention::Bidirectional;
-  throw Error(fmt::format("unknown attention mode '{}' (expected causal or bidirectional)", name));
+const util::Choices<Attention>& attention_choices() {
+  static const util::Choices<Attention> c("attention mode",
+                                          {{Attention::Causal, "causal"}, {Attention::Bidirectional, "bidirectional"}});
+  return c;
 }
-
-const char* attention_name(Attention a) { return a == Attention::Causal ? "causal" : "bidirectional"; }
+Attention parse_attention(const std::string& name) { return attention_choices().parse(name); }
+const char* attention_name(Attention a) { return attention_choices().name(a); }
 
 int64_t ModelConfig::num_parameters() const {
   int64_t hd = resolved_head_dim();

@@ -10,6 +10,8 @@
 #include <map>
 #include <string>
 
+#include "core/util/choices.h"
+
 namespace tess::config {
 class Config;
 }
@@ -17,6 +19,7 @@ class Config;
 namespace tess::model {
 
 enum class Attention { Causal, Bidirectional };
+const util::Choices<Attention>& attention_choices();
 Attention parse_attention(const std::string& name);  // "causal" | "bidirectional"
 const char* attention_name(Attention a);
 

@@ -1,0 +1,40 @@
+#include "core/config/choices.h"
+
+namespace tess::config {
+
+const util::Choices<RunStage>& run_stage_choices() {
+  static const util::Choices<RunStage> c("run.stage", {{RunStage::Ar, "ar"},
+                                                       {RunStage::Adaptation, "adaptation"},
+                                                       {RunStage::Instruction, "instruction"},
+                                                       {RunStage::Reward, "reward"}});
+  return c;
+}
+
+const util::Choices<Precision>& precision_choices() {
+  static const util::Choices<Precision> c("train.precision", {{Precision::Fp32, "fp32"},
+                                                              {Precision::Bf16Autocast, "bf16_autocast"},
+                                                              {Precision::Bf16Master, "bf16_master"}});
+  return c;
+}
+
+const util::Choices<NonfinitePolicy>& nonfinite_policy_choices() {
+  static const util::Choices<NonfinitePolicy> c("train.nonfinite_policy", {{NonfinitePolicy::Skip, "skip"},
+                                                                           {NonfinitePolicy::Rollback, "rollback"},
+                                                                           {NonfinitePolicy::Abort, "abort"}});
+  return c;
+}
+
+const util::Choices<LossNormalization>& loss_normalization_choices() {
+  static const util::Choices<LossNormalization> c(
+      "diffusion.loss_normalization",
+      {{LossNormalization::GlobalTokens, "global_tokens"}, {LossNormalization::MicroBatch, "micro_batch"}});
+  return c;
+}
+
+const util::Choices<LrShape>& lr_shape_choices() {
+  static const util::Choices<LrShape> c(
+      "train.lr_schedule", {{LrShape::Constant, "constant"}, {LrShape::Linear, "linear"}, {LrShape::Cosine, "cosine"}});
+  return c;
+}
+
+}  // namespace tess::config

@@ -1,0 +1,148 @@
+#include "train/train_step.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include <spdlog/spdlog.h>
+
+#include "core/dist/dist.h"
+#include "core/util/autocast.h"
+#include "train/gradient_reducer.h"
+#include "train/weight_update.h"
+
+namespace tess::train {
+namespace {
+
+class Stopwatch {
+ public:
+  double lap() {
+    auto now = std::chrono::steady_clock::now();
+    double s = std::chrono::duration<double>(now - t_).count();
+    t_ = now;
+    return s;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point t_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+TrainStep::TrainStep(const TrainOptions& options, Stage& stage, WeightUpdate& update, dist::Dist& dist,
+                     c10::Device device, const std::vector<NamedParameter>& params)
+    : options_(options), stage_(stage), update_(update), dist_(dist), device_(device) {
+  bool overlap = options_.overlap;
+  if (overlap && options_.master_weights() && dist_.world_size() > 1) {
+    spdlog::info("dist.overlap: gradients are all-reduced after backward with train.precision bf16_master");
+    overlap = false;
+  }
+  std::vector<at::Tensor> leaves;
+  for (const auto& p : params) leaves.push_back(p.tensor);
+  reducer_ = std::make_unique<GradientReducer>(std::move(leaves),
+                                               static_cast<int64_t>(options_.bucket_mb * 1024 * 1024), overlap, dist_);
+}
+
+TrainStep::~TrainStep() = default;
+
+MicroBatch TrainStep::on_device(MicroBatch mb) const {
+  if (device_.is_cpu()) return mb;
+  mb.ids = mb.ids.to(device_);
+  mb.span_mask = mb.span_mask.to(device_);
+  return mb;
+}
+
+StepResult TrainStep::compute(bool poison) {
+  Stopwatch clock;
+  phases_ = {};
+  std::vector<MicroBatch> micro;
+  int64_t local_tokens = 0, local_positions = 0;
+  for (int64_t i = 0; i < options_.grad_accum; ++i) {
+    micro.push_back(on_device(stage_.next_batch()));
+    local_tokens += micro.back().tokens;
+    local_positions += micro.back().ids.numel();
+  }
+  phases_.data = clock.lap();
+  auto counts = dist_.sum({static_cast<double>(local_tokens), static_cast<double>(local_positions)},
+                          "token and position counts");
+  double global_tokens = counts[0];
+  double loss_sum = 0;
+  for (size_t i = 0; i < micro.size(); ++i) {
+    LossTerms terms;
+    {
+      util::AutocastScope amp(options_.autocast(), device_.type());
+      terms = stage_.loss(micro[i]);
+    }
+    // global_tokens: divide by the step's global count (= one big batch); micro_batch:
+    // each micro-batch's own mean, averaged over accumulation and ranks (the reference).
+    double scale = options_.normalization == LossNormalization::GlobalTokens
+                       ? 1.0 / std::max(global_tokens, 1.0)
+                       : 1.0 / (std::max<double>(static_cast<double>(terms.tokens), 1.0) *
+                                static_cast<double>(options_.grad_accum) * static_cast<double>(dist_.world_size()));
+    if (i + 1 == micro.size()) reducer_->arm();  // the step's last backward: reduce buckets as they fill
+    (terms.sum * scale).backward();
+    loss_sum += terms.sum.item<double>();
+  }
+  phases_.forward_backward = clock.lap();
+  std::vector<at::Tensor> grads;
+  for (auto& p : update_.gradient_params()) grads.push_back(p.tensor.grad());
+  reducer_->reduce(grads);
+  double total_loss = dist_.sum(loss_sum, "loss sum");
+  if (poison) total_loss = std::numeric_limits<double>::quiet_NaN();
+  StepResult r;
+  r.grad_norm = grad_norm();
+  r.finite = std::isfinite(total_loss) && std::isfinite(r.grad_norm);
+  r.finite = dist_.sum(r.finite ? 0.0 : 1.0, "non-finite flag") == 0.0;  // decided on all ranks together
+  r.loss = total_loss / std::max(global_tokens, 1.0);
+  r.tokens = static_cast<int64_t>(global_tokens);
+  r.positions = static_cast<int64_t>(counts[1]);
+  phases_.reduce = clock.lap();
+  return r;
+}
+
+// Per-tensor L2 norms reduced in the gradient's own dtype (ATen's cascade
+// summation, no copy of the gradient), combined in double.
+double TrainStep::grad_norm() {
+  double sq = 0;
+  for (auto& p : update_.gradient_params())
+    if (p.tensor.grad().defined()) {
+      double n = at::linalg_vector_norm(p.tensor.grad(), 2).item<double>();
+      sq += n * n;
+    }
+  return std::sqrt(sq);
+}
+
+void TrainStep::apply(const StepResult& r, double lr, const std::function<void()>& before_update) {
+  Stopwatch clock;
+  if (options_.grad_clip > 0 && r.grad_norm > options_.grad_clip) {
+    double factor = options_.grad_clip / (r.grad_norm + 1e-6);
+    torch::NoGradGuard g;
+    for (auto& p : update_.gradient_params())
+      if (p.tensor.grad().defined()) p.tensor.mutable_grad().mul_(factor);
+  }
+  if (before_update) before_update();
+  update_.step(lr);
+  update_.zero_grad();
+  phases_.update = clock.lap();
+}
+
+void TrainStep::discard() { update_.zero_grad(); }
+
+std::pair<double, int64_t> TrainStep::evaluate(const std::vector<MicroBatch>& batches) {
+  torch::NoGradGuard no_grad;
+  util::AutocastScope amp(options_.autocast(), device_.type());
+  stage_.module().eval();
+  double sum = 0;
+  int64_t tokens = 0;
+  for (const auto& mb : batches) {
+    auto t = stage_.loss(on_device(mb));
+    sum += t.sum.item<double>();
+    tokens += t.tokens;
+  }
+  stage_.module().train();
+  return {sum, tokens};
+}
+
+}  // namespace tess::train
