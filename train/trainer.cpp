@@ -26,6 +26,7 @@
 #include "train/options.h"
 #include "train/stage.h"
 #include "train/train_step.h"
+#include "train/training.h"
 #include "train/weight_update.h"
 
 namespace tess::train {
@@ -38,24 +39,6 @@ void on_stop_signal(int sig) { g_stop_signal.store(sig); }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// run.device: auto = CUDA when LibTorch sees a GPU; each process of a node
-// takes the GPU of its LOCAL_RANK.
-at::Device resolve_device(const config::Config& cfg, int local_rank) {
-  const auto& setting = cfg.get_string("run.device");
-  bool cuda = torch::cuda::is_available();
-  if (setting == "cpu" || (setting == "auto" && !cuda)) return at::kCPU;
-  if (!cuda)
-    throw Error(fmt::format("{}: run.device is cuda, but LibTorch sees no CUDA device (no GPU, no driver, or "
-                            "CUDA_VISIBLE_DEVICES hides them)",
-                            cfg.origin("run.device").where));
-  auto count = static_cast<int>(torch::cuda::device_count());
-  if (local_rank >= count)
-    throw Error(fmt::format("LOCAL_RANK is {} but only {} CUDA device(s) are visible: start at most one process "
-                            "per GPU",
-                            local_rank, count));
-  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
 }
 
 void setup_run_logging(const config::Config& cfg, const dist::Dist& dist, const fs::path& run_dir) {
@@ -90,13 +73,13 @@ struct Trainer::Impl {
   std::optional<util::CachingCpuAllocatorScope> cpu_cache;  // run.cpu_allocator caching
   const config::Config& cfg;
   std::shared_ptr<dist::Dist> dist;
-  TrainOptions options;
   fs::path run_dir;
-  at::Device device{at::kCPU};
-  std::unique_ptr<Stage> stage;
-  std::unique_ptr<WeightUpdate> update;  // AdamW, fp32 masters (bf16_master), ZeRO-1 ownership
-  std::unique_ptr<TrainStep> train_step;
-  std::unique_ptr<CheckpointManager> checkpoints;
+  Training training;  // stage, weight update, step, checkpoints
+  // Shorthands into `training`.
+  const TrainOptions& options = training.options;
+  Stage* stage = nullptr;
+  TrainStep* train_step = nullptr;
+  CheckpointManager* checkpoints = nullptr;
   std::unique_ptr<MetricsLog> metrics;
   LrSchedule schedule;
   TrainState state;
@@ -108,7 +91,7 @@ struct Trainer::Impl {
   bool main() const { return dist->is_main(); }
 
   void setup() {
-    options = TrainOptions::from_config(cfg);
+    TrainOptions::from_config(cfg);  // configuration errors before anything is created
     run_dir = cfg.get_string("run.dir");
     std::error_code ec;
     fs::create_directories(run_dir, ec);
@@ -116,19 +99,19 @@ struct Trainer::Impl {
     setup_run_logging(cfg, *dist, run_dir);
     if (int64_t threads = cfg.get_int("run.threads"); threads > 0) torch::set_num_threads(static_cast<int>(threads));
     if (cfg.get_string("run.cpu_allocator") == "caching") cpu_cache.emplace();
-    device = resolve_device(cfg, dist->local_rank());
-    if (dist->world_size() > 1 && dist->device() != device)
-      throw Error(fmt::format("run.device resolves to {} but the process group ({}) works on {}: use dist.backend "
-                              "nccl with CUDA and gloo on CPU",
-                              device.str(), dist->backend_name(), dist->device().str()));
     if (const auto& mutation = util::active_test_mutation(); !mutation.empty())
       spdlog::warn("TESS_TEST_MUTATION={}: a deliberate bug is switched on (a test of the test suite); never train "
                    "like this",
                    mutation);
-    spdlog::info("{} stage '{}' in {} ({} process(es), backend {}, device {})", cfg.get_string("run.name"),
-                 config::run_stage_choices().name(options.stage), run_dir.string(), dist->world_size(),
-                 dist->backend_name(), device.str());
-    build_components();
+    spdlog::info("{} stage '{}' in {} ({} process(es), backend {})", cfg.get_string("run.name"),
+                 cfg.get_string("run.stage"), run_dir.string(), dist->world_size(), dist->backend_name());
+    training = Training::build(cfg, *dist);
+    spdlog::info("training on {}: {} steps", training.device.str(), training.total_steps);
+    stage = training.stage.get();
+    train_step = training.step.get();
+    checkpoints = training.checkpoints.get();
+    total_steps = training.total_steps;
+    metrics = std::make_unique<MetricsLog>(run_dir, main(), cfg.get_bool("log.tensorboard"));
     progress_options.unit = "step";
     progress_options.enabled = main();
     progress_options.plain_interval_s = cfg.get_float("log.progress_interval_s");
@@ -139,33 +122,6 @@ struct Trainer::Impl {
       std::ofstream(run_dir / "config.yaml") << "# Effective configuration (hash " << cfg.hash() << ")\n"
                                              << cfg.to_yaml(true);
     metrics->reopen_at(state.step);
-  }
-
-  // The stage (model + data), the weight update, the step, the checkpoints.
-  void build_components() {
-    StageContext ctx{dist->rank(), dist->world_size(), options.grad_accum,
-                     static_cast<uint64_t>(cfg.get_int("run.seed")), device.str()};
-    stage = make_stage(cfg, ctx);
-    stage->module().to(device);  // parameters keep their identity: the optimizer and hooks see the moved tensors
-    auto params = stage->parameters();
-    for (auto& p : params) p.decay = AdamW::default_decay(p.name, options.decay_norms_and_embeddings);
-    if (options.precision != Precision::Fp32 && device.is_cpu() && !util::cpu_has_native_bf16())
-      spdlog::warn("train.precision {} (set at {}) on a CPU without native bf16 matmuls (no AVX512_BF16 or AMX): "
-                   "LibTorch emulates them, typically 10-100x slower than fp32; train.precision fp32 with "
-                   "model.dtype float32 is the fast choice here",
-                   config::precision_choices().name(options.precision), cfg.origin("train.precision").where);
-    update = std::make_unique<WeightUpdate>(params, WeightUpdate::Options{options.adamw, options.master_weights(),
-                                                                          options.zero},
-                                            *dist);
-    train_step = std::make_unique<TrainStep>(options, *stage, *update, *dist, device, params);
-    checkpoints = std::make_unique<CheckpointManager>(run_dir, CheckpointManager::Options::from_config(cfg), *dist,
-                                                      *stage, *update, params, cfg.hash());
-    metrics = std::make_unique<MetricsLog>(run_dir, main(), cfg.get_bool("log.tensorboard"));
-    total_steps = options.steps(stage->samples_per_epoch(), dist->world_size());
-    // Every rank starts from rank 0's weights.
-    std::vector<at::Tensor> tensors;
-    for (auto& p : params) tensors.push_back(p.tensor.detach());
-    dist->broadcast(tensors, 0, "initial parameter broadcast");
   }
 
   // The recipe: next batches, forward and backward, all-reduce, update; log,
