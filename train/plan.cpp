@@ -11,6 +11,7 @@
 #include "core/model/lm_head_loss.h"
 #include "core/util/error.h"
 #include "data/tokenizer.h"
+#include "train/flops.h"
 #include "train/options.h"
 
 namespace tess::train {
@@ -360,25 +361,32 @@ MemoryPlan estimate(const PlanInputs& in) {
   plan.forward_start_peak = input_proj > 0 ? input_proj + prev : 0;
   plan.total = persistent + std::max({plan.forward_peak, plan.backward_peak, plan.step_peak, plan.forward_start_peak});
 
-  // ---- compute per token (method.md section 11)
-  int64_t att_len = m.attention == model::Attention::Causal && ar && m.sliding_window > 0
-                        ? std::min(len, m.sliding_window)
-                        : len;
-  auto flop = [&](std::string key, std::string label, double value, std::string formula) {
-    plan.flops.push_back({std::move(key), std::move(label), "flops", value, std::move(formula)});
-    plan.flops_per_token += value;
-  };
-  flop("decoder", "decoder forward + backward", 6.0 * double(total), fmt::format("6 x N {}", count(total)));
-  flop("attention", "attention scores and values", 12.0 * double(layers) * double(hq) * double(att_len),
-       fmt::format("12 x layers {} x H {} x L {}", layers, hq, att_len));
-  if (diffusion) {
-    double p = in.self_condition ? in.self_condition_prob : 0.0;
-    if (p > 0)
-      flop("self_condition", "self-conditioning forward (average)",
-           p * (2.0 * double(total) + 4.0 * double(layers) * double(hq) * double(att_len) + 2.0 * double(v) * double(h)),
-           fmt::format("p {} x (2N + 4 x layers x H x L + 2VH)", p));
-    flop("input_projection", "input projection softmax(x_t) @ E", 2.0 * double(v) * double(h),
-         fmt::format("2 x V {} x H {}", v, h));
+  // ---- compute per token: train/flops.h's count of one sequence, over its L positions
+  {
+    double p = diffusion && in.self_condition ? in.self_condition_prob : 0.0;
+    auto span = static_cast<int64_t>(std::llround(in.span_fraction * double(len)));
+    auto f = step_flops(m, in.stage, 1, len, span, p);
+    auto per = [&](double v) { return v / double(len); };
+    auto flop = [&](std::string key, std::string label, double value, std::string formula) {
+      plan.flops.push_back({std::move(key), std::move(label), "flops", value, std::move(formula)});
+      plan.flops_per_token += value;
+    };
+    const double weights = double(layer_matmul_parameters(m));
+    flop("body", "decoder layers, forward + backward", per(f.body),
+         fmt::format("6 x layer matmul weights {}{}", count(static_cast<int64_t>(weights)), ar ? " x (L-1)/L" : ""));
+    flop("attention", "attention scores and values", per(f.attention),
+         fmt::format("12 x layers {} x H {} x attended length", layers, hq));
+    if (f.lm_head > 0)
+      flop("lm_head", "LM head, forward + backward", per(f.lm_head),
+           diffusion ? fmt::format("6 x V {} x H {} x span fraction {}", v, h, in.span_fraction)
+                     : fmt::format("6 x V {} x H {} x (L-1)/L", v, h));
+    if (diffusion) {
+      flop("input_projection", "input projection softmax(x_t) @ E", per(f.input_projection),
+           fmt::format("2 x V {} x H {} x span fraction {}", v, h, in.span_fraction));
+      if (p > 0)
+        flop("self_condition", "self-conditioning forward (average)", per(f.self_condition),
+             fmt::format("p {} x (the forward of the terms above)", p));
+    }
   }
   plan.tokens_per_step = in.batch_size * in.grad_accum * w * (reward ? 2 * in.seq_len : in.seq_len);
   return plan;
@@ -610,7 +618,7 @@ std::string format_plan(const MemoryPlan& plan, double gpu_gib, double mfu, doub
     if (!suggestions.empty()) s += "what would change it (per-rank total):\n" + suggestions;
   }
 
-  s += fmt::format("\n{:<46} {:>9}  {}\n", "compute per token (method.md 11)", "GFLOP", "formula");
+  s += fmt::format("\n{:<46} {:>9}  {}\n", "compute per token (train/flops.h)", "GFLOP", "formula");
   for (const auto& f : plan.flops) s += fmt::format("{:<46} {:>9.3f}  {}\n", f.label, f.value / 1e9, f.formula);
   s += fmt::format("{:<46} {:>9.3f}\n", "total", plan.flops_per_token / 1e9);
   if (peak_tflops > 0) {
