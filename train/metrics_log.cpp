@@ -40,7 +40,7 @@ void MetricsLog::write(const nlohmann::json& line) {
 }
 
 void MetricsLog::step(int64_t step, const StepResult& r, double lr, int64_t tokens_seen, int64_t skipped,
-                      double seconds) {
+                      double seconds, double mfu) {
   if (!main_) return;
   double tokens_per_s = static_cast<double>(r.positions) / std::max(seconds, 1e-9);
   write({{"step", step},
@@ -49,12 +49,14 @@ void MetricsLog::step(int64_t step, const StepResult& r, double lr, int64_t toke
          {"grad_norm", r.grad_norm},
          {"tokens", tokens_seen},
          {"tokens_per_s", tokens_per_s},
-         {"skipped", skipped}});
+         {"skipped", skipped},
+         {"mfu", mfu}});
   if (tensorboard_) {
     tensorboard_->add_scalar("train/loss", r.loss, step);
     tensorboard_->add_scalar("train/lr", lr, step);
     tensorboard_->add_scalar("train/grad_norm", r.grad_norm, step);
     tensorboard_->add_scalar("train/tokens_per_s", tokens_per_s, step);
+    tensorboard_->add_scalar("train/mfu", mfu, step);
     tensorboard_->flush();
   }
 }

@@ -26,8 +26,10 @@ class MetricsLog {
   // Keeps the lines up to `step` (a resume or a rollback recomputes the
   // rest) and appends from there.
   void reopen_at(int64_t step);
-  // A step's line: loss, lr, grad norm, tokens seen, throughput, skipped.
-  void step(int64_t step, const StepResult& r, double lr, int64_t tokens_seen, int64_t skipped, double seconds);
+  // A step's line: loss, lr, grad norm, tokens seen, throughput, skipped,
+  // and this rank's model FLOP utilisation.
+  void step(int64_t step, const StepResult& r, double lr, int64_t tokens_seen, int64_t skipped, double seconds,
+            double mfu);
   void validation(int64_t step, double loss, int64_t tokens);
   void event(const nlohmann::json& line);  // e.g. a rollback
 

@@ -19,6 +19,7 @@
 
 #include "data/batches.h"
 #include "train/adamw.h"
+#include "train/flops.h"
 
 namespace torch::nn {
 class Module;
@@ -39,6 +40,12 @@ using MicroBatch = data::Batch;
 struct LossTerms {
   at::Tensor sum;      // scalar: summed per-token loss
   int64_t tokens = 0;  // its token count
+  // Diffusion stages: the micro-batch's noised rows, whether it ran the
+  // self-conditioning pass (its FLOPs), and the time of noise and of that
+  // pass inside the loss (benchmarks).
+  int64_t span_rows = 0;
+  bool self_conditioned = false;
+  double noise_s = 0, self_condition_s = 0;
 };
 
 // Where a run's components come from (rank, world size, accumulation, seed, device).
@@ -60,6 +67,10 @@ class Stage {
   // The next micro-batch of this rank (the loader runs ahead in the background).
   virtual MicroBatch next_batch() = 0;
   virtual LossTerms loss(const MicroBatch& batch) = 0;
+  // The model FLOPs (train/flops.h) of `examples` rows of `row_len` tokens
+  // (the batch's shape), `span_rows` of them noised, the self-conditioning
+  // pass run at `self_condition_rate`.
+  virtual StepFlops flops(int64_t examples, int64_t row_len, int64_t span_rows, double self_condition_rate) const = 0;
   // Optional validation batches (empty when no validation data).
   virtual std::vector<MicroBatch> validation_batches(int64_t count) { return {}; }
 

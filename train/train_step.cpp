@@ -68,13 +68,22 @@ StepResult TrainStep::compute(bool poison) {
   auto counts = dist_.sum({static_cast<double>(local_tokens), static_cast<double>(local_positions)},
                           "token and position counts");
   double global_tokens = counts[0];
+  phases_.reduce = clock.lap();
   double loss_sum = 0;
+  StepResult r;
   for (size_t i = 0; i < micro.size(); ++i) {
     LossTerms terms;
     {
       util::AutocastScope amp(options_.autocast(), device_.type());
       terms = stage_.loss(micro[i]);
     }
+    phases_.forward += clock.lap() - terms.noise_s - terms.self_condition_s;
+    phases_.noise += terms.noise_s;
+    phases_.self_condition += terms.self_condition_s;
+    r.local_sequences += micro[i].ids.size(0);
+    r.seq_len = micro[i].ids.size(1);
+    r.local_span_rows += terms.span_rows;
+    r.local_self_conditioned += terms.self_conditioned ? 1 : 0;
     // global_tokens: divide by the step's global count (= one big batch); micro_batch:
     // each micro-batch's own mean, averaged over accumulation and ranks (the reference).
     double scale = options_.normalization == LossNormalization::GlobalTokens
@@ -84,21 +93,20 @@ StepResult TrainStep::compute(bool poison) {
     if (i + 1 == micro.size()) reducer_->arm();  // the step's last backward: reduce buckets as they fill
     (terms.sum * scale).backward();
     loss_sum += terms.sum.item<double>();
+    phases_.backward += clock.lap();
   }
-  phases_.forward_backward = clock.lap();
   std::vector<at::Tensor> grads;
   for (auto& p : update_.gradient_params()) grads.push_back(p.tensor.grad());
   reducer_->reduce(grads);
   double total_loss = dist_.sum(loss_sum, "loss sum");
   if (poison) total_loss = std::numeric_limits<double>::quiet_NaN();
-  StepResult r;
   r.grad_norm = grad_norm();
   r.finite = std::isfinite(total_loss) && std::isfinite(r.grad_norm);
   r.finite = dist_.sum(r.finite ? 0.0 : 1.0, "non-finite flag") == 0.0;  // decided on all ranks together
   r.loss = total_loss / std::max(global_tokens, 1.0);
   r.tokens = static_cast<int64_t>(global_tokens);
   r.positions = static_cast<int64_t>(counts[1]);
-  phases_.reduce = clock.lap();
+  phases_.reduce += clock.lap();
   return r;
 }
 

@@ -32,14 +32,20 @@ struct StepResult {
   int64_t tokens = 0;        // the loss units of the step, all ranks
   int64_t positions = 0;     // every position the model ran over, all ranks (throughput)
   bool finite = true;        // loss and norm finite on every rank
+  // This rank's share, for its FLOPs (train/flops.h): rows of `seq_len`
+  // tokens, noised rows, and micro-batches that ran the self-conditioning pass.
+  int64_t local_sequences = 0, seq_len = 0, local_span_rows = 0, local_self_conditioned = 0;
 };
 
 // Seconds spent in each phase of the last step on this rank.
 struct StepPhases {
-  double data = 0;       // waiting for the loader's micro-batches
-  double forward_backward = 0;
-  double reduce = 0;     // gradient all-reduce, norm, the step's scalar sums
-  double update = 0;     // clipping and the optimizer
+  double data = 0;            // waiting for the loader's micro-batches
+  double forward = 0;         // the loss, without the two below
+  double noise = 0;           // diffusion: drawing the noise, making x_t
+  double self_condition = 0;  // diffusion: the no-grad first pass, without its noise
+  double backward = 0;
+  double reduce = 0;          // gradient all-reduce, norm, the step's scalar sums
+  double update = 0;          // clipping and the optimizer
 };
 
 class TrainStep {

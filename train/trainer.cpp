@@ -18,6 +18,7 @@
 #include "core/util/error.h"
 #include "core/util/format.h"
 #include "core/util/log.h"
+#include "core/util/peak.h"
 #include "core/util/progress.h"
 #include "core/util/test_hooks.h"
 #include "train/checkpoint_manager.h"
@@ -84,6 +85,7 @@ struct Trainer::Impl {
   LrSchedule schedule;
   TrainState state;
   int64_t total_steps = 0;
+  double peak_gflops = 0;  // the denominator of each step's mfu (log.peak_gflops)
   util::Progress::Options progress_options;
 
   Impl(const config::Config& c, std::shared_ptr<dist::Dist> d) : cfg(c), dist(std::move(d)) {}
@@ -107,6 +109,7 @@ struct Trainer::Impl {
                  cfg.get_string("run.stage"), run_dir.string(), dist->world_size(), dist->backend_name());
     training = Training::build(cfg, *dist);
     spdlog::info("training on {}: {} steps", training.device.str(), training.total_steps);
+    measure_peak();
     stage = training.stage.get();
     train_step = training.step.get();
     checkpoints = training.checkpoints.get();
@@ -155,8 +158,10 @@ struct Trainer::Impl {
       progress.set_field("tok/s", util::human_count(static_cast<double>(positions_since_start) /
                                                     std::max(seconds_since(t_start), 1e-9)));
       progress.update(state.step);
-      if (state.step % options.log_every == 0 || state.step == total_steps)
-        metrics->step(state.step, r, lr, state.tokens_seen, state.skipped, seconds_since(t0));
+      if (state.step % options.log_every == 0 || state.step == total_steps) {
+        double seconds = seconds_since(t0);
+        metrics->step(state.step, r, lr, state.tokens_seen, state.skipped, seconds, mfu(r, seconds));
+      }
       if (util::fault_armed("after_step", state.step)) {  // a test's crash: step logged, earlier saves committed
         checkpoints->wait();
         util::kill_self();
@@ -173,6 +178,27 @@ struct Trainer::Impl {
     progress.finish();
     finish();
     return 0;
+  }
+
+  // log.peak_gflops, or this process's measured rate of the step's matmuls
+  // (bf16 unless fp32; a smaller probe where bf16 is emulated on a CPU).
+  void measure_peak() {
+    peak_gflops = cfg.get_float("log.peak_gflops");
+    if (peak_gflops > 0) return;
+    auto dtype = options.precision == Precision::Fp32 ? at::kFloat : at::kBFloat16;
+    bool emulated = dtype == at::kBFloat16 && training.device.is_cpu() && !util::cpu_has_native_bf16();
+    int64_t n = emulated ? 256 : 1024;
+    peak_gflops = util::matmul_gflops(training.device, dtype, n, 2, 5);
+    spdlog::info("mfu in metrics.jsonl is against {:.1f} GFLOP/s (this process's {} matmuls of {}x{}; set "
+                 "log.peak_gflops to use another figure)",
+                 peak_gflops, dtype == at::kFloat ? "fp32" : "bf16", n, n);
+  }
+
+  // This rank's model FLOPs of the step over its time, against the peak.
+  double mfu(const StepResult& r, double seconds) const {
+    double rate = static_cast<double>(r.local_self_conditioned) / static_cast<double>(options.grad_accum);
+    auto f = stage->flops(r.local_sequences, r.seq_len, r.local_span_rows, rate);
+    return f.total() / std::max(seconds, 1e-9) / (peak_gflops * 1e9);
   }
 
   void validate() {

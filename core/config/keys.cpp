@@ -202,6 +202,10 @@ void add_log(Schema& s) {
   s.add("log.every", 10, "Write metrics every N optimizer steps.").min(1);
   s.add("log.all_ranks", false, "Print every rank's log lines to the console (files always get them).");
   s.add("log.tensorboard", true, "Write TensorBoard event files to the run directory.");
+  s.add("log.peak_gflops", 0.0,
+        "The matmul rate (GFLOP/s per process) each step's mfu in metrics.jsonl is measured against; 0 measures it "
+        "at start: square 1024 matmuls of the training precision on the run's device, best of 5.")
+      .min(0);
   s.add("log.progress_interval_s", 10.0, "Seconds between plain progress lines when the output is not a terminal.").above(0);
 }
 

@@ -1,5 +1,7 @@
 #include "core/diffusion/diffusion_loss.h"
 
+#include <chrono>
+
 #include <torch/torch.h>
 
 #include "core/config/config.h"
@@ -70,8 +72,11 @@ DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torc
   auto rows_at = [&](const torch::Tensor& t) -> RowSource {
     auto abar = row_abar(scheduler_, t, span);
     return [&, abar](int64_t start, int64_t count) {
+      auto t0 = std::chrono::steady_clock::now();
       auto z = gaussian_rows(streams.noise, count, vocab).to(labels.device());
-      return noisy_simplex_rows(labels.narrow(0, start, count), abar.narrow(0, start, count), z, k);
+      auto x = noisy_simplex_rows(labels.narrow(0, start, count), abar.narrow(0, start, count), z, k);
+      out.noise_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return x;
     };
   };
 
@@ -79,14 +84,19 @@ DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torc
   torch::Tensor prev_states;  // [N, H]: span_loss makes their logits chunk by chunk
   out.self_conditioned = streams.self_condition.bernoulli(options_.self_condition_prob);
   if (out.self_conditioned) {
+    auto t0 = std::chrono::steady_clock::now();
+    double noise_before = out.noise_s;
     torch::NoGradGuard no_grad;
     auto t_prev = (out.timesteps + 1).clamp_max(T - 1);
     DiffusionInputs first{ids, span_mask, scaled_time(t_prev, T), {}};
     prev_states = model.predictor_states(first, span, rows_at(t_prev)).detach();
     streams.noise.set_state(noise_state);  // the real pass sees the same z
+    out.self_condition_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() -
+                           (out.noise_s - noise_before);
   }
   out.loss_sum = model.span_loss(in, span, rows_at(out.timesteps), labels, prev_states);
   out.tokens = (span.pos > 0).sum().item<int64_t>();
+  out.span_rows = span.rows;
   return out;
 }
 

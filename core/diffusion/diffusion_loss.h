@@ -38,6 +38,10 @@ struct DiffusionLossResult {
   int64_t tokens = 0;      // span tokens counted (position 0 excluded: nothing predicts it)
   bool self_conditioned = false;
   torch::Tensor timesteps;  // int64 [B], the drawn t
+  int64_t span_rows = 0;    // noised positions (position 0's included: it is noised, not counted)
+  // Where the time went (benchmarks): drawing the noise and making x_t, and
+  // the self-conditioning pass without its noise.
+  double noise_s = 0, self_condition_s = 0;
 };
 
 class DiffusionLoss {

@@ -38,6 +38,7 @@ class RewardModelImpl : public torch::nn::Module {
   const torch::Tensor& embedding_weight() const { return decoder_->embedding_weight(); }  // E_rm [V, H]
   const ModelConfig& config() const { return decoder_->config(); }
   DecoderImpl& decoder() { return *decoder_; }
+  const DecoderImpl& decoder() const { return *decoder_; }
 
   torch::nn::Linear score{nullptr};
 

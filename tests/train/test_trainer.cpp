@@ -194,6 +194,27 @@ TEST_CASE("stage ar trains from YAML: metrics, checkpoints and a loadable final 
   CHECK(fs::exists(run / "final" / "tokenizer.model"));
 }
 
+// mfu = this rank's model FLOPs of the step (train/flops.h) / its time / the
+// peak; the time is B x L / tokens_per_s on one process. The FLOPs of an ar
+// step on the workspace's shape, counted by hand: B 4 rows read L - 1 = 31
+// positions each; layer matmul weights 2 x (32x32 + 2 x 32x16 + 32x32 + 3 x 32x64).
+TEST_CASE("metrics.jsonl's mfu is the step's model FLOPs over its time and log.peak_gflops", "[integration][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("mfu", "run:\n  stage: ar\n");
+  auto run = w.dir / "runs/mfu";
+  train_ok(cfg, "--set run.dir=" + run.string() + " --set data.tokenizer=" + w.tokenizer.string() +
+                    " --set data.train=[" + w.corpus.string() + "] --set train.max_steps=3 --set log.peak_gflops=2.5");
+  auto m = metrics(run);
+  REQUIRE(m.size() == 3);
+  const double positions = 4 * 31, weights = 2 * (32 * 32 + 2 * 32 * 16 + 32 * 32 + 3 * 32 * 64);
+  const double vocab = w.vocab + 1;  // + [PAD]
+  const double flops = 6 * weights * positions + 12.0 * 2 * 32 * 31 * positions + 6 * vocab * 32 * positions;
+  for (const auto& j : m) {
+    double seconds = 4 * 32 / j.at("tokens_per_s").get<double>();
+    CHECK(j.at("mfu").get<double>() * seconds * 2.5e9 == Approx(flops).epsilon(1e-6));
+  }
+}
+
 TEST_CASE("a killed ar run resumes with bit-identical per-step losses", "[integration][train]") {
   auto& w = workspace();
   auto cfg = w.config("ar_exact", "run:\n  stage: ar\n");

@@ -36,6 +36,10 @@ class ArStage : public StageBase {
     return {loss, mb.tokens};
   }
 
+  StepFlops flops(int64_t examples, int64_t row_len, int64_t, double) const override {
+    return step_flops(decoder_->config(), config::RunStage::Ar, examples, row_len, 0, 0);
+  }
+
   std::function<void(const std::filesystem::path&)> model_writer(checkpoint::DeferredCopies* snapshot) override {
     return image_writer(model::hf_model_image(*decoder_), snapshot);
   }

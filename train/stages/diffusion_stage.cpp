@@ -51,7 +51,12 @@ LossTerms DiffusionStage::loss(const MicroBatch& mb) {
   auto k = static_cast<size_t>(mb.slot / ctx_.world_size);
   auto r = mb.slot < 0 ? loss_(*model_, mb.ids, mb.span_mask, {validation_noise_, validation_coin_})
                        : loss_(*model_, mb.ids, mb.span_mask, {noise_.at(k), coin_.at(k)});
-  return {r.loss_sum, r.tokens};
+  return {r.loss_sum, r.tokens, r.span_rows, r.self_conditioned, r.noise_s, r.self_condition_s};
+}
+
+StepFlops DiffusionStage::flops(int64_t examples, int64_t row_len, int64_t span_rows, double rate) const {
+  return step_flops(model_->decoder->config(), config::run_stage_choices().parse(name()), examples, row_len,
+                    span_rows, rate);
 }
 
 std::vector<MicroBatch> DiffusionStage::validation_batches(int64_t count) {

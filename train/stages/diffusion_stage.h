@@ -17,6 +17,7 @@ class DiffusionStage : public StageBase {
   torch::nn::Module& module() override;
   std::vector<NamedParameter> parameters() override { return named(module(), "decoder."); }
   LossTerms loss(const MicroBatch& mb) override;
+  StepFlops flops(int64_t examples, int64_t row_len, int64_t span_rows, double self_condition_rate) const override;
   std::vector<MicroBatch> validation_batches(int64_t count) override;
   std::map<std::string, std::string> state() const override;
   void load_state(const std::vector<std::map<std::string, std::string>>& rank_states,

@@ -46,6 +46,11 @@ class RewardStage : public StageBase {
     return {-torch::log_sigmoid(margin).sum(), pairs};
   }
 
+  // A row holds a pair: two sequences of half its length.
+  StepFlops flops(int64_t examples, int64_t row_len, int64_t, double) const override {
+    return step_flops(model_->decoder().config(), config::RunStage::Reward, 2 * examples, row_len / 2, 0, 0);
+  }
+
   std::function<void(const std::filesystem::path&)> model_writer(checkpoint::DeferredCopies* snapshot) override {
     return image_writer(model::reward_model_image(*model_), snapshot);
   }
