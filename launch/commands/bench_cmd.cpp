@@ -12,13 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "core/util/error.h"
-#include "eval/bench.h"
+#include "launch/bench/bench.h"
 #include "launch/cli.h"
 
 namespace tess::cli {
 namespace {
 
-namespace bench = eval::bench;
+namespace bench = tess::bench;
 using json = nlohmann::json;
 
 struct BenchArgs {
@@ -36,6 +36,7 @@ struct BenchArgs {
   std::string sample_preset = "small";
   // dist-worker
   int64_t global_batch = 8, steps = 3;
+  std::string workspace;
 };
 
 int emit(const BenchArgs& a, json report) {
@@ -97,7 +98,7 @@ void add_bench_command(CLI::App& app, Action& action) {
   train->add_option("--peak-fp32", a->peak_fp32, "fp32 peak GFLOP/s for MFU (default: measured)");
   train->add_option("--peak-bf16", a->peak_bf16, "bf16 peak GFLOP/s for MFU (default: measured)");
   train->add_option("--python", a->python, "Python with torch for the eager reference step (default python3)");
-  train->add_option("--eager-script", a->eager_script, "The eager reference step script (default eval/bench_eager.py)");
+  train->add_option("--eager-script", a->eager_script, "The eager reference step script (default launch/bench/reference/bench_eager.py)");
   train->add_flag("--no-eager", a->no_eager, "Skip the eager PyTorch comparison");
   train->callback([&action, a] {
     action = [a] {
@@ -133,7 +134,7 @@ void add_bench_command(CLI::App& app, Action& action) {
       o.eager = false;
       json report = {{"machine", bench::machine_json(o)}};
       // The consumption rate: the same batch shape's training step, here.
-      bench::TrainCase c{"small", bench::TrainStage::Adaptation, "fp32"};
+      bench::TrainCase c{"small", config::RunStage::Adaptation, "fp32"};
       json train = {{"cases", json::array({bench::bench_train_case(c, o, 0, 0)})}};
       report["data"] = bench::bench_data(o, train);
       return emit(*a, report);
@@ -146,7 +147,7 @@ void add_bench_command(CLI::App& app, Action& action) {
     action = [a] {
       auto o = options_of(*a);
       // The step a save would stall: the checkpointed model's training step, here.
-      bench::TrainCase c{o.smoke ? "tiny" : "medium", bench::TrainStage::Adaptation, "fp32"};
+      bench::TrainCase c{o.smoke ? "tiny" : "medium", config::RunStage::Adaptation, "fp32"};
       json train = {{"cases", json::array({bench::bench_train_case(c, o, 0, 0)})}};
       return emit(*a, {{"machine", bench::machine_json(o)}, {"checkpoint", bench::bench_checkpoint(o, train)}});
     };
@@ -163,13 +164,14 @@ void add_bench_command(CLI::App& app, Action& action) {
 
   auto* worker = cmd->add_subcommand("dist-worker", "One rank of `tess bench dist` (run under tess launch)");
   add_common(worker, *a);
+  worker->add_option("--workspace", a->workspace, "The inputs `tess bench dist` generated")->required();
   worker->add_option("--global-batch", a->global_batch, "Sequences per optimizer step over all ranks")->capture_default_str();
   worker->add_option("--steps", a->steps, "Timed steps (after one warm-up)")->capture_default_str();
   worker->add_flag("--overlap", a->overlap, "All-reduce gradient buckets during backward (dist.overlap)");
   worker->callback([&action, a] {
     action = [a] {
       if (a->output.empty()) throw Error("bench dist-worker: --output FILE is required (rank 0 writes its result there)");
-      bench::bench_dist_worker(options_of(*a), a->global_batch, a->steps, a->overlap, a->output);
+      bench::bench_dist_worker(options_of(*a), a->workspace, a->global_batch, a->steps, a->overlap, a->output);
       return 0;
     };
   });
