@@ -1,7 +1,7 @@
 #pragma once
 // Chat data for stage 2 (instruction tuning), preference pairs for the reward
 // model and held-out evaluation records, all in the Tulu template of the
-// reference (docs/method.md section 6, docs/data-chat-masking.md):
+// reference (docs/method.md section 6, docs/data.md):
 //
 //   <s><|user|>\n{user}\n<|assistant|>\n{assistant}</s>[PAD]...[PAD]
 //

@@ -1,6 +1,6 @@
 #pragma once
 // UL2-style span masking for stage 1 (docs/method.md section 5,
-// docs/data-chat-masking.md). A span mask marks, per position, whether the
+// docs/data.md). A span mask marks, per position, whether the
 // token is noised and generated (1, "span") or given as clean context (0).
 //
 // One objective is drawn per BATCH from the configured mixture (equal chance

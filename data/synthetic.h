@@ -1,5 +1,5 @@
 #pragma once
-// Quickstart data that needs no download (docs/data-chat-masking.md):
+// Quickstart data that needs no download (docs/data.md):
 //  - synthetic chat tasks with exact answers (addition, sorting, reverse,
 //    counting, lookup) and WordNet definition questions, split into train and
 //    held-out test sets with no problem in common, plus preference pairs

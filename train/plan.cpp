@@ -234,7 +234,11 @@ MemoryPlan estimate(const PlanInputs& in) {
     return s;
   };
   int64_t per_layer = sum_bytes(layer_saved_tensors(m, in.precision, autocast));
-  int64_t per_layer_recompute = sum_bytes(layer_saved_tensors(m, in.precision, false));
+  // The checkpoint recomputes a layer under the forward's autocast state
+  // (model/decoder.cpp): bf16 saved tensors, plus that layer's cached bf16
+  // weight copies for as long as the recomputation runs.
+  int64_t per_layer_recompute = per_layer;
+  const double recompute_weight_copies = autocast ? double(layer_linear) / double(layers) * 2 : 0;
 
   double stored;
   if (ckpt) {
@@ -249,9 +253,9 @@ MemoryPlan estimate(const PlanInputs& in) {
   double recompute = 0;
   if (ckpt)
     recompute = add("recomputed_layer", "recomputed layer (checkpointing backward)", "backward",
-                    double(tokens) * double(per_layer_recompute),
+                    double(tokens) * double(per_layer_recompute) + recompute_weight_copies,
                     fmt::format("{} x {} B/token{}", tok, count(per_layer_recompute),
-                                autocast ? " (recomputed without autocast: fp32)" : ""));
+                                autocast ? " + the layer's bf16 weight copies (recomputed under autocast)" : ""));
   // Gradients in flight through one layer (its MLP: dL/d of gate, up and the
   // product, and of the residual and the norm output) plus the temporary
   // weight gradient that is added into the existing .grad.

@@ -95,5 +95,7 @@ class Stage {
 
 // The stage `run.stage` names, built from the configuration (reads its keys).
 std::unique_ptr<Stage> make_stage(const config::Config& cfg, const StageContext& ctx);
+// What builds a run's stage: make_stage, or a test's own stage.
+using StageFactory = std::function<std::unique_ptr<Stage>(const config::Config&, const StageContext&)>;
 
 }  // namespace tess::train

@@ -88,7 +88,10 @@ struct Trainer::Impl {
   double peak_gflops = 0;  // the denominator of each step's mfu (log.peak_gflops)
   util::Progress::Options progress_options;
 
-  Impl(const config::Config& c, std::shared_ptr<dist::Dist> d) : cfg(c), dist(std::move(d)) {}
+  StageFactory factory;
+
+  Impl(const config::Config& c, std::shared_ptr<dist::Dist> d, StageFactory f)
+      : cfg(c), dist(std::move(d)), factory(std::move(f)) {}
 
   bool main() const { return dist->is_main(); }
 
@@ -107,7 +110,7 @@ struct Trainer::Impl {
                    mutation);
     spdlog::info("{} stage '{}' in {} ({} process(es), backend {})", cfg.get_string("run.name"),
                  cfg.get_string("run.stage"), run_dir.string(), dist->world_size(), dist->backend_name());
-    training = Training::build(cfg, *dist);
+    training = Training::build(cfg, *dist, factory);
     spdlog::info("training on {}: {} steps", training.device.str(), training.total_steps);
     measure_peak();
     stage = training.stage.get();
@@ -285,7 +288,9 @@ struct Trainer::Impl {
 };
 
 Trainer::Trainer(const config::Config& cfg, std::shared_ptr<dist::Dist> dist)
-    : impl_(std::make_unique<Impl>(cfg, std::move(dist))) {}
+    : Trainer(cfg, std::move(dist), make_stage) {}
+Trainer::Trainer(const config::Config& cfg, std::shared_ptr<dist::Dist> dist, StageFactory factory)
+    : impl_(std::make_unique<Impl>(cfg, std::move(dist), std::move(factory))) {}
 Trainer::~Trainer() = default;
 
 int Trainer::run() {

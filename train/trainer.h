@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <memory>
 
+#include "train/stage.h"
+
 namespace tess::config {
 class Config;
 }
@@ -20,6 +22,8 @@ namespace tess::train {
 class Trainer {
  public:
   Trainer(const config::Config& cfg, std::shared_ptr<dist::Dist> dist);
+  // With the stage from `factory` instead of run.stage's (tests of the loop).
+  Trainer(const config::Config& cfg, std::shared_ptr<dist::Dist> dist, StageFactory factory);
   ~Trainer();
   // Runs to train.max_steps (or the epochs) and writes RUN_DIR/final; on
   // SIGTERM/SIGINT saves a checkpoint and returns early. Returns the exit code.

@@ -42,7 +42,9 @@ Training::Training(Training&&) noexcept = default;
 Training& Training::operator=(Training&&) noexcept = default;
 Training::~Training() = default;
 
-Training Training::build(const config::Config& cfg, dist::Dist& dist) {
+Training Training::build(const config::Config& cfg, dist::Dist& dist) { return build(cfg, dist, make_stage); }
+
+Training Training::build(const config::Config& cfg, dist::Dist& dist, const StageFactory& factory) {
   Training t;
   t.options = TrainOptions::from_config(cfg);
   t.device = resolve_device(cfg, dist.local_rank());
@@ -52,7 +54,7 @@ Training Training::build(const config::Config& cfg, dist::Dist& dist) {
                             t.device.str(), dist.backend_name(), dist.device().str()));
   StageContext ctx{dist.rank(), dist.world_size(), t.options.grad_accum,
                    static_cast<uint64_t>(cfg.get_int("run.seed")), t.device.str()};
-  t.stage = make_stage(cfg, ctx);
+  t.stage = factory(cfg, ctx);
   t.stage->module().to(t.device);  // parameters keep their identity: the optimizer and hooks see the moved tensors
   t.params = t.stage->parameters();
   for (auto& p : t.params) p.decay = AdamW::default_decay(p.name, t.options.decay_norms_and_embeddings);

@@ -10,6 +10,7 @@
 
 #include "train/adamw.h"
 #include "train/options.h"
+#include "train/stage.h"
 
 namespace tess::config {
 class Config;
@@ -21,7 +22,6 @@ class Dist;
 namespace tess::train {
 
 class CheckpointManager;
-class Stage;
 class TrainStep;
 class WeightUpdate;
 
@@ -38,6 +38,8 @@ struct Training {
   // Builds everything on run.device (CUDA picks the GPU of LOCAL_RANK) and
   // broadcasts rank 0's weights. Reads the keys its parts use.
   static Training build(const config::Config& cfg, dist::Dist& dist);
+  // The same with the stage from `factory` (tests run the loop over a fake stage).
+  static Training build(const config::Config& cfg, dist::Dist& dist, const StageFactory& factory);
   Training();
   Training(Training&&) noexcept;
   Training& operator=(Training&&) noexcept;

@@ -171,7 +171,9 @@ TEST_CASE("plan: precision, ZeRO and checkpointing change the terms they should"
     CHECK(term(p, "activations") == 2 * 8 * 8 * 4);
     CHECK(term(p, "recomputed_layer") == 8 * 560);
     auto a = small_plan({"model.activation_checkpointing=true", "train.precision=bf16_autocast"});
-    CHECK(term(a, "recomputed_layer") == 8 * 560);  // recomputed without autocast: fp32
+    // Recomputed under the forward's autocast (model/decoder.cpp): bf16 saved
+    // tensors (400 B/token, as the activations above) + the layer's 576 weights in bf16.
+    CHECK(term(a, "recomputed_layer") == 8 * 400 + 576 * 2);
     // Checkpointed layers run without grad in the forward: autocast caches no copies of their weights.
     CHECK(term(a, "autocast_weight_copies") == (808 + 8) * 2);
   }
@@ -241,8 +243,14 @@ TEST_CASE("plan: Mistral-7B parameter count and the documented stage-1 figures",
   // rows, the gathered fp32 rows; then the self-conditioning states (fp32 rows under autocast).
   double lm_loss = (V * H * 4 + tokens * H * 2) + 512 * V * 8 + V * H * 2 + (V * H * 2 + tokens * H * 2) + tokens * H * 4;
   CHECK(p.forward_peak == common + lm_loss + tokens * H * 4);
-  // Backward: the fp32 recomputed layer (368,776 B/token) and the working set outgrow the head's gradients.
-  CHECK(p.backward_peak == common + tokens * 368776 + tokens * (3 * I * 4 + 3 * H * 4) + I * H * 4);
+  // Backward: the layer recomputed under autocast (bf16 saved tensors, counted as for the small model:
+  // norms 2 x (4H + 4 + 4H), five bf16 casts of 2H, q/k/v/out/lse 2H + 2 x 2 x 1024 + 2H + 32 x 4, MLP
+  // 4 x 2I = 241,800 B/token, plus its 218,103,808 matmul weights in bf16) and the working set outgrow
+  // the head's gradients.
+  const double per_token = 2 * (4 * H + 4 + 4 * H) + 5 * 2 * H + (2 * H + 2 * 2 * 1024 + 2 * H + 32 * 4) + 4 * 2 * I;
+  CHECK(per_token == 241800);
+  CHECK(p.backward_peak ==
+        common + tokens * per_token + 218103808.0 * 2 + tokens * (3 * I * 4 + 3 * H * 4) + I * H * 4);
   CHECK(p.step_peak == 990949376.0 * 4);  // the ZeRO-1 broadcast buffer of the fullest rank
   CHECK(p.total == persistent + p.step_peak);
   CHECK(p.total / (1024.0 * 1024 * 1024) == Approx(65.030).margin(0.0005));
