@@ -41,6 +41,7 @@ find_package(nlohmann_json REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 find_package(ZLIB REQUIRED)
+find_package(OpenSSL REQUIRED)  # libcrypto: SHA-256 of hashes and manifests
 
 # Torch's include directory carries its own fmt 12 headers, which would shadow
 # Debian's fmt 9 (the one libspdlog is built against). A directory of links to

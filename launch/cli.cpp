@@ -1,5 +1,7 @@
 #include "launch/cli.h"
 
+#include <algorithm>
+
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -64,7 +66,9 @@ int run(int argc, char** argv) {
 
 std::vector<int64_t> parse_int_list(const std::string& text, const char* flag) {
   std::vector<int64_t> out;
-  std::istringstream in(text);
+  std::string spaced = text;
+  std::replace(spaced.begin(), spaced.end(), ',', ' ');  // "1 2 3" and "1,2,3" alike
+  std::istringstream in(spaced);
   for (std::string tok; in >> tok;) {
     try {
       size_t used = 0;

@@ -37,7 +37,7 @@ void add_tokenize_chat_commands(CLI::App& tokenize, Action& action);    // quick
 // "tess 0.1.0 (git abc123)\nLibTorch 2.15.0, CUDA ..."
 std::string version_text();
 
-// "1 5 9" -> {1, 5, 9}; a token that is not an integer is an error naming `flag`.
+// "1 5 9" or "1,5,9" -> {1, 5, 9}; a token that is not an integer is an error naming `flag`.
 std::vector<int64_t> parse_int_list(const std::string& text, const char* flag);
 // The same for token ids: at least one, each in [0, vocab).
 std::vector<int64_t> parse_token_ids(const std::string& text, const char* flag, int64_t vocab);

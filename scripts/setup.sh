@@ -18,7 +18,7 @@ PY_TEST_REFS=(
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libsentencepiece-dev sentencepiece libyaml-cpp-dev libfmt-dev libspdlog-dev
-  catch2 libcli11-dev nlohmann-json3-dev libgloo-dev zlib1g-dev libpcre2-dev
+  catch2 libcli11-dev nlohmann-json3-dev libgloo-dev zlib1g-dev libpcre2-dev libssl-dev
   wordnet-base fortunes-min fortunes
 )
 

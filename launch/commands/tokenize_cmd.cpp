@@ -107,29 +107,10 @@ struct DecodeArgs {
   std::string ids;
 };
 
-std::vector<int32_t> parse_ids(const std::string& text) {
-  std::vector<int32_t> ids;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t start = text.find_first_not_of(" \t\n,", pos);
-    if (start == std::string::npos) break;
-    size_t end = text.find_first_of(" \t\n,", start);
-    if (end == std::string::npos) end = text.size();
-    std::string word = text.substr(start, end - start);
-    char* stop = nullptr;
-    errno = 0;
-    long v = std::strtol(word.c_str(), &stop, 10);
-    if (*stop != '\0' || errno != 0 || v < INT32_MIN || v > INT32_MAX)
-      throw Error(fmt::format("--ids: '{}' is not a token id (expected integers separated by spaces)", word));
-    ids.push_back(static_cast<int32_t>(v));
-    pos = end;
-  }
-  return ids;
-}
-
 int decode(const DecodeArgs& a) {
-  auto ids = parse_ids(a.ids);
   auto tok = data::load_tokenizer(a.tokenizer);
+  auto wide = parse_token_ids(a.ids, "--ids", tok->vocab_size());
+  std::vector<int32_t> ids(wide.begin(), wide.end());
   std::cout << tok->decode(ids) << '\n';
   return 0;
 }

@@ -65,21 +65,6 @@ TEST_CASE("sha256 matches the FIPS 180-2 test vectors", "[unit][util]") {
   CHECK(sha256_file_hex(dir.write("f", "abc")) == sha256_hex("abc"));
 }
 
-TEST_CASE("sha256 with the CPU's SHA extensions gives the portable code's digests", "[unit][util]") {
-  INFO("SHA extensions on this CPU: " << Sha256::hardware_available());
-  std::string data(3 << 20, '\0');
-  uint32_t x = 12345;
-  for (auto& c : data) c = static_cast<char>((x = x * 1664525u + 1013904223u) >> 24);
-  for (size_t len : {size_t{0}, size_t{55}, size_t{56}, size_t{63}, size_t{64}, size_t{65}, size_t{1000},
-                     size_t{4096 + 17}, data.size()}) {
-    Sha256 fast, portable(/*hardware=*/false);
-    // Uneven pieces: partial blocks before, between and after runs of whole blocks.
-    for (size_t i = 0; i < len; i += 100003) fast.update(data.data() + i, std::min<size_t>(100003, len - i));
-    portable.update(data.data(), len);
-    CHECK(fast.hex_digest() == portable.hex_digest());
-  }
-}
-
 TEST_CASE("human-readable numbers", "[unit][util]") {
   CHECK(human_count(950) == "950");
   CHECK(human_count(1234567) == "1.23M");
