@@ -3,7 +3,7 @@
 // store it per name (and ZeRO-1 can own a subset of names per rank). fp32
 // weights are updated by ATen's fused AdamW kernel (torch.optim.AdamW's
 // fused=True arithmetic: decoupled weight decay, bias correction; one pass
-// per tensor, ~7x faster than the separate elementwise ops); other dtypes by
+// per tensor instead of separate elementwise ops); other dtypes by
 // the same formula in fp32, written back.
 #include <cstdint>
 #include <map>

@@ -38,8 +38,8 @@ class Rng {
   // n standard normal floats, drawn in parallel: one draw from this stream
   // seeds fixed chunks of kNormalChunk values, each filled by its own
   // generator on whichever thread takes it, so the values do not depend on
-  // the thread count. (Torch's own randn is single-threaded; on this 2-core
-  // VM this is 1.6x faster: [512, 32000] in 68 ms against 111 ms.)
+  // the thread count. (Torch's own randn is single-threaded; the measured
+  // difference is in docs/performance.md.)
   void fill_standard_normal(float* out, int64_t n);
   static constexpr int64_t kNormalChunk = int64_t{1} << 16;
 
