@@ -83,6 +83,102 @@ json allocator_json(const BenchOptions& opt, const util::CpuCacheStats& start, c
           {"high_water_bytes", cs.high_water}};
 }
 
+// What a case's steps measured.
+struct CaseSteps {
+  PhaseTotals phases;              // over the timed steps
+  std::vector<double> step_times;  // the timed steps
+  int64_t span_rows = 0, self_conditioned = 0;
+  double save_step_total = 0, plain_step_total = 0, copy_wait = 0, writer_after = 0;  // the comparison pairs
+  int64_t training_peak_rss = 0, training_peak_tensors = 0;  // before the save buffers exist
+  util::CpuCacheStats cache_timed_start, cache_timed_end;
+};
+
+// `warmup` steps, `steps` timed steps, then `compare_steps` in pairs: a plain
+// step and one with a checkpoint in flight (started at its beginning).
+CaseSteps time_steps(train::Training& training, int warmup, int steps, int compare_steps,
+                     util::TensorMemoryScope& tensor_memory, const std::string& id) {
+  CaseSteps t;
+  train::TrainState state;
+  for (int i = 0; i < warmup + steps + compare_steps; ++i) {
+    const int j = i - warmup - steps;  // index among the comparison steps
+    const bool comparing = j >= 0, saving = comparing && j % 2 == 1;
+    if (j == 0) {  // before the save buffers exist
+      t.training_peak_rss = peak_resident_bytes();
+      t.training_peak_tensors = tensor_memory.peak();
+      t.cache_timed_end = util::CachingCpuAllocatorScope::stats();
+    }
+    if (i == warmup) t.cache_timed_start = util::CachingCpuAllocatorScope::stats();
+    auto step_start = Clock::now();
+    state.step = i;
+    if (saving) training.checkpoints->save(state, /*wait=*/false);
+    auto r = training.step->compute();
+    if (!r.finite) throw Error(fmt::format("bench case {}: the loss is not finite", id));
+    double wait = 0;
+    training.step->apply(r, 1e-5, [&] {
+      auto w0 = Clock::now();
+      training.checkpoints->wait_copied();  // as the trainer does before its optimizer step
+      wait = since(w0);
+    });
+    double step_s = since(step_start);
+    if (comparing && !saving) t.plain_step_total += step_s;
+    if (saving) {
+      t.save_step_total += step_s;
+      t.copy_wait += wait;
+      auto w0 = Clock::now();
+      training.checkpoints->wait();  // the writer's remaining work: not on the training path
+      t.writer_after += since(w0);
+    }
+    if (i >= warmup && !comparing) {
+      t.step_times.push_back(step_s);
+      t.phases.add(training.step->phases());
+      t.span_rows += r.local_span_rows;
+      t.self_conditioned += r.local_self_conditioned;
+    }
+  }
+  if (compare_steps == 0) t.cache_timed_end = util::CachingCpuAllocatorScope::stats();
+  return t;
+}
+
+// The comparison pairs: steps with a save in flight against plain ones.
+json save_in_flight_json(const CaseSteps& t, int pairs, train::Training& training) {
+  double with_save = t.save_step_total / pairs, without = t.plain_step_total / pairs;
+  // What the save copied: the model image and this rank's optimizer state.
+  int64_t snapshot_bytes = 0;
+  for (const auto& [name, tensor] : training.update->state()) snapshot_bytes += static_cast<int64_t>(tensor.nbytes());
+  for (const auto& p : training.params) snapshot_bytes += static_cast<int64_t>(p.tensor.nbytes());
+  return {{"pairs", pairs},
+          {"snapshot_bytes", snapshot_bytes},
+          {"step_s", with_save},
+          {"plain_step_s", without},
+          {"stall_s", with_save - without},
+          {"stall_in_steps", (with_save - without) / without},
+          {"copy_wait_s", t.copy_wait / pairs},
+          {"writer_after_step_s", t.writer_after / pairs},
+          {"peak_rss_bytes", peak_resident_bytes()}};  // with the snapshot's host buffers
+}
+
+// `tess plan`'s estimate for the case's step (it counts tensors, so compare
+// it with the peak above the process's resident memory before the model
+// existed), and the tensors' own peak against it.
+void add_plan_comparison(json& j, const config::Config& cfg, double span_fraction, int64_t baseline_rss,
+                         int64_t tensor_peak) {
+  train::PlanOptions po;
+  po.world_size = 1;
+  auto pi = train::plan_inputs(cfg, po);
+  pi.span_fraction = span_fraction;
+  auto plan = train::estimate(pi);
+  const int64_t rss_peak = j["peak_rss_bytes"].get<int64_t>() - baseline_rss;
+  j["baseline_rss_bytes"] = baseline_rss;
+  j["plan_bytes"] = plan.total;
+  j["rss_over_plan"] = static_cast<double>(rss_peak) / plan.total;
+  // The highest sum of live tensor bytes: what the plan estimates. The rest of
+  // the RSS peak is the allocator's (glibc keeping freed blocks, fragmentation)
+  // and the libraries' own buffers (BLAS packing, OpenMP).
+  j["peak_tensor_bytes"] = tensor_peak;
+  j["tensors_over_plan"] = static_cast<double>(tensor_peak) / plan.total;
+  j["rss_outside_tensors_bytes"] = rss_peak - tensor_peak;
+}
+
 }  // namespace
 
 json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_fp32, double peak_bf16) {
@@ -117,7 +213,6 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   std::optional<util::CachingCpuAllocatorScope> cpu_cache;
   if (opt.cpu_allocator == "caching") cpu_cache.emplace();
   const auto cache_start = util::CachingCpuAllocatorScope::stats();
-  util::CpuCacheStats cache_timed_start, cache_timed_end;
   // Every tensor of the case from here on is counted: the peak of their bytes
   // against `tess plan` tells the plan's error from the allocator's slack.
   util::TensorMemoryScope tensor_memory;
@@ -127,56 +222,15 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   for (const auto& p : training.params) n_params += p.tensor.numel();
   training.stage->module().train();
 
-  PhaseTotals ph;
-  int64_t span_total = 0, sc_micro = 0;
-  std::vector<double> step_times;
-  double save_step_total = 0, plain_step_total = 0, copy_wait = 0, writer_after = 0;
-  int64_t training_peak_rss = 0, training_peak_tensors = 0;
-  train::TrainState state;
-  for (int i = 0; i < total_steps; ++i) {
-    const int j = i - warmup - steps;  // index among the comparison steps
-    const bool comparing = j >= 0, saving = comparing && j % 2 == 1;
-    const bool measured = i >= warmup && !comparing;
-    if (j == 0) {  // before the save buffers exist
-      training_peak_rss = peak_resident_bytes();
-      training_peak_tensors = tensor_memory.peak();
-      cache_timed_end = util::CachingCpuAllocatorScope::stats();
-    }
-    if (i == warmup) cache_timed_start = util::CachingCpuAllocatorScope::stats();
-    auto step_start = Clock::now();
-    state.step = i;
-    if (saving) training.checkpoints->save(state, /*wait=*/false);
-    auto r = training.step->compute();
-    if (!r.finite) throw Error(fmt::format("bench case {}: the loss is not finite", c.id()));
-    double wait = 0;
-    training.step->apply(r, 1e-5, [&] {
-      auto w0 = Clock::now();
-      training.checkpoints->wait_copied();  // as the trainer does before its optimizer step
-      wait = since(w0);
-    });
-    double step_s = since(step_start);
-    if (comparing && !saving) plain_step_total += step_s;
-    if (saving) {
-      save_step_total += step_s;
-      copy_wait += wait;
-      auto t0 = Clock::now();
-      training.checkpoints->wait();  // the writer's remaining work: not on the training path
-      writer_after += since(t0);
-    }
-    if (measured) {
-      step_times.push_back(step_s);
-      ph.add(training.step->phases());
-      span_total += r.local_span_rows;
-      sc_micro += r.local_self_conditioned;
-    }
-  }
-
+  auto t = time_steps(training, warmup, steps, compare_steps, tensor_memory, c.id());
+  const auto& ph = t.phases;
+  const auto& step_times = t.step_times;
   double step_s = std::accumulate(step_times.begin(), step_times.end(), 0.0) / steps;
   std::vector<double> pairs;  // consecutive timed steps
   for (size_t p = 0; p + 1 < step_times.size(); p += 2) pairs.push_back((step_times[p] + step_times[p + 1]) / 2);
   auto [pair_min, pair_max] = std::minmax_element(pairs.begin(), pairs.end());
-  double rate = diffusion ? static_cast<double>(sc_micro) / steps : 0.0;
-  int64_t span_avg = diffusion ? span_total / steps : 0;
+  double rate = diffusion ? static_cast<double>(t.self_conditioned) / steps : 0.0;
+  int64_t span_avg = diffusion ? t.span_rows / steps : 0;
   auto flops = training.stage->flops(B, L, span_avg, rate);
   double peak = bf16 ? peak_bf16 : peak_fp32;
   double achieved = flops.total() / step_s / 1e9;
@@ -215,50 +269,15 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
       {"peak_gflops", peak},
       {"peak_precision", bf16 ? "bf16" : "fp32"},
       {"mfu", achieved / peak},
-      {"peak_rss_bytes", compare_steps > 0 ? training_peak_rss : peak_resident_bytes()},
+      {"peak_rss_bytes", compare_steps > 0 ? t.training_peak_rss : peak_resident_bytes()},
       // fp32 weights, gradients and two AdamW moments: the floor of any estimate.
       {"state_bytes", 16 * n_params},
       {"measures", "the trainer's step: train::Training (stage, loader, TrainStep, CheckpointManager) on generated inputs"},
   };
-  if (compare_steps == 0) cache_timed_end = util::CachingCpuAllocatorScope::stats();
-  j["cpu_allocator"] = allocator_json(opt, cache_start, cache_timed_start, cache_timed_end, steps);
-  if (compare_steps > 0) {
-    const int n = compare_steps / 2;
-    double with_save = save_step_total / n, without = plain_step_total / n;
-    // What the save copied: the model image and this rank's optimizer state.
-    int64_t snapshot_bytes = 0;
-    for (const auto& [name, t] : training.update->state()) snapshot_bytes += static_cast<int64_t>(t.nbytes());
-    for (const auto& p : training.params) snapshot_bytes += static_cast<int64_t>(p.tensor.nbytes());
-    j["save_in_flight"] = {
-        {"pairs", n},
-        {"snapshot_bytes", snapshot_bytes},
-        {"step_s", with_save},
-        {"plain_step_s", without},
-        {"stall_s", with_save - without},
-        {"stall_in_steps", (with_save - without) / without},
-        {"copy_wait_s", copy_wait / n},
-        {"writer_after_step_s", writer_after / n},
-        {"peak_rss_bytes", peak_resident_bytes()},  // with the snapshot's host buffers
-    };
-  }
-  // `tess plan`'s estimate for this step (it counts tensors, so compare it with
-  // the peak above the process's resident memory before the model existed).
-  train::PlanOptions po;
-  po.world_size = 1;
-  auto pi = train::plan_inputs(cfg, po);
-  pi.span_fraction = diffusion ? static_cast<double>(span_avg) / static_cast<double>(B * L) : 1.0;
-  auto plan = train::estimate(pi);
-  const int64_t rss_peak = j["peak_rss_bytes"].get<int64_t>() - baseline_rss;
-  const int64_t tensor_peak = compare_steps > 0 ? training_peak_tensors : tensor_memory.peak();
-  j["baseline_rss_bytes"] = baseline_rss;
-  j["plan_bytes"] = plan.total;
-  j["rss_over_plan"] = static_cast<double>(rss_peak) / plan.total;
-  // The highest sum of live tensor bytes: what the plan estimates. The rest of
-  // the RSS peak is the allocator's (glibc keeping freed blocks, fragmentation)
-  // and the libraries' own buffers (BLAS packing, OpenMP).
-  j["peak_tensor_bytes"] = tensor_peak;
-  j["tensors_over_plan"] = static_cast<double>(tensor_peak) / plan.total;
-  j["rss_outside_tensors_bytes"] = rss_peak - tensor_peak;
+  j["cpu_allocator"] = allocator_json(opt, cache_start, t.cache_timed_start, t.cache_timed_end, steps);
+  if (compare_steps > 0) j["save_in_flight"] = save_in_flight_json(t, compare_steps / 2, training);
+  add_plan_comparison(j, cfg, diffusion ? static_cast<double>(span_avg) / static_cast<double>(B * L) : 1.0,
+                      baseline_rss, compare_steps > 0 ? t.training_peak_tensors : tensor_memory.peak());
   return j;
 }
 
