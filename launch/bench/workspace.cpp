@@ -1,6 +1,7 @@
 #include "launch/bench/workspace.h"
 
 #include <fstream>
+#include <functional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -95,14 +96,21 @@ BenchWorkspace BenchWorkspace::create(const fs::path& root, int64_t vocab, int64
   const auto& tok = base;
   std::ofstream chat(w.chat);
   for (int64_t i = 0; i < chat_records; ++i) {
-    std::string user = words(rng, 1), answer = words(rng, 1);
-    while (static_cast<int64_t>(data::encode_prompt(*tok, user + " x").size()) <= seq_len / 2) user += " " + words(rng, 1);
+    // Grows `text` word by word while `fits` says the next one still fits.
+    auto grow = [&](std::string text, const std::function<bool(const std::string&)>& fits) {
+      for (std::string next = text + " " + words(rng, 1); fits(next); next += " " + words(rng, 1)) text = next;
+      return text;
+    };
+    auto user = grow(words(rng, 1), [&](const std::string& u) {
+      return static_cast<int64_t>(data::encode_prompt(*tok, u).size()) <= seq_len / 2;
+    });
     data::ChatPrompt prompt;
     prompt.user = user;
     auto text = data::prompt_text(prompt);
     int64_t room = seq_len - static_cast<int64_t>(data::encode_prompt(*tok, prompt).size()) - 1;  // - </s>
-    while (static_cast<int64_t>(data::encode_response(*tok, text, answer + " x").size()) <= room)
-      answer += " " + words(rng, 1);
+    auto answer = grow(words(rng, 1), [&](const std::string& a) {
+      return static_cast<int64_t>(data::encode_response(*tok, text, a).size()) <= room;
+    });
     chat << nlohmann::json{{"messages", {{{"role", "user"}, {"content", user}}, {{"role", "assistant"}, {"content", answer}}}}}
                 .dump()
          << "\n";
