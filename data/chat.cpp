@@ -264,9 +264,9 @@ void for_each_record(const std::vector<fs::path>& files, const ChatOptions& opti
 ChatOptions ChatOptions::from_config(const config::Config& config) {
   ChatOptions o;
   o.seq_len = config.get_int("data.seq_len");
-  o.turns = config.get_string("data.chat.turns") == "all" ? ChatTurns::All : ChatTurns::First;
+  o.turns = config::chat_turns_choices().parse(config.get_string("data.chat.turns"));
   o.system_message = config.get_bool("data.chat.system_message");
-  o.too_long = config.get_string("data.chat.too_long") == "drop" ? TooLongPolicy::Drop : TooLongPolicy::TruncatePrompt;
+  o.too_long = config::too_long_choices().parse(config.get_string("data.chat.too_long"));
   o.skip_bad = config.get_bool("data.skip_bad_records");
   return o;
 }

@@ -33,6 +33,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/config/choices.h"
 #include "data/jsonl.h"
 
 namespace at {
@@ -46,8 +47,8 @@ namespace tess::data {
 
 class Tokenizer;
 
-enum class ChatTurns { First, All };
-enum class TooLongPolicy { TruncatePrompt, Drop };
+using config::ChatTurns;      // data.chat.turns
+using config::TooLongPolicy;  // data.chat.too_long
 
 struct ChatOptions {
   int64_t seq_len = 512;  // L

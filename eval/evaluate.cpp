@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/config/choices.h"
 #include "core/config/config.h"
 #include "core/diffusion/diffusion_loss.h"
 #include "core/diffusion/noise_scheduler.h"
@@ -267,7 +268,9 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
   if (o.metrics.empty()) throw Error(fmt::format("{}: eval.metrics is empty", cfg.origin("eval.metrics").where));
   o.extraction = parse_answer_extraction(cfg.get_string("eval.extraction"));
   const auto& decoding = cfg.get_string("eval.decoding");
-  o.generate.ar = decoding == "ar" || (decoding == "auto" && cfg.has("run.stage") && cfg.get_string("run.stage") == "ar");
+  o.generate.ar = decoding == "ar" || (decoding == "auto" && cfg.has("run.stage") &&
+                                              config::run_stage_choices().parse(cfg.get_string("run.stage")) ==
+                                                  config::RunStage::Ar);
   o.generate.steps = cfg.get_int("eval.steps");
   o.generate.length = cfg.get_int("eval.span_length");
   o.generate.top_p = cfg.get_float("eval.top_p");
@@ -276,7 +279,8 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
   o.generate.batch_size = cfg.get_int("eval.batch_size");
   o.generate.reward_model = cfg.get_string("eval.reward_model");
   o.generate.guidance_scale = cfg.get_float("eval.guidance_scale");
-  o.generate.cpu_cache = cfg.get_string("run.cpu_allocator") == "caching";
+  o.generate.cpu_cache =
+      config::cpu_allocator_choices().parse(cfg.get_string("run.cpu_allocator")) == config::CpuAllocator::Caching;
   o.perplexity_model = cfg.get_string("eval.perplexity_model");
   o.limit = cfg.get_int("eval.limit");
   o.choice_samples = cfg.get_int("eval.choice_samples");

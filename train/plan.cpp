@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config/config.h"
+#include "core/diffusion/diffusion_lm.h"
 #include "core/model/lm_head_loss.h"
 #include "core/util/error.h"
 #include "data/tokenizer.h"
@@ -425,7 +426,9 @@ PlanInputs plan_inputs(const config::Config& cfg, const PlanOptions& options) {
   in.max_steps = train.max_steps;
   if (config::is_diffusion(in.stage)) {
     in.self_condition_prob = cfg.get_float("diffusion.self_condition_prob");
-    in.self_condition = cfg.get_string("diffusion.self_condition") != "none" && in.self_condition_prob > 0;
+    in.self_condition =
+        diffusion::parse_self_condition(cfg.get_string("diffusion.self_condition")) != diffusion::SelfCondition::None &&
+        in.self_condition_prob > 0;
     if (!in.self_condition) in.self_condition_prob = 0;
   } else {
     in.self_condition = false;

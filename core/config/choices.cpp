@@ -37,4 +37,28 @@ const util::Choices<LrShape>& lr_shape_choices() {
   return c;
 }
 
+const util::Choices<CpuAllocator>& cpu_allocator_choices() {
+  static const util::Choices<CpuAllocator> c("run.cpu_allocator",
+                                             {{CpuAllocator::Caching, "caching"}, {CpuAllocator::System, "system"}});
+  return c;
+}
+
+const util::Choices<AttentionSetting>& attention_setting_choices() {
+  static const util::Choices<AttentionSetting> c("model.attention", {{AttentionSetting::Auto, "auto"},
+                                                                     {AttentionSetting::Causal, "causal"},
+                                                                     {AttentionSetting::Bidirectional, "bidirectional"}});
+  return c;
+}
+
+const util::Choices<ChatTurns>& chat_turns_choices() {
+  static const util::Choices<ChatTurns> c("data.chat.turns", {{ChatTurns::First, "first"}, {ChatTurns::All, "all"}});
+  return c;
+}
+
+const util::Choices<TooLongPolicy>& too_long_choices() {
+  static const util::Choices<TooLongPolicy> c(
+      "data.chat.too_long", {{TooLongPolicy::TruncatePrompt, "truncate_prompt"}, {TooLongPolicy::Drop, "drop"}});
+  return c;
+}
+
 }  // namespace tess::config

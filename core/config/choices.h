@@ -1,8 +1,11 @@
 #pragma once
-// The training loop's configuration choices as enums, each with its one name
-// table (util::Choices): the trainer and `tess plan` parse them through
-// train::TrainOptions, and the schema lists the same names. They live here,
-// below train/, because the schema (core/config/keys.cpp) must see them.
+// Configuration choices as enums, each with its one name table
+// (util::Choices): the code parses a key through it (the trainer and `tess
+// plan` through train::TrainOptions), and the schema lists the same names.
+// They live here, below data/ and train/, because the schema
+// (core/config/keys.cpp) must see them; the enums of choices that belong to
+// core's own modules (noise schedule, self-conditioning, attention) keep
+// their tables there.
 #include "core/util/choices.h"
 
 namespace tess::config {
@@ -22,5 +25,18 @@ const util::Choices<LossNormalization>& loss_normalization_choices();  // diffus
 
 enum class LrShape { Constant, Linear, Cosine };
 const util::Choices<LrShape>& lr_shape_choices();  // train.lr_schedule
+
+enum class CpuAllocator { Caching, System };
+const util::Choices<CpuAllocator>& cpu_allocator_choices();  // run.cpu_allocator
+
+// model.attention: auto = causal for the causal stages, bidirectional for diffusion.
+enum class AttentionSetting { Auto, Causal, Bidirectional };
+const util::Choices<AttentionSetting>& attention_setting_choices();
+
+// data.chat.turns and data.chat.too_long (data/chat.h uses these enums).
+enum class ChatTurns { First, All };
+const util::Choices<ChatTurns>& chat_turns_choices();
+enum class TooLongPolicy { TruncatePrompt, Drop };
+const util::Choices<TooLongPolicy>& too_long_choices();
 
 }  // namespace tess::config

@@ -16,7 +16,8 @@ class ArStage : public StageBase {
  public:
   ArStage(const config::Config& cfg, const StageContext& ctx)
       : StageBase(cfg, ctx, "ar", {{data::DataKind::TokenShards, data::DataKind::Chat}, false}) {
-    if (cfg.get_string("model.attention") == "bidirectional")
+    if (config::attention_setting_choices().parse(cfg.get_string("model.attention")) ==
+        config::AttentionSetting::Bidirectional)
       throw Error("stage ar trains causal LMs: model.attention must be auto or causal");
     decoder_ = build_decoder(cfg, {/*body_only=*/false, /*refuse_diffusion=*/true}).decoder;
     decoder_->mutable_config().attention = model::Attention::Causal;

@@ -32,7 +32,7 @@ DiffusionStage::DiffusionStage(const config::Config& cfg, const StageContext& ct
       loss_(diffusion::NoiseScheduler::from_config(cfg), diffusion::DiffusionLossOptions::from_config(cfg)),
       noise_(data::slot_streams(ctx.seed, "noise", slots_)),
       coin_(data::slot_streams(ctx.seed, "self_condition", slots_)) {
-  if (cfg.get_string("model.attention") == "causal")
+  if (config::attention_setting_choices().parse(cfg.get_string("model.attention")) == config::AttentionSetting::Causal)
     throw Error(fmt::format("stage {} trains diffusion LMs: model.attention must be auto or bidirectional", this->name()));
   auto built = build_decoder(cfg, {});
   model_ = diffusion::DiffusionLM(built.decoder, diffusion::parse_self_condition(cfg.get_string("diffusion.self_condition")),

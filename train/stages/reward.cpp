@@ -18,7 +18,8 @@ class RewardStage : public StageBase {
  public:
   RewardStage(const config::Config& cfg, const StageContext& ctx)
       : StageBase(cfg, ctx, "reward", {{data::DataKind::Preferences}, false}) {
-    if (cfg.get_string("model.attention") == "bidirectional")
+    if (config::attention_setting_choices().parse(cfg.get_string("model.attention")) ==
+        config::AttentionSetting::Bidirectional)
       throw Error("stage reward trains a causal sequence classifier: model.attention must be auto or causal");
     auto built = build_decoder(cfg, {/*body_only=*/true, /*refuse_diffusion=*/false});
     built.decoder->mutable_config().attention = model::Attention::Causal;
