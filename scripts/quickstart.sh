@@ -39,14 +39,14 @@ if [ "$TINY" = 1 ]; then
   DOCS=2000; TRAIN=600; TEST=12; PREFS=100; VOCAB=1000
   SWEEP=2,8; GUIDED_STEPS=8; SPAN=16
   EVAL_SET=(--length "$SPAN")
-  STEP_SET=(--set train.max_steps=12 --set checkpoint.resume=none)
-  REWARD_SET=(--set train.max_steps=6 --set checkpoint.resume=none)
+  STEP_SET=(--set train.max_steps=12 --set checkpoint.resume=none --set checkpoint.overwrite=true)
+  REWARD_SET=(--set train.max_steps=6 --set checkpoint.resume=none --set checkpoint.overwrite=true)
 else
   DOCS=0; TRAIN=6000; TEST=300; PREFS=2000; VOCAB=2000
   SWEEP=4,16,32; GUIDED_STEPS=16; SPAN=48  # SPAN as eval.span_length in _common.yaml
   EVAL_SET=()
-  STEP_SET=(--set checkpoint.resume=none)
-  REWARD_SET=(--set checkpoint.resume=none)
+  STEP_SET=(--set checkpoint.resume=none --set checkpoint.overwrite=true)
+  REWARD_SET=(--set checkpoint.resume=none --set checkpoint.overwrite=true)
 fi
 GUIDANCE=1.0
 T0=$(date +%s)

@@ -24,6 +24,7 @@ CheckpointManager::Options CheckpointManager::Options::from_config(const config:
   o.asynchronous = cfg.get_bool("checkpoint.async");
   o.verify = cfg.get_bool("checkpoint.verify");
   o.resume = cfg.get_string("checkpoint.resume");
+  o.overwrite = cfg.get_bool("checkpoint.overwrite");
   o.timeout_s = cfg.get_float("dist.timeout_s");
   return o;
 }
@@ -43,7 +44,11 @@ CheckpointManager::CheckpointManager(fs::path run_dir, Options options, dist::Di
 CheckpointManager::~CheckpointManager() = default;
 
 TrainState CheckpointManager::resume() {
-  checkpoint::remove_stale_staging(run_dir_);
+  auto root = checkpoint::checkpoints_root(run_dir_);
+  if (dist_.is_main())  // what an interrupted save left: finished or removed, `latest` repaired
+    for (const auto& line : checkpoint::recover_checkpoints(run_dir_)) spdlog::warn("{}: {}", root.string(), line);
+  dist_.barrier("checkpoints recovered");
+  if (options_.resume == "none") refuse_or_clear_earlier_checkpoints();
   std::optional<fs::path> dir;
   if (options_.resume == "auto") {
     dir = checkpoint::latest_checkpoint(run_dir_);
@@ -53,6 +58,29 @@ TrainState CheckpointManager::resume() {
       throw Error(fmt::format("checkpoint.resume: '{}' is not a directory", options_.resume));
   }
   return dir ? load(*dir) : TrainState{};
+}
+
+// A fresh run must not lose (by retention) or be confused with an earlier
+// run's checkpoints in the same directory: refuse, or delete them when told.
+void CheckpointManager::refuse_or_clear_earlier_checkpoints() {
+  auto earlier = checkpoint::committed_checkpoints(run_dir_);
+  if (earlier.empty()) return;
+  auto root = checkpoint::checkpoints_root(run_dir_);
+  if (!options_.overwrite)
+    throw Error(fmt::format("checkpoint.resume is none but {} holds {} checkpoint(s) of an earlier run (newest: {}, "
+                            "step {}): resume it (checkpoint.resume: auto), use another run.dir, or set "
+                            "checkpoint.overwrite: true to delete them",
+                            root.string(), earlier.size(), earlier.back().dir.filename().string(),
+                            earlier.back().manifest.step));
+  dist_.barrier("earlier checkpoints counted");  // every rank decided before rank 0 deletes
+  if (dist_.is_main()) {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+    if (ec) throw Error(fmt::format("checkpoint.overwrite: cannot delete {}: {}", root.string(), ec.message()));
+    spdlog::warn("checkpoint.overwrite: deleted the {} checkpoint(s) of the earlier run in {}", earlier.size(),
+                 root.string());
+  }
+  dist_.barrier("earlier checkpoints deleted");
 }
 
 std::optional<TrainState> CheckpointManager::reload_latest() {

@@ -44,6 +44,7 @@ class CheckpointManager {
     bool asynchronous = true;
     bool verify = true;      // check sha256 on load
     std::string resume = "auto";
+    bool overwrite = false;  // resume none may delete the checkpoints already there
     double timeout_s = 600;  // dist.timeout_s: how long rank 0 waits for the other ranks' files
     static Options from_config(const config::Config& cfg);
   };
@@ -75,6 +76,7 @@ class CheckpointManager {
 
  private:
   TrainState load(const std::filesystem::path& dir);
+  void refuse_or_clear_earlier_checkpoints();
 
   std::filesystem::path run_dir_;
   Options options_;

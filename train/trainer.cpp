@@ -16,6 +16,7 @@
 #include "core/util/cpu.h"
 #include "core/util/cpu_allocator.h"
 #include "core/util/error.h"
+#include "core/util/file.h"
 #include "core/util/format.h"
 #include "core/util/log.h"
 #include "core/util/peak.h"
@@ -72,6 +73,7 @@ struct Trainer::Impl {
   // First member, so destroyed last: everything below frees into the cache
   // before it is unmapped.
   std::optional<util::CachingCpuAllocatorScope> cpu_cache;  // run.cpu_allocator caching
+  std::optional<util::FileLock> run_lock;  // rank 0: one run per run directory
   const config::Config& cfg;
   std::shared_ptr<dist::Dist> dist;
   fs::path run_dir;
@@ -101,9 +103,11 @@ struct Trainer::Impl {
     std::error_code ec;
     fs::create_directories(run_dir, ec);
     if (ec) throw Error(fmt::format("cannot create run.dir '{}': {}", run_dir.string(), ec.message()));
+    if (main()) run_lock.emplace(run_dir / "lock", fmt::format("run.dir '{}'", run_dir.string()));
     setup_run_logging(cfg, *dist, run_dir);
     if (int64_t threads = cfg.get_int("run.threads"); threads > 0) torch::set_num_threads(static_cast<int>(threads));
-    if (cfg.get_string("run.cpu_allocator") == "caching") cpu_cache.emplace();
+    if (config::cpu_allocator_choices().parse(cfg.get_string("run.cpu_allocator")) == config::CpuAllocator::Caching)
+      cpu_cache.emplace();
     if (const auto& mutation = util::active_test_mutation(); !mutation.empty())
       spdlog::warn("TESS_TEST_MUTATION={}: a deliberate bug is switched on (a test of the test suite); never train "
                    "like this",

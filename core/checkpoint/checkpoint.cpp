@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <tuple>
 #include <fstream>
 #include <sstream>
 
@@ -12,31 +13,13 @@
 #include "core/util/error.h"
 #include "core/util/file.h"
 #include "core/util/sha256.h"
+#include "core/util/test_hooks.h"
 
 namespace tess::checkpoint {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-void write_file_atomically(const fs::path& path, const std::string& text) {
-  auto tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw Error(fmt::format("cannot write '{}' (disk full or not writable?)", path.string()));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw Error(fmt::format("cannot rename '{}' into place: {}", path.string(), ec.message()));
-}
-
 
 }  // namespace
 
@@ -47,6 +30,7 @@ fs::path checkpoints_root(const fs::path& run_dir) { return run_dir / "checkpoin
 std::string Manifest::to_json() const {
   json j;
   j["format_version"] = format_version;
+  j["commit"] = commit;
   j["step"] = step;
   j["tokens_seen"] = tokens_seen;
   j["world_size"] = world_size;
@@ -63,6 +47,7 @@ Manifest Manifest::from_json(const std::string& text, const std::string& source)
   try {
     auto j = json::parse(text);
     m.format_version = j.at("format_version").get<int>();
+    m.commit = j.value("commit", int64_t{0});
     m.step = j.at("step").get<int64_t>();
     m.tokens_seen = j.at("tokens_seen").get<int64_t>();
     m.world_size = j.at("world_size").get<int>();
@@ -74,8 +59,28 @@ Manifest Manifest::from_json(const std::string& text, const std::string& source)
   } catch (const json::exception& e) {
     throw Error(fmt::format("{}: not a valid checkpoint manifest ({})", source, e.what()));
   }
+  auto bad = [&](const std::string& what) { return Error(fmt::format("{}: {}", source, what)); };
   if (m.format_version != 1)
-    throw Error(fmt::format("{}: checkpoint format version {} is not supported (expected 1)", source, m.format_version));
+    throw bad(fmt::format("checkpoint format version {} is not supported (expected 1)", m.format_version));
+  if (m.world_size < 1 || m.world_size > (1 << 20))
+    throw bad(fmt::format("world_size {} is not a number of processes (1 to 1,048,576)", m.world_size));
+  if (m.step < 0) throw bad(fmt::format("step {} is negative", m.step));
+  if (m.tokens_seen < 0) throw bad(fmt::format("tokens_seen {} is negative", m.tokens_seen));
+  if (m.commit < 0) throw bad(fmt::format("commit {} is negative", m.commit));
+  if (m.stage.empty()) throw bad("stage is empty");
+  for (const auto& f : m.files) {
+    fs::path p(f.path);
+    if (f.path.empty() || p.is_absolute() ||
+        std::any_of(p.begin(), p.end(), [](const fs::path& c) { return c == ".."; }))
+      throw bad(fmt::format("file path '{}' is not inside the checkpoint", f.path));
+    if (f.sha256.size() != 64 || f.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+      throw bad(fmt::format("file '{}' has no sha256 (64 hex digits)", f.path));
+  }
+  for (int r = 0; r < m.world_size; ++r) {
+    auto name = rank_file_name(r);
+    if (std::none_of(m.files.begin(), m.files.end(), [&](const FileEntry& f) { return f.path == name; }))
+      throw bad(fmt::format("lists no {} although world_size is {}", name, m.world_size));
+  }
   return m;
 }
 
@@ -95,11 +100,6 @@ Manifest verify_checkpoint(const fs::path& dir, bool hash) {
   if (!fs::exists(manifest_path))
     throw Error(fmt::format("{}: no manifest.json (an incomplete or foreign checkpoint)", dir.string()));
   auto m = Manifest::from_json(util::read_file(manifest_path), manifest_path.string());
-  for (int r = 0; r < m.world_size; ++r) {
-    auto name = rank_file_name(r);
-    if (std::none_of(m.files.begin(), m.files.end(), [&](const FileEntry& f) { return f.path == name; }))
-      throw Error(fmt::format("{}: manifest lists no {} although world size is {}", dir.string(), name, m.world_size));
-  }
   for (const auto& f : m.files) {
     auto p = dir / f.path;
     std::error_code ec;
@@ -125,6 +125,8 @@ CheckpointWriter::CheckpointWriter(const fs::path& run_dir, int64_t step, bool p
 }
 
 fs::path CheckpointWriter::commit(Manifest manifest, int keep_last) {
+  auto committed = committed_checkpoints(run_dir_);
+  manifest.commit = committed.empty() ? 1 : committed.back().manifest.commit + 1;
   manifest.files.clear();
   for (const auto& e : fs::recursive_directory_iterator(staging_)) {
     if (!e.is_regular_file()) continue;
@@ -132,32 +134,111 @@ fs::path CheckpointWriter::commit(Manifest manifest, int keep_last) {
     manifest.files.push_back({rel, fs::file_size(e.path()), util::sha256_file_hex(e.path())});
   }
   std::sort(manifest.files.begin(), manifest.files.end(), [](auto& a, auto& b) { return a.path < b.path; });
-  write_file_atomically(staging_ / "manifest.json", manifest.to_json());
+  // The commit point: from here on recover_checkpoints() completes this save.
+  util::write_file_atomic(staging_ / "manifest.json", manifest.to_json());
+  util::fault_point("checkpoint_commit", 1);
   std::error_code ec;
-  if (fs::exists(final_)) fs::remove_all(final_, ec);  // a re-save of the same step (e.g. after rollback)
+  if (fs::exists(final_)) {  // a re-save of the same step (a rollback, or resuming a finished run)
+    fs::remove_all(final_, ec);
+    if (ec) throw Error(fmt::format("cannot replace the checkpoint '{}': {}", final_.string(), ec.message()));
+  }
+  util::fault_point("checkpoint_commit", 2);
   fs::rename(staging_, final_, ec);
   if (ec) throw Error(fmt::format("cannot move checkpoint into place at '{}': {}", final_.string(), ec.message()));
-  write_file_atomically(checkpoints_root(run_dir_) / "latest", final_.filename().string() + "\n");
-
-  // Retention: the newest keep_last complete checkpoints stay.
-  std::vector<fs::path> complete;
-  for (const auto& e : fs::directory_iterator(checkpoints_root(run_dir_))) {
-    auto n = e.path().filename().string();
-    if (e.is_directory() && n.rfind("step_", 0) == 0 && n.find('.') == std::string::npos) complete.push_back(e.path());
-  }
-  std::sort(complete.begin(), complete.end());
-  for (size_t i = 0; i + static_cast<size_t>(keep_last) < complete.size(); ++i) fs::remove_all(complete[i], ec);
+  util::fault_point("checkpoint_commit", 3);
+  util::write_file_atomic(checkpoints_root(run_dir_) / "latest", final_.filename().string() + "\n");
+  util::fault_point("checkpoint_commit", 4);
+  // Retention: the newest keep_last commits stay, this one always.
+  committed = committed_checkpoints(run_dir_);
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < committed.size(); ++i)
+    if (committed[i].dir != final_) fs::remove_all(committed[i].dir, ec);
   return final_;
 }
 
-void remove_stale_staging(const fs::path& run_dir) {
+std::vector<CommittedCheckpoint> committed_checkpoints(const fs::path& run_dir) {
+  std::vector<CommittedCheckpoint> out;
   auto root = checkpoints_root(run_dir);
-  if (!fs::is_directory(root)) return;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(root)) {
+  if (!fs::is_directory(root, ec)) return out;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
     auto n = e.path().filename().string();
-    if (n.size() > 8 && n.compare(n.size() - 8, 8, ".staging") == 0) fs::remove_all(e.path(), ec);
+    if (!e.is_directory() || n.rfind("step_", 0) != 0 || n.find('.') != std::string::npos) continue;
+    auto manifest = e.path() / "manifest.json";
+    if (!fs::exists(manifest)) continue;
+    try {
+      out.push_back({e.path(), Manifest::from_json(util::read_file(manifest), manifest.string())});
+    } catch (const Error&) {
+      // Not a committed checkpoint; `tess checkpoint verify` names what is wrong with it.
+    }
   }
+  std::sort(out.begin(), out.end(), [](const CommittedCheckpoint& a, const CommittedCheckpoint& b) {
+    return std::tie(a.manifest.commit, a.manifest.step) < std::tie(b.manifest.commit, b.manifest.step);
+  });
+  return out;
+}
+
+namespace {
+
+bool has_valid_manifest(const fs::path& dir) {
+  auto file = dir / "manifest.json";
+  if (!fs::exists(file)) return false;
+  try {
+    Manifest::from_json(util::read_file(file), file.string());
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+std::string read_latest(const fs::path& pointer) {
+  if (!fs::exists(pointer)) return "";
+  auto name = util::read_file(pointer);
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  return name;
+}
+
+}  // namespace
+
+std::vector<std::string> recover_checkpoints(const fs::path& run_dir) {
+  std::vector<std::string> done;
+  auto root = checkpoints_root(run_dir);
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return done;
+  std::vector<fs::path> staging;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    auto n = e.path().filename().string();
+    if (e.is_directory() && n.size() > 8 && n.compare(n.size() - 8, 8, ".staging") == 0) staging.push_back(e.path());
+  }
+  for (const auto& dir : staging) {
+    if (!has_valid_manifest(dir)) {
+      fs::remove_all(dir, ec);
+      done.push_back(fmt::format("removed {}, a save interrupted before its manifest", dir.filename().string()));
+      continue;
+    }
+    auto final_dir = dir.parent_path() / dir.stem();
+    fs::remove_all(final_dir, ec);  // the earlier save of the same step it replaces
+    fs::rename(dir, final_dir, ec);
+    if (ec) throw Error(fmt::format("cannot finish the interrupted commit of '{}': {}", final_dir.string(), ec.message()));
+    done.push_back(fmt::format("finished the commit of {}, interrupted after its manifest", final_dir.filename().string()));
+  }
+  // `latest` names the newest commit once a save is finished; a missing or
+  // dangling pointer, or one an interrupted commit did not move, is repaired.
+  auto committed = committed_checkpoints(run_dir);
+  if (committed.empty()) return done;
+  auto pointer = root / "latest";
+  auto named = read_latest(pointer);
+  auto newest = committed.back().dir.filename().string();
+  if (named == newest) return done;
+  util::write_file_atomic(pointer, newest + "\n");
+  if (named.empty())
+    done.push_back(fmt::format("no 'latest' pointer: it now names {}, the newest complete checkpoint", newest));
+  else if (!fs::is_directory(root / named))
+    done.push_back(fmt::format("'latest' named {}, which does not exist: it now names {}, the newest complete "
+                               "checkpoint",
+                               named, newest));
+  else
+    done.push_back(fmt::format("'latest' named {}: it now names {}, the newest commit", named, newest));
+  return done;
 }
 
 std::string hex_encode(const std::vector<uint8_t>& bytes) {

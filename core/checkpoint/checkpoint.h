@@ -9,10 +9,15 @@
 //                            tokenizer hashes, every file with size and sha256
 //   RUN_DIR/checkpoints/latest   name of the newest complete checkpoint
 //
-// A checkpoint is written into a temporary sibling directory and renamed into
-// place only once complete (manifest last), then `latest` is replaced
-// atomically and old checkpoints beyond keep_last are removed. A crash at any
-// point leaves the previous checkpoint and `latest` intact.
+// A checkpoint is written into a temporary sibling directory (step_N.staging);
+// its manifest, written last, is the commit point. Then the directory is
+// renamed into place (replacing an earlier save of the same step), `latest`
+// is replaced atomically and checkpoints beyond keep_last are removed, oldest
+// commit first, never the one `latest` names. recover_checkpoints() brings
+// the state left by a crash between any two of those steps back to a
+// committed one: a staging directory with a manifest is renamed into place
+// (roll forward), one without is removed, and a missing or dangling `latest`
+// points at the newest complete checkpoint again.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -30,6 +35,7 @@ struct FileEntry {
 
 struct Manifest {
   int format_version = 1;
+  int64_t commit = 0;  // commit order in the run directory (0: written before commits were counted)
   int64_t step = 0;
   int64_t tokens_seen = 0;
   int world_size = 1;
@@ -39,6 +45,8 @@ struct Manifest {
   std::vector<FileEntry> files;
 
   std::string to_json() const;
+  // Parses and validates (types, ranges, one rank file per rank, relative
+  // paths): every reader of a manifest goes through it.
   static Manifest from_json(const std::string& text, const std::string& source);
 };
 
@@ -47,6 +55,18 @@ std::string step_name(int64_t step);  // "step_00001234"
 
 // The newest complete checkpoint of a run (from `latest`), if any.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
+
+// The run's committed checkpoints (a manifest that parses and validates;
+// files are not hashed here), oldest commit first.
+struct CommittedCheckpoint {
+  std::filesystem::path dir;
+  Manifest manifest;
+};
+std::vector<CommittedCheckpoint> committed_checkpoints(const std::filesystem::path& run_dir);
+
+// Repairs what an interrupted save left (see above); returns one line per
+// repair, for the log. Call before reading `latest` at the start of a run.
+std::vector<std::string> recover_checkpoints(const std::filesystem::path& run_dir);
 
 // Reads and checks a checkpoint: the manifest parses, every listed file
 // exists with its size and (when `hash`) its sha256, and no rank file is
@@ -70,8 +90,6 @@ class CheckpointWriter {
   std::filesystem::path run_dir_, staging_, final_;
 };
 
-// Removes staging directories left by interrupted saves.
-void remove_stale_staging(const std::filesystem::path& run_dir);
 
 std::string rank_file_name(int rank);  // "rank_00000.safetensors"
 

@@ -25,7 +25,7 @@ void add_run(Schema& s) {
         "Memory of large CPU tensors: caching = blocks mapped in size classes and reused step after step, the mapped "
         "total bounded by the run's highest live bytes + 1/8 (resident memory stays near `tess plan`); system = "
         "LibTorch's default (glibc malloc, which keeps the freed heap: 25-35% more resident memory in training).")
-      .choices({"caching", "system"});
+      .choices(cpu_allocator_choices().names());
 }
 
 void add_model(Schema& s) {
@@ -44,10 +44,8 @@ void add_model(Schema& s) {
   s.add("model.sliding_window", 0, "Sliding-window attention span (Mistral); 0 = full attention.").min(0);
   s.add("model.tie_word_embeddings", false, "Share the input embedding and the LM head of a fresh model.");
   s.add("model.dtype", "float32", "Parameter dtype.").choices({"float32", "bfloat16"});
-  auto attention = model::attention_choices().names();
-  attention.insert(attention.begin(), "auto");
   s.add("model.attention", "auto", "Attention mask; auto = causal for stage ar, bidirectional for diffusion stages.")
-      .choices(attention);
+      .choices(attention_setting_choices().names());
   s.add("model.activation_checkpointing", false, "Recompute each layer's activations in backward to save memory.");
   s.add("model.add_pad_token", true, "Add a [PAD] token (and grow the embeddings) when the tokenizer has none, as the reference does.");
 }
@@ -97,10 +95,10 @@ void add_data_masking_chat(Schema& s) {
         .min(1);
   }
   s.add("data.chat.turns", "first", "Which turns of a conversation are used: the first user/assistant pair, or all (earlier turns as clean context).")
-      .choices({"first", "all"});
+      .choices(chat_turns_choices().names());
   s.add("data.chat.system_message", false, "Render a leading system message as <|system|>\\n{system}\\n before the first user turn (else it is left out and counted).");
   s.add("data.chat.too_long", "truncate_prompt", "Examples longer than seq_len: cut the prompt from the left (keeping template markers) or drop them.")
-      .choices({"truncate_prompt", "drop"});
+      .choices(too_long_choices().names());
 }
 
 void add_diffusion(Schema& s) {
@@ -163,8 +161,15 @@ void add_dist(Schema& s) {
 void add_checkpoint(Schema& s) {
   s.section("checkpoint", "Sharded checkpoints and resume.");
   s.add("checkpoint.every", 500, "Save every N optimizer steps; 0 = only at the end and on SIGTERM/SIGINT.").min(0);
-  s.add("checkpoint.keep_last", 3, "Checkpoints kept; older ones are deleted after a successful save.").min(1);
-  s.add("checkpoint.resume", "auto", "auto = latest checkpoint of run.dir if any; none = start fresh; or a checkpoint directory.");
+  s.add("checkpoint.keep_last", 3,
+        "Checkpoints kept; after a successful save the oldest commits beyond this are deleted (never the new one).")
+      .min(1);
+  s.add("checkpoint.resume", "auto",
+        "auto = the newest committed checkpoint of run.dir if any; none = start fresh (refused while run.dir holds "
+        "checkpoints, unless checkpoint.overwrite); or a checkpoint directory.");
+  s.add("checkpoint.overwrite", false,
+        "With checkpoint.resume none: delete the checkpoints already in run.dir and start fresh (else that is an "
+        "error, so that an earlier run's checkpoints are never lost by accident).");
   s.add("checkpoint.async", true, "Write checkpoints in a background thread (idle priority) that first copies the state while the next step's forward and backward run; the optimizer step waits for that copy, the next save and the end of training for the whole save.");
   s.add("checkpoint.verify", true, "Check every file's SHA-256 against the manifest when resuming.");
 }

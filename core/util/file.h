@@ -13,4 +13,19 @@ std::string read_file(const std::filesystem::path& path, const std::string& what
 // half-written file behind; throws tess::Error "cannot write '<path>'".
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
 
+// An exclusive advisory lock (flock) on `path`, held while the object lives
+// (and released by the kernel when the process dies). The file records who
+// holds it; a second holder gets a tess::Error naming `what` and the first
+// holder (pid, host, since when).
+class FileLock {
+ public:
+  FileLock(const std::filesystem::path& path, const std::string& what);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace tess::util

@@ -18,6 +18,8 @@ namespace tess::util {
 // to the state the point promises, then calls kill_self().
 bool fault_armed(const char* point, int64_t value);
 [[noreturn]] void kill_self();
+// kill_self() when fault_armed(point, value).
+void fault_point(const char* point, int64_t value);
 
 
 // True when TESS_TEST_MUTATION names `mutation`.

@@ -19,9 +19,12 @@ struct CheckpointArgs {
   bool no_hash = false;
 };
 
-// A run directory stands for its latest checkpoint.
+// A run directory stands for its latest checkpoint, after the repairs a run
+// would make first (an interrupted commit finished, `latest` repaired).
 fs::path resolve(const std::string& dir) {
   if (fs::exists(fs::path(dir) / "manifest.json")) return dir;
+  for (const auto& line : checkpoint::recover_checkpoints(dir))
+    std::cout << fmt::format("{}: {}\n", checkpoint::checkpoints_root(dir).string(), line);
   if (auto latest = checkpoint::latest_checkpoint(dir)) return *latest;
   throw Error(fmt::format("'{}' is neither a checkpoint (no manifest.json) nor a run directory with checkpoints", dir));
 }
