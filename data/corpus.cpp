@@ -20,7 +20,6 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
-#include <zlib.h>
 
 #include "core/util/error.h"
 #include "core/util/format.h"
@@ -28,6 +27,7 @@
 #include "core/util/rng.h"
 #include "core/util/sha256.h"
 #include "data/jsonl.h"
+#include "data/line_reader.h"
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
 
@@ -134,87 +134,6 @@ namespace {
 
 // ---- reading ----------------------------------------------------------------------
 
-// Lines of a plain or gzip file, read in blocks (bounded memory whatever the
-// file size). zlib reads files that are not gzip-compressed as they are.
-class LineReader {
- public:
-  explicit LineReader(const fs::path& file) : file_(file) {
-    f_ = gzopen(file.c_str(), "rb");
-    if (!f_) throw Error(fmt::format("cannot open '{}': {}", file.string(), std::strerror(errno)));
-    gzbuffer(f_, 1 << 17);
-  }
-  ~LineReader() {
-    if (f_) gzclose(f_);
-  }
-  LineReader(const LineReader&) = delete;
-  LineReader& operator=(const LineReader&) = delete;
-
-  // The next line without its '\n' (and a trailing '\r'); false at the end.
-  bool next(std::string& line) {
-    line.clear();
-    for (;;) {
-      if (pos_ == len_ && !fill()) {
-        if (line.empty() && !pending_) return false;
-        pending_ = false;
-        break;
-      }
-      pending_ = true;
-      const char* start = buf_ + pos_;
-      const void* nl = std::memchr(start, '\n', len_ - pos_);
-      if (nl) {
-        size_t n = static_cast<size_t>(static_cast<const char*>(nl) - start);
-        line.append(start, n);
-        pos_ += n + 1;
-        pending_ = false;
-        break;
-      }
-      line.append(start, len_ - pos_);
-      pos_ = len_;
-    }
-    ++line_no_;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    return true;
-  }
-
-  // The rest of the file.
-  std::string rest() {
-    std::string out(buf_ + pos_, len_ - pos_);
-    pos_ = len_;
-    while (fill()) {
-      out.append(buf_, len_);
-      pos_ = len_;
-    }
-    return out;
-  }
-
-  int64_t line_no() const { return line_no_; }
-  int64_t compressed_offset() const { return static_cast<int64_t>(gzoffset(f_)); }
-
- private:
-  bool fill() {
-    int n = gzread(f_, buf_, sizeof buf_);
-    if (n < 0) {
-      int err = 0;
-      const char* msg = gzerror(f_, &err);
-      throw Error(fmt::format("'{}': corrupt gzip data: {}", file_.string(), msg ? msg : "read error"));
-    }
-    if (n == 0) {
-      int err = 0;
-      const char* msg = gzerror(f_, &err);
-      if (err != Z_OK && err != Z_STREAM_END)
-        throw Error(fmt::format("'{}': corrupt gzip data: {}", file_.string(), msg ? msg : "read error"));
-    }
-    pos_ = 0;
-    len_ = static_cast<size_t>(n);
-    return n > 0;
-  }
-  fs::path file_;
-  gzFile f_ = nullptr;
-  char buf_[1 << 16];
-  size_t pos_ = 0, len_ = 0;
-  bool pending_ = false;  // characters of the current line were read
-  int64_t line_no_ = 0;
-};
 
 bool is_blank(const std::string& s) { return s.find_first_not_of(" \t\r\f\v") == std::string::npos; }
 

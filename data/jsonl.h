@@ -1,5 +1,5 @@
 #pragma once
-// Line-by-line reading of JSONL files (plain or .gz). Every record carries its
+// Line-by-line reading of JSONL files (plain or .gz, through LineReader). Every record carries its
 // file and line, so a malformed line is reported as `file:line: problem`;
 // with skip_bad a bad line is counted and remembered instead of fatal, and
 // nothing is ever dropped silently.
@@ -37,8 +37,5 @@ using JsonlVisitor = std::function<void(const nlohmann::json& record, int64_t li
 // file:line, or with `skip_bad` is recorded in the report and skipped.
 JsonlReport read_jsonl(const std::filesystem::path& file, const JsonlVisitor& visit,
                        bool skip_bad = false);
-
-// Reads a whole text file, transparently gunzipping `.gz`.
-std::string read_text_file(const std::filesystem::path& file);
 
 }  // namespace tess::data

@@ -1,9 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
 #include "core/util/error.h"
+#include "core/util/file.h"
 #include "data/jsonl.h"
 #include "tests/support/test_support.h"
 
@@ -68,4 +70,34 @@ TEST_CASE("gzip files are read transparently", "[unit][data]") {
   std::string got;
   read_jsonl(path, [&](const nlohmann::json& r, int64_t) { got = r.at("text"); });
   CHECK(got == "zipped");
+}
+
+// Used to: a file cut at a flush point gave the first records and exit 0;
+// cut mid-line it gave "not valid JSON" for a file that is in fact damaged.
+TEST_CASE("a gzip JSONL file cut short at a flush point or mid-line is a corrupt-file error", "[unit][data]") {
+  tess::test::TempDir dir;
+  auto path = dir / "cut.jsonl.gz";
+  gzFile f = gzopen(path.c_str(), "wb");
+  REQUIRE(f != nullptr);
+  int64_t flushed_at = 0;
+  for (int i = 0; i < 400; ++i) {
+    std::string record = fmt::format("{{\"text\": \"record {} of a file cut short, {}\"}}\n", i, i * 7919 % 1000);
+    REQUIRE(gzwrite(f, record.data(), static_cast<unsigned>(record.size())) == static_cast<int>(record.size()));
+    if (i == 99) {
+      REQUIRE(gzflush(f, Z_SYNC_FLUSH) == Z_OK);
+      flushed_at = static_cast<int64_t>(gzoffset(f));
+    }
+  }
+  REQUIRE(gzclose(f) == Z_OK);
+  auto whole = tess::util::read_file(path);
+  int64_t records = 0;
+  auto count = [&](const nlohmann::json&, int64_t) { ++records; };
+  read_jsonl(path, count);
+  CHECK(records == 400);
+  for (int64_t cut : {flushed_at, flushed_at + 7}) {
+    INFO("cut at byte " << cut << " of " << whole.size());
+    REQUIRE(cut < static_cast<int64_t>(whole.size()));
+    tess::util::write_file_atomic(path, std::string_view(whole).substr(0, static_cast<size_t>(cut)));
+    CHECK_THAT(error_of(path, count), Contains("'" + path.string() + "': corrupt gzip data: unexpected end of file"));
+  }
 }
