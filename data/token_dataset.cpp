@@ -336,18 +336,39 @@ void TokenDataset::read_impl(int64_t start, int64_t count, T* out) const {
     int64_t local = start - shard_start_[s];
     int64_t n = std::min(count, shard_start_[s + 1] - start);
     const uint8_t* base = shards_[s]->data;
-    if (u16) {
-      const uint16_t* p = reinterpret_cast<const uint16_t*>(base) + local;
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(p[i]);
-    } else {
-      const uint32_t* p = reinterpret_cast<const uint32_t*>(base) + local;
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(p[i]);
-    }
+    if (u16) copy_ids(s, local, n, reinterpret_cast<const uint16_t*>(base) + local, out);
+    else copy_ids(s, local, n, reinterpret_cast<const uint32_t*>(base) + local, out);
     out += n;
     start += n;
     count -= n;
     ++s;
   }
+}
+
+// Copies n ids and checks them against the vocabulary on the way (one max
+// per run of ids): an id the model cannot embed names its shard and offset
+// here rather than failing later inside an embedding lookup.
+template <class Id, class T>
+void TokenDataset::copy_ids(size_t shard, int64_t local, int64_t n, const Id* p, T* out) const {
+  Id largest = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = static_cast<T>(p[i]);
+    largest = std::max(largest, p[i]);
+  }
+  if (static_cast<int64_t>(largest) < meta_.vocab_size) return;
+  int64_t at = std::find_if(p, p + n, [&](Id id) { return static_cast<int64_t>(id) >= meta_.vocab_size; }) - p;
+  throw Error(fmt::format("dataset '{}' ({}): token {} of shard '{}' (byte {}) is id {}, outside the tokenizer's "
+                          "vocabulary of {} (meta.json tokenizer.vocab_size): the shard is corrupt or was written "
+                          "with another tokenizer; `tess tokenize inspect --dataset {} --verify` checks every shard",
+                          dir_.string(), split_, local + at, info_->shards[shard].file,
+                          (local + at) * static_cast<int64_t>(sizeof(Id)), static_cast<int64_t>(p[at]),
+                          meta_.vocab_size, dir_.string()));
+}
+
+void TokenDataset::check_ids() const {
+  std::vector<int32_t> buf(1 << 20);
+  for (int64_t start = 0; start < info_->tokens; start += static_cast<int64_t>(buf.size()))
+    read(start, std::min<int64_t>(static_cast<int64_t>(buf.size()), info_->tokens - start), buf.data());
 }
 
 void TokenDataset::read(int64_t start, int64_t count, int32_t* out) const { read_impl(start, count, out); }

@@ -107,14 +107,19 @@ class TokenDataset {
   int64_t document_length(int64_t d) const { return document_offset(d + 1) - document_offset(d); }
   std::vector<int32_t> document(int64_t d) const;
 
-  // Tokens [start, start + count) of the stream (may cross shards).
+  // Tokens [start, start + count) of the stream (may cross shards). An id
+  // outside meta().vocab_size throws, naming the shard, offset and id.
   void read(int64_t start, int64_t count, int32_t* out) const;
   void read(int64_t start, int64_t count, int64_t* out) const;
+  // Reads the whole split once, so that any out-of-vocabulary id throws now.
+  void check_ids() const;
 
  private:
   struct Mapping;
   template <class T>
   void read_impl(int64_t start, int64_t count, T* out) const;
+  template <class Id, class T>
+  void copy_ids(size_t shard, int64_t local, int64_t n, const Id* p, T* out) const;
   std::filesystem::path dir_;
   std::string split_;
   DatasetMeta meta_;

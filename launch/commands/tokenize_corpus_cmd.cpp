@@ -114,7 +114,12 @@ int inspect(const InspectArgs& a) {
                              s.documents, s.tokens,
                              s.empty_documents ? fmt::format(", {} empty", s.empty_documents) : "",
                              s.skipped_records ? fmt::format(", {} skipped", s.skipped_records) : "");
-  std::cout << (a.verify ? "checksums: ok\n" : "sizes: ok (pass --verify to check the sha256 of every file)\n");
+  if (a.verify) {
+    train.check_ids();
+    validation.check_ids();
+  }
+  std::cout << (a.verify ? fmt::format("checksums: ok\nids: ok (all below the vocabulary of {})\n", m.vocab_size)
+                         : "sizes: ok (pass --verify to check the sha256 of every file and every id)\n");
   return 0;
 }
 
@@ -122,7 +127,7 @@ void add_inspect(CLI::App& cmd, Action& action) {
   auto args = std::make_shared<InspectArgs>();
   auto* c = cmd.add_subcommand("inspect", "Print a token dataset's meta.json summary and check its files");
   c->add_option("--dataset", args->dataset, "Dataset directory written by `tess tokenize corpus`")->required();
-  c->add_flag("--verify", args->verify, "Also check the sha256 of every shard and index");
+  c->add_flag("--verify", args->verify, "Also check the sha256 of every shard and index, and every id against the vocabulary");
   c->callback([&action, args] { action = [args] { return inspect(*args); }; });
 }
 

@@ -468,6 +468,43 @@ TEST_CASE("a shard whose size or checksum disagrees with meta.json is an error n
   CHECK_THAT(error_of([&] { TokenDataset(dir / "ds"); }), Contains("no meta.json"));
 }
 
+// Used to: LibTorch's "index out of range in self" and a stack trace at the
+// step that first sampled the id, naming no file.
+TEST_CASE("an id outside the vocabulary in a shard is an error naming the shard and offset and id", "[unit][data]") {
+  TempDir dir;
+  dir.write("docs.txt", make_text(60, 1));
+  ByteTokenizer tok;
+  auto o = options_for(dir / "ds", {(dir / "docs.txt").string()});
+  o.shard_tokens = 500;
+  tokenize_corpus(tok, o);
+  TokenDataset clean(dir / "ds");
+  REQUIRE(clean.meta().dtype == "uint16");
+  CHECK_NOTHROW(clean.check_ids());
+  auto shard = dir / "ds" / "train" / "shard-00001.bin";
+  std::string bytes = read_file(shard);
+  bytes[2 * 7] = static_cast<char>(0x60);  // token 7 of the shard becomes id 0xea60 = 60000 (little-endian)
+  bytes[2 * 7 + 1] = static_cast<char>(0xea);
+  std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
+  TokenDataset ds(dir / "ds");
+  std::vector<int64_t> out(static_cast<size_t>(ds.num_tokens()));
+  auto msg = error_of([&] { ds.read(0, ds.num_tokens(), out.data()); });
+  CHECK_THAT(msg, Contains("token 7 of shard 'train/shard-00001.bin' (byte 14) is id 60000, outside the tokenizer's "
+                           "vocabulary of " + std::to_string(ds.meta().vocab_size)));
+  CHECK_THAT(msg, Contains("tokenize inspect"));
+  CHECK_NOTHROW(ds.read(0, 500, out.data()));  // shard 0 alone is fine
+  CHECK_THAT(error_of([&] { ds.check_ids(); }), Contains("is id 60000"));
+  // The checksums cannot see a shard written wrong in the first place (its
+  // meta.json hashes agree); `tess tokenize inspect --verify` still does.
+  auto meta = read_file(dir / "ds" / "meta.json");
+  auto old_hash = clean.meta().train.shards[1].sha256;
+  meta.replace(meta.find(old_hash), old_hash.size(), tess::util::sha256_file_hex(shard));
+  std::ofstream(dir / "ds" / "meta.json", std::ios::trunc) << meta;
+  auto r = run_tess("tokenize inspect --verify --dataset " + quote((dir / "ds").string()));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("shard 'train/shard-00001.bin' (byte 14) is id 60000"));
+  CHECK_THAT(r.err, !Contains("Exception raised from"));
+}
+
 TEST_CASE("a dataset of another tokenizer is detected, naming both hashes", "[unit][data]") {
   TempDir dir;
   dir.write("docs.txt", "abc\n");
