@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -16,6 +17,7 @@
 #include "core/diffusion/diffusion_loss.h"
 #include "core/diffusion/noise_scheduler.h"
 #include "core/model/hf_checkpoint.h"
+#include "core/model/reward_model.h"
 #include "core/util/error.h"
 #include "core/util/format.h"
 #include "core/util/progress.h"
@@ -223,9 +225,6 @@ json multiple_choice_metric(const EvalOptions& o, const std::vector<data::EvalRe
   if (o.progress) bar.emplace("multiple choice ", static_cast<int64_t>(records.size()));
   int64_t correct = 0, total = 0;
   for (const auto& r : records) {
-    if (r.choices.empty())
-      throw Error(fmt::format("{}:{}: multiple_choice needs \"choices\" and \"answer\" in every record", o.data.string(),
-                              r.line));
     auto scores = scorer->score(r);
     auto best = std::max_element(scores.begin(), scores.end()) - scores.begin();
     correct += best == r.choice_answer;
@@ -291,6 +290,36 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
   return plan;
 }
 
+namespace {
+
+// Everything a metric needs, checked before the first forward (not after
+// minutes of sampling): the models it loads and the fields of the records.
+void check_metric_inputs(const EvalOptions& o, const std::vector<data::EvalRecord>& records,
+                         const std::function<bool(const char*)>& wants) {
+  auto model_dir = [](const fs::path& dir, const char* what) {
+    if (!fs::is_directory(dir) || !fs::exists(dir / "config.json"))
+      throw Error(fmt::format("{} {} is not a model directory (no config.json)", what, dir.string()));
+  };
+  if (wants("perplexity")) {
+    if (o.perplexity_model.empty()) throw Error("the perplexity metric needs --perplexity-model DIR (an AR model)");
+    model_dir(o.perplexity_model, "--perplexity-model");
+  }
+  if (wants("reward")) {
+    auto rm = o.reward_model.empty() ? o.generate.reward_model : o.reward_model;
+    if (rm.empty()) throw Error("the reward metric needs --reward-model DIR");
+    model_dir(rm, "--reward-model");
+    model::require_reward_model(rm);
+    check_same_tokenizer(*data::load_tokenizer(o.model), o.model, rm);
+  }
+  if (wants("multiple_choice"))
+    for (const auto& r : records)
+      if (r.choices.empty())
+        throw Error(fmt::format("{}:{}: multiple_choice needs \"choices\" and \"answer\" in every record",
+                                o.data.string(), r.line));
+}
+
+}  // namespace
+
 EvalResult evaluate(const EvalOptions& o) {
   for (const auto& m : o.metrics)
     if (std::find(metric_names().begin(), metric_names().end(), m) == metric_names().end())
@@ -302,6 +331,7 @@ EvalResult evaluate(const EvalOptions& o) {
   auto records = data::read_eval_records(o.data, co);
   if (records.empty()) throw Error(fmt::format("eval data {} holds no records", o.data.string()));
   if (o.limit > 0 && static_cast<int64_t>(records.size()) > o.limit) records.resize(static_cast<size_t>(o.limit));
+  check_metric_inputs(o, records, wants);
 
   EvalResult result;
   const auto& g = o.generate;
@@ -369,12 +399,10 @@ EvalResult evaluate(const EvalOptions& o) {
       metrics["answer_tokens"] = answer_tokens;
     }
     if (wants("perplexity")) {
-      if (o.perplexity_model.empty()) throw Error("perplexity needs --perplexity-model DIR (an AR model)");
       metrics.update(perplexity_metric(o.perplexity_model, prompts, gens));
     }
     if (wants("reward")) {
       auto rm = o.reward_model.empty() ? g.reward_model : o.reward_model;
-      if (rm.empty()) throw Error("the reward metric needs --reward-model DIR");
       metrics.update(reward_metric(rm, gen.tokenizer(), o.model, prompts, gens, std::max<int64_t>(g.batch_size, 1)));
     }
   }

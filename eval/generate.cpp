@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <limits>
 
 #include <torch/torch.h>
@@ -250,30 +251,52 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
     throw Error(fmt::format("--model {} is not a directory (expected an HF model directory)", model_dir.string()));
   if (!fs::exists(model_dir / "config.json"))
     throw Error(fmt::format("{} has no config.json: not a model directory", model_dir.string()));
-  if (opt_.steps < 1) throw Error(fmt::format("--steps must be at least 1, got {}", opt_.steps));
+  if (opt_.steps < 1 || opt_.steps > diffusion::kMaxSamplingSteps)
+    throw Error(fmt::format("--steps must be in [1, {}], got {}", diffusion::kMaxSamplingSteps, opt_.steps));
   if (opt_.length < 1) throw Error(fmt::format("--length must be at least 1, got {}", opt_.length));
   if (opt_.batch_size < 1) throw Error(fmt::format("--batch-size must be at least 1, got {}", opt_.batch_size));
-  if (opt_.temperature <= 0) throw Error(fmt::format("--temperature must be > 0, got {}", opt_.temperature));
-  if (opt_.top_p > 1) throw Error(fmt::format("--top-p must be in [0, 1], got {}", opt_.top_p));
+  // Written so that nan fails each comparison.
+  if (!(opt_.temperature > 0 && std::isfinite(opt_.temperature)))
+    throw Error(fmt::format("--temperature must be a finite number > 0, got {}", opt_.temperature));
+  if (!(opt_.top_p >= 0 && opt_.top_p <= 1)) throw Error(fmt::format("--top-p must be in [0, 1], got {}", opt_.top_p));
 
   tok_ = data::load_tokenizer(model_dir);
   const model::ModelConfig* config = nullptr;
+  // Each sampler refuses the other kind of model: it would run, and print garbage.
   if (opt_.ar) {
-    decoder_ = model::load_hf_model(model_dir).decoder;
+    auto loaded = model::load_hf_model(model_dir);
+    if (loaded.extra_tensors.count("timestep_embed.weight"))
+      throw Error(fmt::format("{} is a diffusion model (it has timestep_embed.weight; config.json is_causal: {}): "
+                              "--ar would decode it token by token, which it was not trained for; leave out --ar",
+                              model_dir.string(),
+                              loaded.decoder->config().attention == model::Attention::Causal ? "true" : "false"));
+    decoder_ = loaded.decoder;
     decoder_->eval();
     config = &decoder_->config();
   } else {
     lm_ = diffusion::load_diffusion_lm(model_dir);
+    if (!lm_->timestep_embed_loaded())
+      throw Error(fmt::format("{} is an autoregressive model, not a diffusion model (no timestep_embed.weight; "
+                              "config.json is_causal: {}): the diffusion sampler would run it with a random time "
+                              "embedding; decode it with --ar, or adapt it first (tess train, run.stage: adaptation)",
+                              model_dir.string(),
+                              lm_->decoder->config().attention == model::Attention::Causal ? "true" : "false"));
     lm_->eval();
     config = &lm_->decoder->config();
   }
+  max_positions_ = config->max_position_embeddings;
+  if (opt_.length >= max_positions_)  // before any allocation sized by it
+    throw Error(fmt::format("--length {} leaves no room for a prompt within the model's {} positions "
+                            "(max_position_embeddings of {})",
+                            opt_.length, max_positions_, model_dir.string()));
   if (tok_->vocab_size() > config->vocab_size)
     throw Error(fmt::format("model/tokenizer mismatch in {}: the tokenizer has {} tokens but the model's vocabulary "
                             "is {} (was the model trained with another tokenizer?)",
                             model_dir.string(), tok_->vocab_size(), config->vocab_size));
   if (tok_->eos_id() < 0) throw Error(fmt::format("the tokenizer of {} has no EOS token", model_dir.string()));
   rng_ = std::make_unique<util::Rng>(opt_.seed, "generate");
-  if (opt_.guidance_scale < 0) throw Error(fmt::format("--guidance-scale must be >= 0, got {}", opt_.guidance_scale));
+  if (!(opt_.guidance_scale >= 0 && std::isfinite(opt_.guidance_scale)))
+    throw Error(fmt::format("--guidance-scale must be a finite number >= 0, got {}", opt_.guidance_scale));
   if (opt_.guidance_scale > 0) {
     if (opt_.ar) throw Error("reward guidance steers the diffusion sampler; it does not apply to --ar decoding");
     if (opt_.reward_model.empty()) throw Error("--guidance-scale > 0 needs --reward-model DIR");
@@ -402,6 +425,11 @@ std::vector<std::vector<int64_t>> Generator::encode(const std::vector<Generation
   for (const auto& p : prompts) {
     if (p.prompt.user.empty()) throw Error("empty prompt");
     auto e = data::encode_prompt(*tok_, p.prompt);
+    if (static_cast<int64_t>(e.size()) + opt_.length > max_positions_)
+      throw Error(fmt::format("the prompt{} has {} tokens: with --length {} that is {} positions, more than the "
+                              "model's {} (max_position_embeddings)",
+                              p.line > 0 ? fmt::format(" of line {}", p.line) : "", e.size(), opt_.length,
+                              static_cast<int64_t>(e.size()) + opt_.length, max_positions_));
     ids.emplace_back(e.begin(), e.end());
   }
   return ids;

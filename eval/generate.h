@@ -118,7 +118,8 @@ class Generator {
  private:
   std::vector<Generation> diffusion_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
   std::vector<Generation> ar_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
-  // The prompts' chat-templated ids (an empty prompt is an error).
+  // The prompts' chat-templated ids (an empty prompt, or one that with the
+  // span exceeds the model's positions, is an error).
   std::vector<std::vector<int64_t>> encode(const std::vector<GenerationPrompt>& prompts) const;
   // One Generation per prompt from its generated ids (already cut at EOS/PAD);
   // `steps` < 0: the number of generated tokens (AR).
@@ -132,6 +133,7 @@ class Generator {
   diffusion::DiffusionLM lm_{nullptr};
   model::Decoder decoder_{nullptr};  // AR
   std::unique_ptr<util::Rng> rng_;
+  int64_t max_positions_ = 0;  // the model's max_position_embeddings
   model::RewardModel reward_model_{nullptr};
   std::unique_ptr<diffusion::RewardGuidance> guidance_;
 };

@@ -65,6 +65,7 @@ void DiffusionLMImpl::load_extra_tensors(std::map<std::string, torch::Tensor> ex
     torch::NoGradGuard no_grad;
     w.copy_(it->second);
     extra.erase(it);
+    timestep_embed_loaded_ = true;
   }
   if (!extra.empty())
     throw Error(fmt::format("checkpoint tensor '{}' is neither a decoder parameter nor timestep_embed.weight",

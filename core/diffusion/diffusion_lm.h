@@ -117,6 +117,9 @@ class DiffusionLMImpl : public torch::nn::Module {
   // initialised as HF would, normal(0, initializer_range) from `seed`).
   // Extra tensors other than timestep_embed.weight are an error.
   void load_extra_tensors(std::map<std::string, torch::Tensor> extra);
+  // Whether timestep_embed came from a checkpoint (a diffusion model) rather
+  // than a fresh initialisation (an AR checkpoint about to be adapted).
+  bool timestep_embed_loaded() const { return timestep_embed_loaded_; }
   std::map<std::string, torch::Tensor> extra_tensors() const;  // {"timestep_embed.weight": ...}
 
  private:
@@ -131,6 +134,7 @@ class DiffusionLMImpl : public torch::nn::Module {
   torch::Tensor head(const torch::Tensor& states, const torch::Tensor& pos);
   SelfCondition mode_;
   bool embedding_grad_;
+  bool timestep_embed_loaded_ = false;
 };
 TORCH_MODULE(DiffusionLM);
 

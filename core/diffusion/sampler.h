@@ -22,6 +22,10 @@ class Rng;
 
 namespace tess::diffusion {
 
+// The most sampling steps a request may ask for (each is a forward over the
+// whole sequence; the inference schedule holds one entry per step).
+inline constexpr int64_t kMaxSamplingSteps = 100000;
+
 struct SamplerOptions {
   int64_t steps = 100;
   double top_p = 0.99;       // 0 = argmax; 1 = plain sampling

@@ -50,14 +50,23 @@ torch::Tensor last_token_positions(const torch::Tensor& ids, int64_t pad_id) {
   return torch::where(any_pad, last, torch::full_like(last, ids.size(1) - 1));
 }
 
+namespace {
+Error not_a_reward_model(const fs::path& dir) {
+  return Error(fmt::format("{}: not a reward model (no score.weight; train one with run.stage: reward)", dir.string()));
+}
+}  // namespace
+
+void require_reward_model(const fs::path& dir) {
+  if (!SafetensorsCheckpoint(dir).contains("score.weight")) throw not_a_reward_model(dir);
+}
+
 RewardModel load_reward_model(const fs::path& dir, std::optional<std::string> dtype) {
   LoadOptions lo;
   lo.dtype = std::move(dtype);
   lo.body_only = true;
   auto loaded = load_hf_model(dir, lo);
   auto it = loaded.extra_tensors.find("score.weight");
-  if (it == loaded.extra_tensors.end())
-    throw Error(fmt::format("{}: not a reward model (no score.weight; train one with run.stage: reward)", dir.string()));
+  if (it == loaded.extra_tensors.end()) throw not_a_reward_model(dir);
   RewardModel rm(loaded.decoder);
   const auto& w = it->second;
   if (w.dim() != 2 || w.size(0) != 1 || w.size(1) != rm->config().hidden_size)

@@ -55,6 +55,9 @@ torch::Tensor last_token_positions(const torch::Tensor& ids, int64_t pad_id);
 // A directory without score.weight (e.g. a causal LM) is a tess::Error that
 // says what it holds instead.
 RewardModel load_reward_model(const std::filesystem::path& dir, std::optional<std::string> dtype = {});
+// The same refusal from the weights' headers alone (no tensor is read): for
+// a check before a long job that loads the reward model at its end.
+void require_reward_model(const std::filesystem::path& dir);
 // Writes config.json (architectures *ForSequenceClassification, num_labels 1)
 // and the weights `model.*` + `score.weight`.
 void save_reward_model(const std::filesystem::path& dir, RewardModelImpl& model);

@@ -41,6 +41,20 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
   if (ec) throw Error(fmt::format("cannot write '{}': {}", path.string(), ec.message()));
 }
 
+void check_writable(const std::filesystem::path& path, const std::string& what) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  if (!fs::is_directory(dir, ec))
+    throw Error(fmt::format("cannot write {} '{}': the directory '{}' does not exist", what, path.string(),
+                            dir.string()));
+  if (fs::is_directory(path, ec))
+    throw Error(fmt::format("cannot write {} '{}': it is a directory", what, path.string()));
+  bool exists = fs::exists(path, ec);
+  if (::access(exists ? path.c_str() : dir.c_str(), W_OK) != 0)
+    throw Error(fmt::format("cannot write {} '{}': {}", what, path.string(), std::strerror(errno)));
+}
+
 FileLock::FileLock(const std::filesystem::path& path, const std::string& what) {
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw Error(fmt::format("cannot open the lock file '{}': {}", path.string(), std::strerror(errno)));

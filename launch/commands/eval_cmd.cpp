@@ -11,6 +11,7 @@
 
 #include "core/config/config.h"
 #include "core/util/error.h"
+#include "core/util/file.h"
 #include "eval/evaluate.h"
 #include "launch/cli.h"
 
@@ -104,12 +105,16 @@ void write_samples(const std::string& path, const std::vector<eval::Generation>&
 }
 
 int run_eval(const eval::EvalPlan& a) {
+  // Everything written at the end is checked before the first forward.
+  if (a.sweep.empty() && !a.plot.empty()) throw Error("--plot draws a sweep: give --sweep too");
+  for (const auto& [path, what] : {std::pair{a.output, "report (--output)"}, std::pair{a.samples, "samples (--samples)"},
+                                   std::pair{a.plot, "plot (--plot)"}})
+    if (!path.empty()) util::check_writable(path, what);
   if (a.sweep.empty()) {
     auto r = eval::evaluate(a.options);
     std::cout << eval::format_reports({r.report}, "");
     if (!a.output.empty()) write_text(a.output, r.report.dump(2) + "\n", "report");
     if (!a.samples.empty()) write_samples(a.samples, r.generations, r.report["settings"]);
-    if (!a.plot.empty()) throw Error("--plot draws a sweep: give --sweep too");
     return 0;
   }
   auto sweep = eval::parse_sweep(a.sweep);

@@ -214,6 +214,39 @@ TEST_CASE("tess eval: errors name the flag, the file and what was expected", "[i
   CHECK_THAT(r.err, Contains("different tokenizer") && Contains("other_rm"));
 }
 
+// Used to: a missing --reward-model, an AR model given as the reward model or
+// an unwritable --output surfaced only after all the sampling. Here sampling
+// would take minutes (100,000 steps), so an error that comes after it hits
+// the `timeout` (exit 124) instead of exit 1.
+TEST_CASE("tess eval checks every input and output before the first forward", "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto data = answer_file(dir);
+  auto eval = [&](const std::string& args) {
+    return tess::test::run_command(fmt::format("timeout 60 '{}' eval --model {} --data {} --steps 100000 --length 8 {}",
+                                               TESS_BINARY, q(w.diffusion), q(data), args));
+  };
+  auto r = eval("--metrics reward");
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("the reward metric needs --reward-model DIR"));
+  r = eval("--metrics reward --reward-model " + q(w.ar));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains(w.ar.string() + ": not a reward model"));
+  r = eval("--metrics perplexity");
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("--perplexity-model"));
+  r = eval("--metrics exact_match,multiple_choice");
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains(data.string() + ":1: multiple_choice needs"));
+  r = eval("--metrics exact_match --output " + q(dir / "no/such/dir/report.json"));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("cannot write report (--output) '" + (dir / "no/such/dir/report.json").string() +
+                             "': the directory '" + (dir / "no/such/dir").string() + "' does not exist"));
+  r = eval("--metrics exact_match --samples " + q(dir.path()));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Contains("cannot write samples (--samples)") && Contains("it is a directory"));
+}
+
 TEST_CASE("tess eval CONFIG: eval.* keys of a run config, the run's final model, flags override", "[integration][eval]") {
   auto& w = workspace();
   tess::test::TempDir dir;

@@ -266,9 +266,43 @@ TEST_CASE("tess generate: clear errors for bad inputs", "[integration][eval]") {
   CHECK(mism.exit_code == 1);
   CHECK_THAT(mism.err, Contains("mismatch"));
 
+  // Used to: nan and inf passed the range checks.
+  for (const char* bad : {"--top-p nan", "--top-p 1.5", "--temperature inf", "--temperature nan", "--temperature 0",
+                          "--guidance-scale nan"}) {
+    INFO(bad);
+    auto b = run_tess("generate --model " + q(w.diffusion) + " --prompt hi --steps 2 --length 4 " + bad);
+    CHECK(b.exit_code != 0);
+    CHECK_THAT(b.err, Contains(std::string(bad).substr(0, std::string(bad).find(' '))));
+  }
+
+  // Used to: std::bad_alloc after gigabytes, or an int64 overflow.
+  auto long_span = run_tess("generate --model " + q(w.diffusion) + " --prompt hi --steps 2 --length 100000000");
+  CHECK(long_span.exit_code == 1);
+  CHECK_THAT(long_span.err, Contains("--length 100000000 leaves no room for a prompt within the model's"));
+  auto many_steps = run_tess("generate --model " + q(w.diffusion) + " --prompt hi --length 4 --steps 99999999999");
+  CHECK(many_steps.exit_code == 1);
+  CHECK_THAT(many_steps.err, Contains("--steps must be in [1, 100000], got 99999999999"));
+
   auto neither = run_tess("generate --model " + q(w.diffusion));
   CHECK(neither.exit_code != 0);
   CHECK_THAT(neither.err, Contains("--prompt"));
+}
+
+// Used to: an AR checkpoint ran under the diffusion sampler with a random
+// time embedding, and --ar decoded a diffusion model; both printed garbage.
+TEST_CASE("each sampler refuses the other kind of model and says why", "[integration][eval]") {
+  auto& w = workspace();
+  auto diffusion_of_ar = run_tess("generate --model " + q(w.ar) + " --prompt hi --steps 2 --length 4");
+  CHECK(diffusion_of_ar.exit_code == 1);
+  CHECK_THAT(diffusion_of_ar.err, Contains(w.ar.string() + " is an autoregressive model, not a diffusion model") &&
+                                      Contains("random time embedding") && Contains("--ar"));
+  auto ar_of_diffusion = run_tess("generate --ar --model " + q(w.diffusion) + " --prompt hi --length 4");
+  CHECK(ar_of_diffusion.exit_code == 1);
+  CHECK_THAT(ar_of_diffusion.err, Contains(w.diffusion.string() + " is a diffusion model") &&
+                                      Contains("leave out --ar"));
+  auto ok = run_tess("generate --ar --model " + q(w.ar) + " --prompt hi --length 4");
+  INFO(ok.err);
+  CHECK(ok.exit_code == 0);
 }
 
 TEST_CASE("batched KV-cache decoding of prompts of different lengths equals decoding them one at a time",
