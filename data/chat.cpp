@@ -338,6 +338,9 @@ PreferenceRecord parse_preference_record(const nlohmann::json& record) {
   };
   rec.chosen = response("chosen");
   rec.rejected = response("rejected");
+  if (strip(rec.chosen) == strip(rec.rejected))
+    throw RecordError("'chosen' and 'rejected' are the same answer: the pair has nothing to prefer (its loss is "
+                      "log 2 whatever the model)");
   return rec;
 }
 

@@ -464,7 +464,7 @@ class Pipeline {
             } else {
               text = rec[opt_.text_field].get<std::string>();
             }
-          } catch (const nlohmann::json::parse_error& e) {
+          } catch (const nlohmann::json::exception& e) {
             problem = fmt::format("not valid JSON ({})", e.what());
           }
           if (!problem.empty()) {

@@ -138,7 +138,7 @@ DatasetMeta DatasetMeta::from_json(const std::string& text, const std::string& w
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw Error(fmt::format("{}: not valid JSON ({})", where, e.what()));
   }
   Reader r(where);

@@ -24,6 +24,12 @@ const util::Choices<NonfinitePolicy>& nonfinite_policy_choices() {
   return c;
 }
 
+const util::Choices<LogWriteError>& log_write_error_choices() {
+  static const util::Choices<LogWriteError> c("log.on_write_error",
+                                              {{LogWriteError::Stop, "stop"}, {LogWriteError::Warn, "warn"}});
+  return c;
+}
+
 const util::Choices<LossNormalization>& loss_normalization_choices() {
   static const util::Choices<LossNormalization> c(
       "diffusion.loss_normalization",

@@ -20,6 +20,10 @@ const util::Choices<Precision>& precision_choices();  // train.precision
 enum class NonfinitePolicy { Skip, Rollback, Abort };
 const util::Choices<NonfinitePolicy>& nonfinite_policy_choices();  // train.nonfinite_policy
 
+// log.on_write_error: a failed write of the log file stops the run, or warns once.
+enum class LogWriteError { Stop, Warn };
+const util::Choices<LogWriteError>& log_write_error_choices();
+
 enum class LossNormalization { GlobalTokens, MicroBatch };
 const util::Choices<LossNormalization>& loss_normalization_choices();  // diffusion.loss_normalization
 

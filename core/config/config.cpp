@@ -170,6 +170,9 @@ void Config::merge_path(const fs::path& path, const std::string& included_from,
                         std::vector<fs::path>& stack) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) {
+    if (fs::is_directory(path, ec))
+      throw Error(fmt::format("{}{} '{}' is a directory, not a YAML file", included_from.empty() ? "" : included_from + ": ",
+                              included_from.empty() ? "config file" : "base file", path.string()));
     if (included_from.empty())
       throw Error(fmt::format("config file '{}' not found", path.string()));
     throw Error(fmt::format("{}: base file '{}' not found", included_from, path.string()));
@@ -190,7 +193,12 @@ void Config::merge_document(const std::string& text, const std::string& name,
                             const fs::path& base_dir, std::vector<fs::path>& stack) {
   YAML::Node root;
   try {
-    root = YAML::Load(text);
+    // One document per file: a second one (after `---`) would be ignored silently.
+    auto documents = YAML::LoadAll(text);
+    if (documents.size() > 1)
+      throw Error(fmt::format("{}: a second YAML document (after '---'); a config file holds one mapping",
+                              at(name, documents[1].Mark())));
+    if (!documents.empty()) root = documents.front();
   } catch (const YAML::ParserException& e) {
     throw Error(fmt::format("{}: YAML syntax error: {}", at(name, e.mark), e.msg));
   }
@@ -266,8 +274,10 @@ void Config::apply_override(const std::string& assignment, const std::string& or
                               where, key, key));
     throw Error(where + ": " + unknown_key_message(*schema_, key));
   }
-  if (text.empty() && spec->type == Type::String) {
-    set(key, std::string(), Origin{where});
+  // A string as typed (`--set 'run.dir=/tmp/a #b'` keeps its '#', which YAML
+  // would read as a comment); quote it to use YAML's escapes.
+  if (spec->type == Type::String && (text.empty() || (text.front() != '"' && text.front() != '\''))) {
+    set(key, text, Origin{where});
     return;
   }
   YAML::Node node;
@@ -392,12 +402,19 @@ std::string Config::to_yaml(bool with_origins) const {
   return out;
 }
 
-std::string Config::hash() const {
-  std::string canonical;
+std::map<std::string, std::string> Config::canonical_values() const {
+  std::map<std::string, std::string> out;
   for (const auto& k : schema_->keys()) {
     auto it = values_.find(k.key);
-    canonical += k.key + "=" + (it == values_.end() ? "<unset>" : format_value(it->second.value)) + "\n";
+    out[k.key] = it == values_.end() ? "<unset>" : format_value(it->second.value);
   }
+  return out;
+}
+
+std::string Config::hash() const {
+  std::string canonical;
+  auto values = canonical_values();
+  for (const auto& k : schema_->keys()) canonical += k.key + "=" + values.at(k.key) + "\n";
   return util::sha256_hex(canonical).substr(0, 16);
 }
 

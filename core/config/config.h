@@ -68,6 +68,10 @@ class Config {
   // Loading it again gives the same hash. With `with_origins`, each value that
   // is not a default carries a comment saying where it was set.
   std::string to_yaml(bool with_origins = false) const;
+  // Every schema key's value in canonical text (format_value; "<unset>" for
+  // an unset required key): what hash() covers, and what a checkpoint keeps
+  // so that a resume can name the keys that changed.
+  std::map<std::string, std::string> canonical_values() const;
   // Stable content hash (16 hex digits of SHA-256 over the canonical values).
   std::string hash() const;
 

@@ -5,6 +5,7 @@
 #include "core/config/schema.h"
 #include "core/diffusion/diffusion_lm.h"
 #include "core/diffusion/noise_scheduler.h"
+#include "core/diffusion/sampler.h"
 #include "core/model/model_config.h"
 
 namespace tess::config {
@@ -32,15 +33,19 @@ void add_model(Schema& s) {
   s.section("model", "The decoder: an HF-format checkpoint directory, or a fresh one built from the shape keys.");
   s.add("model.path", "", "HF-format model directory (config.json + safetensors) to start from; empty builds a fresh model.");
   s.add("model.architecture", "llama", "Decoder family of a fresh model.").choices({"llama", "mistral"});
-  s.add("model.vocab_size", 32000, "Vocabulary size of a fresh model (the tokenizer's size when one is given).").min(2);
-  s.add("model.hidden_size", 256, "Hidden size of a fresh model.").min(1);
-  s.add("model.intermediate_size", 688, "SwiGLU inner size of a fresh model.").min(1);
-  s.add("model.num_layers", 4, "Decoder layers of a fresh model.").min(1);
-  s.add("model.num_heads", 4, "Attention heads of a fresh model.").min(1);
-  s.add("model.num_kv_heads", 4, "Key/value heads (grouped-query attention) of a fresh model.").min(1);
+  s.add("model.vocab_size", 32000, "Vocabulary size of a fresh model (the tokenizer's size when one is given).")
+      .range(2, static_cast<double>(model::ModelConfig::kMaxVocab));
+  s.add("model.hidden_size", 256, "Hidden size of a fresh model.").range(1, static_cast<double>(model::ModelConfig::kMaxHidden));
+  s.add("model.intermediate_size", 688, "SwiGLU inner size of a fresh model.")
+      .range(1, static_cast<double>(model::ModelConfig::kMaxIntermediate));
+  s.add("model.num_layers", 4, "Decoder layers of a fresh model.").range(1, static_cast<double>(model::ModelConfig::kMaxLayers));
+  s.add("model.num_heads", 4, "Attention heads of a fresh model.").range(1, static_cast<double>(model::ModelConfig::kMaxHeads));
+  s.add("model.num_kv_heads", 4, "Key/value heads (grouped-query attention) of a fresh model.")
+      .range(1, static_cast<double>(model::ModelConfig::kMaxHeads));
   s.add("model.rope_theta", 10000.0, "Rotary embedding base of a fresh model.").above(0);
   s.add("model.rms_norm_eps", 1e-5, "RMSNorm epsilon of a fresh model.").above(0);
-  s.add("model.max_position_embeddings", 2048, "Longest sequence of a fresh model.").min(1);
+  s.add("model.max_position_embeddings", 2048, "Longest sequence of a fresh model.")
+      .range(1, static_cast<double>(model::ModelConfig::kMaxPositions));
   s.add("model.sliding_window", 0, "Sliding-window attention span (Mistral); 0 = full attention.").min(0);
   s.add("model.tie_word_embeddings", false, "Share the input embedding and the LM head of a fresh model.");
   s.add("model.dtype", "float32", "Parameter dtype.").choices({"float32", "bfloat16"});
@@ -55,7 +60,8 @@ void add_data(Schema& s) {
   s.add("data.tokenizer", "", "SentencePiece model file; empty uses the tokenizer of model.path.");
   s.add("data.train", std::vector<std::string>{}, "Training inputs: token-shard directories (stage ar/adaptation) or chat JSONL files (instruction/reward).");
   s.add("data.validation", std::vector<std::string>{}, "Validation inputs, same kinds as data.train.");
-  s.add("data.seq_len", 512, "Sequence length L of every training example.").min(4);
+  s.add("data.seq_len", 512, "Sequence length L of every training example.")
+      .range(4, static_cast<double>(model::ModelConfig::kMaxPositions));
   s.add("data.skip_bad_records", false, "Skip malformed JSONL records (reported with their line numbers) instead of failing.");
   s.add("data.prefetch", 4, "Batches prepared ahead of the training step by the background loader.").min(0);
 }
@@ -192,7 +198,7 @@ void add_eval(Schema& s) {
   s.add("eval.output", "", "JSON report file (with a sweep also an .svg plot beside it); empty = table only.");
   s.add("eval.samples", "", "JSONL file of the generated answers; empty = not written.");
   s.add("eval.plot", "", "SVG plot of each metric against the swept setting; empty = beside eval.output.");
-  s.add("eval.steps", 100, "Diffusion sampling steps N.").min(1);
+  s.add("eval.steps", 100, "Diffusion sampling steps N.").range(1, static_cast<double>(diffusion::kMaxSamplingSteps));
   s.add("eval.span_length", 256, "Tokens generated per answer (the fixed span).").min(1);
   s.add("eval.top_p", 0.99, "Nucleus sampling mass; 0 = argmax.").range(0, 1);
   s.add("eval.temperature", 1.0, "Softmax temperature of token choice.").above(0);
@@ -206,6 +212,11 @@ void add_log(Schema& s) {
   s.add("log.level", "info", "Console and file log level.").choices({"trace", "debug", "info", "warn", "error"});
   s.add("log.every", 10, "Write metrics every N optimizer steps.").min(1);
   s.add("log.all_ranks", false, "Print every rank's log lines to the console (files always get them).");
+  s.add("log.on_write_error", "stop",
+        "A failed write of the log file (disk full): stop = end the run with that error after a last checkpoint "
+        "attempt; warn = say so once and train on with an incomplete log. A failed write of metrics.jsonl, "
+        "config.yaml or a checkpoint always stops the run.")
+      .choices(log_write_error_choices().names());
   s.add("log.tensorboard", true, "Write TensorBoard event files to the run directory.");
   s.add("log.peak_gflops", 0.0,
         "The matmul rate (GFLOP/s per process) each step's mfu in metrics.jsonl is measured against; 0 measures it "

@@ -105,6 +105,14 @@ std::string format_value(const Value& value) {
 
 std::string KeySpec::check(const Value& value) const {
   auto check_number = [&](double v) -> std::string {
+    // inf and nan (YAML's .inf/.nan, or 1e309) are never a setting: a finite
+    // value is expected whatever the range.
+    if (!std::isfinite(v)) {
+      auto text = allowed_text();
+      if (text == "any value") return "a finite number";
+      if (text.rfind("a value ", 0) == 0) return "a finite value " + text.substr(8);
+      return text;
+    }
     bool low = min && (min_exclusive ? !(v > *min) : !(v >= *min));
     bool high = max && !(v <= *max);
     if (std::isnan(v) || low || high) return allowed_text();

@@ -1,8 +1,10 @@
 #include "core/model/model_config.h"
 
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -40,10 +42,20 @@ T field(const json& j, const std::string& key, const std::string& source, T fall
     if (required) throw Error(fmt::format("{}: missing required field '{}'", source, key));
     return fallback;
   }
+  const json& v = j[key];
+  // nlohmann would truncate 2.9 to 2 for an integer field: a non-integer is an error instead.
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (!v.is_number_integer())
+      throw Error(fmt::format("{}: field '{}' must be an integer, got {}", source, key, v.dump()));
+  }
+  if constexpr (std::is_floating_point_v<T>) {
+    if (v.is_number() && !std::isfinite(v.get<double>()))
+      throw Error(fmt::format("{}: field '{}' must be a finite number, got {}", source, key, v.dump()));
+  }
   try {
-    return j[key].get<T>();
+    return v.get<T>();
   } catch (const json::exception&) {
-    throw Error(fmt::format("{}: field '{}' has the wrong type ({})", source, key, j[key].dump()));
+    throw Error(fmt::format("{}: field '{}' has the wrong type ({})", source, key, v.dump()));
   }
 }
 
@@ -67,17 +79,24 @@ int64_t ModelConfig::num_parameters() const {
   return embed + num_hidden_layers * layer + hidden_size + (tie_word_embeddings ? 0 : embed);
 }
 
+int64_t ModelConfig::parameter_bytes(const std::string& dtype) const {
+  return num_parameters() * (dtype == "float32" ? 4 : 2);
+}
+
 void ModelConfig::validate(const std::string& source) const {
-  auto positive = [&](int64_t v, const char* name) {
+  auto positive = [&](int64_t v, const char* name, int64_t most) {
     if (v <= 0) throw Error(fmt::format("{}: '{}' must be positive, got {}", source, name, v));
+    if (v > most) throw Error(fmt::format("{}: '{}' = {} is larger than tess accepts ({})", source, name, v, most));
   };
-  positive(vocab_size, "vocab_size");
-  positive(hidden_size, "hidden_size");
-  positive(intermediate_size, "intermediate_size");
-  positive(num_hidden_layers, "num_hidden_layers");
-  positive(num_attention_heads, "num_attention_heads");
-  positive(num_key_value_heads, "num_key_value_heads");
-  positive(max_position_embeddings, "max_position_embeddings");
+  positive(vocab_size, "vocab_size", kMaxVocab);
+  positive(hidden_size, "hidden_size", kMaxHidden);
+  positive(intermediate_size, "intermediate_size", kMaxIntermediate);
+  positive(num_hidden_layers, "num_hidden_layers", kMaxLayers);
+  positive(num_attention_heads, "num_attention_heads", kMaxHeads);
+  positive(num_key_value_heads, "num_key_value_heads", kMaxHeads);
+  positive(max_position_embeddings, "max_position_embeddings", kMaxPositions);
+  if (head_dim < 0 || head_dim > kMaxHidden)
+    throw Error(fmt::format("{}: 'head_dim' = {} is outside [0, {}]", source, head_dim, kMaxHidden));
   if (head_dim <= 0 && hidden_size % num_attention_heads != 0)
     throw Error(fmt::format("{}: hidden_size {} is not divisible by num_attention_heads {}", source,
                             hidden_size, num_attention_heads));
@@ -100,7 +119,7 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e309
     throw Error(fmt::format("{}: not valid JSON ({})", source, e.what()));
   }
   if (!j.is_object()) throw Error(fmt::format("{}: expected a JSON object", source));

@@ -49,9 +49,17 @@ struct ModelConfig {
   // kept as raw JSON text so that a load -> save round trip preserves them.
   std::map<std::string, std::string> extra;
 
+  // Largest shapes accepted (far above any released model; they keep every
+  // size and parameter count well inside int64 arithmetic).
+  static constexpr int64_t kMaxVocab = int64_t{1} << 22, kMaxHidden = int64_t{1} << 17,
+                           kMaxIntermediate = int64_t{1} << 20, kMaxLayers = int64_t{1} << 12,
+                           kMaxHeads = int64_t{1} << 12, kMaxPositions = int64_t{1} << 24;
+
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
   // Parameter count of the decoder (embedding, layers, norm, untied LM head).
   int64_t num_parameters() const;
+  // Their bytes in `dtype` ("float32" | "bfloat16" | "float16").
+  int64_t parameter_bytes(const std::string& dtype) const;
   // Throws tess::Error naming `source` and the field when the shape is invalid.
   void validate(const std::string& source) const;
 

@@ -1,5 +1,7 @@
 #include "core/util/cpu.h"
 
+#include <unistd.h>
+
 #include <pthread.h>
 #include <sched.h>
 
@@ -24,6 +26,11 @@ bool run_this_thread_when_idle() {
 #else
   return false;
 #endif
+}
+
+int64_t physical_memory_bytes() {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page : 0;
 }
 
 }  // namespace tess::util

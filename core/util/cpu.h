@@ -2,6 +2,8 @@
 // What this CPU can do that changes which precision is worth running, and
 // how background threads stay out of training's way.
 
+#include <cstdint>
+
 namespace tess::util {
 
 // Whether the CPU multiplies bf16 natively (AVX512_BF16 or AMX). Without it
@@ -15,5 +17,9 @@ bool cpu_has_native_bf16();
 // thread would make each parallel region wait for a descheduled worker.
 // Returns false (and changes nothing) where the system refuses.
 bool run_this_thread_when_idle();
+
+// The machine's physical memory in bytes (0 where unknown): the bound a
+// request for memory is checked against before it is allocated.
+int64_t physical_memory_bytes();
 
 }  // namespace tess::util

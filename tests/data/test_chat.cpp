@@ -412,6 +412,10 @@ TEST_CASE("preference pairs share the prompt and the reward is read at the last 
   auto bad = dir.write("bad.jsonl", json{{"prompt", "x"}, {"chosen", "y"}}.dump() + "\n");
   CHECK_THAT(error_of([&] { PreferenceDataset::build({bad}, *tok, options(L)); }),
              Contains(bad.string() + ":1: missing field 'rejected'"));
+  // Used to: accepted silently, a pair whose loss is log 2 whatever the model.
+  auto same = dir.write("same.jsonl", json{{"prompt", "x"}, {"chosen", "y"}, {"rejected", " y "}}.dump() + "\n");
+  CHECK_THAT(error_of([&] { PreferenceDataset::build({same}, *tok, options(L)); }),
+             Contains(same.string() + ":1: 'chosen' and 'rejected' are the same answer"));
 }
 
 TEST_CASE("held-out evaluation records give the prompt and the reference answer", "[unit][data]") {

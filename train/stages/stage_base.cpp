@@ -7,7 +7,9 @@
 
 #include "core/checkpoint/deferred_copy.h"
 #include "core/config/config.h"
+#include "core/util/cpu.h"
 #include "core/util/error.h"
+#include "core/util/format.h"
 #include "data/tokenizer.h"
 
 namespace tess::train {
@@ -90,6 +92,13 @@ model::LoadedModel StageBase::build_decoder(const config::Config& cfg, DecoderUs
     mc.bos_token_id = tok.bos_id();
     mc.eos_token_id = tok.eos_id();
     mc.pad_token_id = tok.pad_id();
+    // The weights are made on the host first: refuse what cannot fit before allocating it.
+    auto bytes = mc.parameter_bytes(cfg.get_string("model.dtype"));
+    if (auto ram = util::physical_memory_bytes(); ram > 0 && bytes > ram)
+      throw Error(fmt::format("the model.* keys describe {} parameters ({} of weights alone), more than this "
+                              "machine's {} of memory; `tess plan CONFIG` shows what a run needs",
+                              util::human_count(static_cast<double>(mc.num_parameters())),
+                              util::human_bytes(static_cast<double>(bytes)), util::human_bytes(static_cast<double>(ram))));
     decoder = model::Decoder(mc, ctx_.seed);
   } else {
     model::LoadOptions lo;

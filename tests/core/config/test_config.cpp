@@ -102,6 +102,23 @@ TEST_CASE("an out-of-range value or an unknown choice is rejected with what is a
   CHECK_THAT(load_error(prob), Contains("expected a value >= 0 and <= 1"));
 }
 
+// Used to: lr 1e309 (inf), .inf and .nan passed validation.
+TEST_CASE("a non-finite float is rejected with file:line whatever the key's range", "[unit][config]") {
+  TempDir dir;
+  CHECK_THAT(load_error(dir.write("nan.yaml", "run:\n  stage: ar\ntrain:\n  lr: .nan\n")),
+             Contains(":4:7: key 'train.lr' expects float, got '.nan'"));
+  for (std::string v : {"1e309", ".inf", "-.inf"}) {
+    INFO(v);
+    auto lr = dir.write("lr.yaml", "run:\n  stage: ar\ntrain:\n  lr: " + v + "\n");
+    auto msg = load_error(lr);
+    CHECK_THAT(msg, Contains(lr.string() + ":4:7") && Contains("expected a finite value > 0"));
+    auto clip = dir.write("clip.yaml", "run:\n  stage: ar\ntrain:\n  grad_clip: " + v + "\n");
+    CHECK_THAT(load_error(clip), Contains(clip.string() + ":4:14") && Contains("expected a finite value >= 0"));
+  }
+  CHECK_THAT(load_error(dir.write("set.yaml", "run:\n  stage: ar\n"), {"train.lr=.inf"}),
+             Contains("train.lr") && Contains("a finite value"));
+}
+
 TEST_CASE("a missing required key is named with how to set it", "[unit][config]") {
   TempDir dir;
   auto file = dir.write("noreq.yaml", "train:\n  lr: 1.0e-4\n");
@@ -195,4 +212,21 @@ TEST_CASE("every shipped config under configs/ loads (fragments _*.yaml through 
     ++loaded;
   }
   CHECK(loaded >= 4);
+}
+
+// Used to: a second document was ignored, a directory read as "not found",
+// and `--set 'run.dir=/tmp/a #b'` lost " #b" to YAML's comment syntax.
+TEST_CASE("a second YAML document or a directory as the config is an error and a --set string is kept as typed",
+          "[unit][config]") {
+  TempDir dir;
+  auto two = dir.write("two.yaml", "run:\n  stage: ar\n---\ntrain:\n  lr: 1.0\n");
+  CHECK_THAT(load_error(two), Contains(two.string() + ":4:1: a second YAML document"));
+  std::filesystem::create_directories(dir / "configs.d");
+  CHECK_THAT(load_error(dir / "configs.d"), Contains("config file '" + (dir / "configs.d").string() +
+                                                     "' is a directory, not a YAML file"));
+  auto ok = dir.write("ok.yaml", "run:\n  stage: ar\n");
+  auto cfg = Config::load(ok, {"run.dir=/tmp/a #b", "run.name=it's", "log.level=\"warn\""});
+  CHECK(cfg.get_string("run.dir") == "/tmp/a #b");
+  CHECK(cfg.get_string("run.name") == "it's");
+  CHECK(cfg.get_string("log.level") == "warn");  // quoted: read as YAML
 }

@@ -370,6 +370,19 @@ TEST_CASE("config.json errors name the file and the field", "[unit][model]") {
   auto bad_heads = ok;
   bad_heads.replace(bad_heads.find("\"num_key_value_heads\": 2"), 24, "\"num_key_value_heads\": 3");
   CHECK_THROWS_WITH(ModelConfig::from_json_text(bad_heads, "h.json"), Contains("not a multiple of num_key_value_heads 3"));
+  // Used to: 2.9 truncated to 2 layers.
+  auto fractional = ok;
+  auto layers = fractional.find("\"num_hidden_layers\": ");
+  REQUIRE(layers != std::string::npos);
+  fractional.insert(fractional.find_first_of(",\n}", layers), ".9");
+  CHECK_THROWS_WITH(ModelConfig::from_json_text(fractional, "f.json"),
+                    Contains("f.json: field 'num_hidden_layers' must be an integer, got 2.9"));
+  auto huge_eps = ok;
+  auto eps = huge_eps.find("\"rms_norm_eps\": ");
+  REQUIRE(eps != std::string::npos);
+  huge_eps.replace(eps, huge_eps.find_first_of(",\n}", eps) - eps, "\"rms_norm_eps\": 1e309");
+  CHECK_THROWS_WITH(ModelConfig::from_json_text(huge_eps, "e.json"),
+                    Contains("e.json: not valid JSON") && Contains("1e309"));  // used to escape as a json exception
   auto round = ModelConfig::from_json_text(ok, "ok");
   CHECK(round.to_json_text() == ok);
 }
