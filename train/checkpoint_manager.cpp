@@ -26,18 +26,19 @@ CheckpointManager::Options CheckpointManager::Options::from_config(const config:
   o.resume = cfg.get_string("checkpoint.resume");
   o.overwrite = cfg.get_bool("checkpoint.overwrite");
   o.timeout_s = cfg.get_float("dist.timeout_s");
+  o.config_hash = cfg.hash();
+  o.config = cfg.canonical_values();
   return o;
 }
 
 CheckpointManager::CheckpointManager(fs::path run_dir, Options options, dist::Dist& dist, Stage& stage,
-                                     WeightUpdate& update, std::vector<NamedParameter> params, std::string config_hash)
+                                     WeightUpdate& update, std::vector<NamedParameter> params)
     : run_dir_(std::move(run_dir)),
       options_(std::move(options)),
       dist_(dist),
       stage_(stage),
       update_(update),
       params_(std::move(params)),
-      config_hash_(std::move(config_hash)),
       saver_(std::make_unique<CheckpointSaver>(run_dir_, dist_, options_.keep_last, options_.asynchronous,
                                                options_.timeout_s)) {}
 
@@ -91,6 +92,31 @@ std::optional<TrainState> CheckpointManager::reload_latest() {
   return load(*dir);
 }
 
+// Names each key whose value differs from the checkpoint's run (older
+// checkpoints recorded only the hash).
+void CheckpointManager::warn_changed_config(const fs::path& dir, const checkpoint::Manifest& m) const {
+  if (!dist_.is_main()) return;
+  if (m.config.empty()) {
+    spdlog::warn("resuming {} with a different configuration (hash {} -> {}; the checkpoint predates recording its "
+                 "keys): steps after the resume may differ from the original run",
+                 dir.string(), m.config_hash, options_.config_hash);
+    return;
+  }
+  std::vector<std::string> changed;
+  for (const auto& [key, now] : options_.config) {
+    auto it = m.config.find(key);
+    std::string before = it == m.config.end() ? "(not a key then)" : it->second;
+    if (before != now) changed.push_back(fmt::format("{}: {} -> {}", key, before, now));
+  }
+  for (const auto& [key, before] : m.config)
+    if (!options_.config.count(key)) changed.push_back(fmt::format("{}: {} -> (no longer a key)", key, before));
+  std::string list;
+  for (size_t i = 0; i < changed.size() && i < 12; ++i) list += "\n  " + changed[i];
+  if (changed.size() > 12) list += fmt::format("\n  ... and {} more", changed.size() - 12);
+  spdlog::warn("resuming {} with {} changed key(s); steps after the resume may differ from the original run:{}",
+               dir.string(), changed.size(), list);
+}
+
 // Weights, optimizer state, stage streams and counters from a checkpoint.
 TrainState CheckpointManager::load(const fs::path& dir) {
   if (!options_.verify)
@@ -102,10 +128,7 @@ TrainState CheckpointManager::load(const fs::path& dir) {
   if (m.tokenizer_hash != stage_.tokenizer_hash())
     throw Error(fmt::format("{}: written with tokenizer {}, but this run's tokenizer is {}", dir.string(),
                             m.tokenizer_hash, stage_.tokenizer_hash()));
-  if (m.config_hash != config_hash_)
-    spdlog::warn("resuming {} with a different configuration (hash {} -> {}): steps after the resume may differ "
-                 "from the original run",
-                 dir.string(), m.config_hash, config_hash_);
+  if (m.config_hash != options_.config_hash) warn_changed_config(dir, m);
   torch::NoGradGuard no_grad;
   model::SafetensorsCheckpoint weights(dir / "model");
   for (auto& p : params_) {
@@ -165,7 +188,8 @@ void CheckpointManager::save(const TrainState& state, bool wait) {
     s.manifest.tokens_seen = state.tokens_seen;
     s.manifest.world_size = dist_.world_size();
     s.manifest.stage = stage_.name();
-    s.manifest.config_hash = config_hash_;
+    s.manifest.config_hash = options_.config_hash;
+    s.manifest.config = options_.config;
     s.manifest.tokenizer_hash = stage_.tokenizer_hash();
   }
   saver_->save(std::move(s));

@@ -8,6 +8,7 @@
 // committed checkpoint for a rollback.
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,9 @@ class Config;
 }
 namespace tess::dist {
 class Dist;
+}
+namespace tess::checkpoint {
+struct Manifest;
 }
 
 namespace tess::train {
@@ -46,13 +50,15 @@ class CheckpointManager {
     std::string resume = "auto";
     bool overwrite = false;  // resume none may delete the checkpoints already there
     double timeout_s = 600;  // dist.timeout_s: how long rank 0 waits for the other ranks' files
+    std::string config_hash;                   // Config::hash() of this run
+    std::map<std::string, std::string> config; // Config::canonical_values() of this run
     static Options from_config(const config::Config& cfg);
   };
 
   // `params`: the model's parameters under their HF names (the weights a
-  // checkpoint restores). `config_hash`: this run's (Config::hash()).
+  // checkpoint restores).
   CheckpointManager(std::filesystem::path run_dir, Options options, dist::Dist& dist, Stage& stage,
-                    WeightUpdate& update, std::vector<NamedParameter> params, std::string config_hash);
+                    WeightUpdate& update, std::vector<NamedParameter> params);
   ~CheckpointManager();
 
   // checkpoint.resume: the state restored from the checkpoint it names (auto:
@@ -77,6 +83,7 @@ class CheckpointManager {
  private:
   TrainState load(const std::filesystem::path& dir);
   void refuse_or_clear_earlier_checkpoints();
+  void warn_changed_config(const std::filesystem::path& dir, const checkpoint::Manifest& manifest) const;
 
   std::filesystem::path run_dir_;
   Options options_;
@@ -84,7 +91,6 @@ class CheckpointManager {
   Stage& stage_;
   WeightUpdate& update_;
   std::vector<NamedParameter> params_;
-  std::string config_hash_;
   std::unique_ptr<CheckpointSaver> saver_;
 };
 

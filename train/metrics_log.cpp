@@ -1,9 +1,14 @@
 #include "train/metrics_log.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/util/error.h"
+#include "core/util/file.h"
 #include "core/util/tensorboard.h"
 #include "train/train_step.h"
 
@@ -29,14 +34,19 @@ void MetricsLog::reopen_at(int64_t step) {
       if (!j.is_discarded() && j.value("step", int64_t{0}) <= step) kept += line + "\n";
     }
     in.close();
-    std::ofstream(file_, std::ios::trunc) << kept;
+    util::write_file_atomic(file_, kept);
   }
   out_.open(file_, std::ios::app);
+  if (!out_) throw Error(fmt::format("cannot open '{}' for writing: {}", file_.string(), std::strerror(errno)));
 }
 
 void MetricsLog::write(const nlohmann::json& line) {
+  errno = 0;
   out_ << line.dump() << "\n";
   out_.flush();
+  if (!out_)
+    throw Error(fmt::format("cannot write '{}': {}", file_.string(),
+                            errno ? std::strerror(errno) : "write failed (disk full?)"));
 }
 
 void MetricsLog::step(int64_t step, const StepResult& r, double lr, int64_t tokens_seen, int64_t skipped,

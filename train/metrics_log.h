@@ -2,7 +2,8 @@
 // The run's training curves: RUN_DIR/metrics.jsonl (one JSON line per logged
 // step, validation and rollback) and, with log.tensorboard, TensorBoard
 // scalars under RUN_DIR/tensorboard. Written by rank 0; the other ranks'
-// calls do nothing.
+// calls do nothing. A failed write (disk full) throws tess::Error naming the
+// file: never a silently short curve.
 #include <cstdint>
 #include <filesystem>
 #include <fstream>

@@ -50,6 +50,8 @@ void setup_run_logging(const config::Config& cfg, const dist::Dist& dist, const 
   ls.file = run_dir / (dist.is_main() ? std::string("log.txt") : fmt::format("log_rank{}.txt", dist.rank()));
   ls.level = cfg.get_string("log.level");
   ls.console_all_ranks = cfg.get_bool("log.all_ranks");
+  ls.stop_on_write_error =
+      config::log_write_error_choices().parse(cfg.get_string("log.on_write_error")) == config::LogWriteError::Stop;
   util::setup_logging(ls);
 }
 
@@ -127,10 +129,18 @@ struct Trainer::Impl {
     progress_options.plain_interval_s = cfg.get_float("log.progress_interval_s");
     schedule = LrSchedule::from_config(cfg, total_steps);
     state = checkpoints->resume();
+    if (state.step > total_steps)  // else the loop would do nothing and write step N as the final model
+      throw Error(fmt::format("the run resumed at step {} is already past its length of {} steps ({}): raise "
+                              "train.max_steps (or train.epochs) to train on, or take its final/ model as it is",
+                              state.step, total_steps,
+                              options.max_steps > 0
+                                  ? fmt::format("train.max_steps = {}, set at {}", options.max_steps,
+                                                cfg.origin("train.max_steps").where)
+                                  : fmt::format("train.epochs = {}", options.epochs)));
     refuse_unused_keys(cfg, stage->name());
     if (main())
-      std::ofstream(run_dir / "config.yaml") << "# Effective configuration (hash " << cfg.hash() << ")\n"
-                                             << cfg.to_yaml(true);
+      util::write_file_atomic(run_dir / "config.yaml",
+                              fmt::format("# Effective configuration (hash {})\n{}", cfg.hash(), cfg.to_yaml(true)));
     metrics->reopen_at(state.step);
   }
 
@@ -165,15 +175,18 @@ struct Trainer::Impl {
       progress.set_field("tok/s", util::human_count(static_cast<double>(positions_since_start) /
                                                     std::max(seconds_since(t_start), 1e-9)));
       progress.update(state.step);
-      if (state.step % options.log_every == 0 || state.step == total_steps) {
-        double seconds = seconds_since(t0);
-        metrics->step(state.step, r, lr, state.tokens_seen, state.skipped, seconds, mfu(r, seconds));
-      }
+      recording([&] {
+        if (state.step % options.log_every == 0 || state.step == total_steps) {
+          double seconds = seconds_since(t0);
+          metrics->step(state.step, r, lr, state.tokens_seen, state.skipped, seconds, mfu(r, seconds));
+        }
+        if (options.eval_every > 0 && state.step % options.eval_every == 0) validate();
+        if (auto failed = util::log_write_error(); !failed.empty()) throw Error(failed);
+      });
       if (util::fault_armed("after_step", state.step)) {  // a test's crash: step logged, earlier saves committed
         checkpoints->wait();
         util::kill_self();
       }
-      if (options.eval_every > 0 && state.step % options.eval_every == 0) validate();
       if (int sig = g_stop_signal.load(); sig != 0) {
         progress.finish();
         spdlog::warn("received signal {}: saving a checkpoint at step {} and stopping", sig, state.step);
@@ -185,6 +198,31 @@ struct Trainer::Impl {
     progress.finish();
     finish();
     return 0;
+  }
+
+  // Runs `write` (the step's metrics, validation, the log's health); a failed
+  // write (disk full) ends the run with its error after a last checkpoint
+  // attempt, which needs every rank and so is made in one-process runs only.
+  template <class F>
+  void recording(F&& write) {
+    try {
+      write();
+    } catch (const Error& e) {
+      std::string last;
+      if (dist->world_size() > 1) {
+        last = "the newest committed checkpoint is as it was (a last checkpoint needs every rank: not attempted)";
+      } else {
+        try {
+          checkpoints->save(state, /*wait=*/true);
+          last = fmt::format("a last checkpoint of step {} was saved", state.step);
+        } catch (const std::exception& c) {
+          last = fmt::format("a last checkpoint of step {} failed too ({}); the newest committed checkpoint is as it "
+                             "was",
+                             state.step, c.what());
+        }
+      }
+      throw Error(fmt::format("{}; {}", e.what(), last));
+    }
   }
 
   // log.peak_gflops, or this process's measured rate of the step's matmuls

@@ -68,7 +68,7 @@ Training Training::build(const config::Config& cfg, dist::Dist& dist, const Stag
   t.step = std::make_unique<TrainStep>(t.options, *t.stage, *t.update, dist, t.device, t.params);
   t.checkpoints = std::make_unique<CheckpointManager>(cfg.get_string("run.dir"),
                                                       CheckpointManager::Options::from_config(cfg), dist, *t.stage,
-                                                      *t.update, t.params, cfg.hash());
+                                                      *t.update, t.params);
   t.total_steps = t.options.steps(t.stage->samples_per_epoch(), dist.world_size());
   // Every rank starts from rank 0's weights.
   std::vector<at::Tensor> tensors;

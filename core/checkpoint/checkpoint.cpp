@@ -37,6 +37,7 @@ std::string Manifest::to_json() const {
   j["stage"] = stage;
   j["config_hash"] = config_hash;
   j["tokenizer_hash"] = tokenizer_hash;
+  if (!config.empty()) j["config"] = config;
   j["files"] = json::array();
   for (const auto& f : files) j["files"].push_back({{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}});
   return j.dump(2) + "\n";
@@ -54,6 +55,7 @@ Manifest Manifest::from_json(const std::string& text, const std::string& source)
     m.stage = j.at("stage").get<std::string>();
     m.config_hash = j.at("config_hash").get<std::string>();
     m.tokenizer_hash = j.at("tokenizer_hash").get<std::string>();
+    if (j.contains("config")) m.config = j.at("config").get<std::map<std::string, std::string>>();
     for (const auto& f : j.at("files"))
       m.files.push_back({f.at("path").get<std::string>(), f.at("size").get<uint64_t>(), f.at("sha256").get<std::string>()});
   } catch (const json::exception& e) {

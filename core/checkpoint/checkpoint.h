@@ -42,6 +42,10 @@ struct Manifest {
   std::string stage;
   std::string config_hash;
   std::string tokenizer_hash;
+  // The run's configuration, key -> canonical value text (Config::
+  // canonical_values()), so that a resume names what changed; empty in
+  // checkpoints written before it was recorded.
+  std::map<std::string, std::string> config;
   std::vector<FileEntry> files;
 
   std::string to_json() const;

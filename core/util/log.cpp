@@ -1,6 +1,8 @@
 #include "core/util/log.h"
 
+#include <cstdio>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include <fmt/format.h>
@@ -13,7 +15,10 @@
 namespace tess::util {
 namespace {
 int g_rank = 0;
-}
+std::mutex g_error_mutex;
+std::string g_write_error;  // the first failure, when it stops the run
+bool g_write_failed = false;
+}  // namespace
 
 void setup_logging(const LogSetup& setup) {
   g_rank = setup.rank;
@@ -36,6 +41,20 @@ void setup_logging(const LogSetup& setup) {
     }
   }
   auto logger = std::make_shared<spdlog::logger>("tess", sinks.begin(), sinks.end());
+  {
+    std::lock_guard<std::mutex> lock(g_error_mutex);
+    g_write_error.clear();
+    g_write_failed = false;
+  }
+  logger->set_error_handler([file = setup.file.string(), stop = setup.stop_on_write_error](const std::string& why) {
+    std::lock_guard<std::mutex> lock(g_error_mutex);
+    if (g_write_failed) return;
+    g_write_failed = true;
+    auto message = fmt::format("cannot write the log file '{}': {}", file, why);
+    if (stop) g_write_error = message;
+    std::fprintf(stderr, "tess: %s%s\n", message.c_str(),
+                 stop ? "" : " (log.on_write_error: warn; training goes on, the log file is incomplete)");
+  });
   auto level = spdlog::level::from_str(setup.level);
   logger->set_level(level);
   logger->flush_on(spdlog::level::info);
@@ -44,5 +63,10 @@ void setup_logging(const LogSetup& setup) {
 }
 
 int log_rank() { return g_rank; }
+
+std::string log_write_error() {
+  std::lock_guard<std::mutex> lock(g_error_mutex);
+  return g_write_error;
+}
 
 }  // namespace tess::util

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "core/checkpoint/checkpoint.h"
 #include "core/util/file.h"
 #include "tests/support/test_support.h"
 #include "tests/train/trainer_workspace.h"
@@ -39,4 +40,92 @@ TEST_CASE("a token shard holding an id outside the vocabulary stops training nam
                         Contains("of shard 'train/shard-00000.bin'") && Contains("is id 65535") &&
                         Contains(fmt::format("vocabulary of {}", w.vocab)));
   CHECK_THAT(r.err, !Contains("index out of range") && !Contains("Exception raised from"));
+}
+
+// Used to: a bare "different configuration (hash a -> b)" warning; and a
+// resume past train.max_steps silently wrote the checkpoint's step as final.
+TEST_CASE("a resume names each changed key with its old and new value and refuses a run already past its length",
+          "[faults][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("changed_keys", "run:\n  stage: ar\n");
+  auto run = w.dir / "runs/changed_keys";
+  auto sets = [&](int steps, const char* lr) {
+    return fmt::format(" --set run.dir={} --set data.tokenizer={} --set data.train=[{}] --set train.max_steps={} "
+                       "--set checkpoint.every=2 --set train.lr={}",
+                       run.string(), w.tokenizer.string(), w.corpus.string(), steps, lr);
+  };
+  train_ok(cfg, sets(4, "0.001"));
+  auto r = run_tess("train " + cfg.string() + sets(6, "0.002"));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.err, Contains("with 2 changed key(s)") && Contains("train.lr: 0.001 -> 0.002") &&
+                        Contains("train.max_steps: 4 -> 6"));
+  CHECK(metrics(run).size() == 6);
+  auto past = run_tess("train " + cfg.string() + sets(3, "0.002"));
+  CHECK(past.exit_code == 1);
+  CHECK_THAT(past.err, Contains("the run resumed at step 6 is already past its length of 3 steps (train.max_steps = 3, "
+                                "set at --set train.max_steps=3)"));
+  CHECK(tess::checkpoint::latest_checkpoint(run)->filename() == "step_00000006");  // nothing written
+}
+
+// Used to: `tess plan --set model.num_layers=4e9` hung, and a fresh model of
+// absurd shape ended in std::bad_alloc after allocating gigabytes.
+TEST_CASE("absurd model sizes are refused before anything is allocated", "[faults][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("absurd", "run:\n  stage: ar\n");
+  auto base = fmt::format(" --set run.dir={} --set data.tokenizer={} --set data.train=[{}] --set train.max_steps=1",
+                          (w.dir / "runs/absurd").string(), w.tokenizer.string(), w.corpus.string());
+  auto plan = run_command("timeout 60 " + tess_cmd("plan " + cfg.string() + base + " --set model.num_layers=4000000000"));
+  CHECK(plan.exit_code == 1);
+  CHECK_THAT(plan.err, Contains("model.num_layers") && Contains("4096"));
+  auto huge = run_command("timeout 60 " + tess_cmd("train " + cfg.string() + base +
+                                                   " --set model.hidden_size=65536 --set model.intermediate_size=1048576 "
+                                                   "--set model.num_heads=512 --set model.num_kv_heads=512"));
+  CHECK(huge.exit_code == 1);
+  CHECK_THAT(huge.err, Contains("of weights alone), more than this machine's") && Contains("tess plan"));
+}
+
+// Used to: on a full disk metrics.jsonl and config.yaml ended up empty,
+// spdlog printed one "LOG ERROR", and training went on for hours. Here the
+// disk is "full" through RLIMIT_FSIZE (writes past it fail with EFBIG).
+TEST_CASE("a failed write stops the run naming the file unless log.on_write_error is warn and loses no checkpoint",
+          "[faults][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("full_disk", "run:\n  stage: ar\n");
+  auto run = w.dir / "runs/full_disk";
+  auto sets = [&](int steps, int every) {
+    return fmt::format(" --set run.dir={} --set data.tokenizer={} --set data.train=[{}] --set train.max_steps={} "
+                       "--set checkpoint.every={} --set log.every=1 --set log.tensorboard=false",
+                       run.string(), w.tokenizer.string(), w.corpus.string(), steps, every);
+  };
+  train_ok(cfg, sets(4, 2));
+  REQUIRE(fs::file_size(run / "config.yaml") < 40000);
+  // Files may grow to 48 KiB; the log is made longer than that, the model is larger.
+  std::ofstream(run / "log.txt", std::ios::app) << std::string(64 * 1024, '.') << "\n";
+  auto limited = [&](const std::string& args) {
+    return run_command("bash -c " + shell_quote("ulimit -f 48; trap '' XFSZ; exec " + tess_cmd(args)));
+  };
+  auto stop = limited("train " + cfg.string() + sets(2000, 0));
+  INFO(stop.err);
+  CHECK(stop.exit_code == 1);
+  CHECK_THAT(stop.err, Contains("cannot write the log file '" + (run / "log.txt").string() + "'") &&
+                           Contains("a last checkpoint of step") && Contains("failed too"));
+  CHECK(tess::checkpoint::latest_checkpoint(run)->filename() == "step_00000004");
+  CHECK(run_tess("checkpoint verify " + run.string()).exit_code == 0);
+
+  auto warn = limited("train " + cfg.string() + sets(2000, 0) + " --set log.on_write_error=warn");
+  INFO(warn.err);
+  CHECK(warn.exit_code == 1);
+  auto once = warn.err.find("log.on_write_error: warn");
+  CHECK(once != std::string::npos);
+  CHECK(warn.err.find("log.on_write_error: warn", once + 1) == std::string::npos);
+  CHECK_THAT(warn.err, Contains("cannot write '" + (run / "metrics.jsonl").string() + "': File too large"));
+  CHECK(tess::checkpoint::latest_checkpoint(run)->filename() == "step_00000004");
+
+  // Nothing was lost: the run resumes from its last checkpoint.
+  auto resumed = run_tess("train " + cfg.string() + sets(6, 2));
+  INFO(resumed.err);
+  CHECK(resumed.exit_code == 0);
+  CHECK_THAT(resumed.err, Contains("at step 4"));
+  CHECK(metrics(run).size() == 6);
 }
