@@ -285,10 +285,6 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
     config = &lm_->decoder->config();
   }
   max_positions_ = config->max_position_embeddings;
-  if (opt_.length >= max_positions_)  // before any allocation sized by it
-    throw Error(fmt::format("--length {} leaves no room for a prompt within the model's {} positions "
-                            "(max_position_embeddings of {})",
-                            opt_.length, max_positions_, model_dir.string()));
   if (tok_->vocab_size() > config->vocab_size)
     throw Error(fmt::format("model/tokenizer mismatch in {}: the tokenizer has {} tokens but the model's vocabulary "
                             "is {} (was the model trained with another tokenizer?)",
@@ -308,6 +304,10 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
                               config->vocab_size));
     guidance_ = std::make_unique<diffusion::RewardGuidance>(*reward_model_, opt_.guidance_scale, tok_->eos_id());
   }
+  if (opt_.length >= max_positions_)  // before any allocation sized by it
+    throw Error(fmt::format("--length {} leaves no room for a prompt within the model's {} positions "
+                            "(max_position_embeddings of {})",
+                            opt_.length, max_positions_, model_dir.string()));
 }
 
 void check_same_tokenizer(const data::Tokenizer& tok, const fs::path& model_dir, const fs::path& rm_dir) {

@@ -59,7 +59,7 @@ int run(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "internal error: {}\n", e.what());
+    fmt::print(stderr, "internal error: {}\n", without_backtrace(e.what()));
     return 2;
   }
 }

@@ -41,7 +41,34 @@ DistEnv DistEnv::from_environment() {
 }
 
 Dist::Dist() = default;
-Dist::~Dist() = default;
+
+Dist::~Dist() {
+  if (!heartbeat_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(heartbeat_mutex_);
+    heartbeat_stop_ = true;
+  }
+  heartbeat_stop_cv_.notify_all();
+  heartbeat_.join();
+}
+
+namespace {
+std::string heartbeat_key(int rank) { return fmt::format("tess/heartbeat/{}", rank); }
+constexpr std::chrono::milliseconds kHeartbeatPeriod{500};
+}  // namespace
+
+void Dist::start_heartbeat() {
+  heartbeat_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(heartbeat_mutex_);
+    while (!heartbeat_stop_cv_.wait_for(lock, kHeartbeatPeriod, [this] { return heartbeat_stop_; })) {
+      try {
+        store_->add(heartbeat_key(env_.rank), 1);
+      } catch (const std::exception&) {
+        // The store is gone (rank 0 ended): the collectives report that.
+      }
+    }
+  });
+}
 
 std::shared_ptr<Dist> Dist::create(const DistEnv& env, const std::string& backend, std::chrono::milliseconds timeout) {
   auto d = std::make_shared<Dist>();
@@ -59,8 +86,9 @@ std::shared_ptr<Dist> Dist::create(const DistEnv& env, const std::string& backen
     d->store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
   } catch (const std::exception& e) {
     throw Error(fmt::format("rank {}: cannot reach the rendezvous at {}:{} within {} s: {}", env.rank, env.master_addr,
-                            env.master_port, timeout.count() / 1000, e.what()));
+                            env.master_port, timeout.count() / 1000, without_backtrace(e.what())));
   }
+  d->start_heartbeat();
   std::string chosen = backend;
   if (chosen == "auto") chosen = torch::cuda::is_available() ? "nccl" : "gloo";
   if (chosen == "nccl") {
@@ -94,7 +122,7 @@ void Dist::mark(const char* what) {
     store_->set(progress_key(env_.rank), std::vector<uint8_t>(v.begin(), v.end()));
   } catch (const std::exception& e) {
     fail(what, fmt::format("the rendezvous store at {}:{} (served by rank 0) is unreachable: {}", env_.master_addr,
-                           env_.master_port, e.what()));
+                           env_.master_port, without_backtrace(e.what())));
   }
 }
 
@@ -111,11 +139,21 @@ std::optional<std::string> Dist::lookup(const std::string& key) {
 
 std::string Dist::missing_ranks() const {
   if (!store_) return "";
-  std::vector<std::string> late, inside;
+  std::vector<std::string> silent, late, inside;
   try {
     store_->setTimeout(std::chrono::milliseconds(2000));
+    // A rank whose heartbeat stands still for three periods is dead or frozen,
+    // whatever collective it last entered.
+    std::vector<int64_t> beats(static_cast<size_t>(env_.world_size));
+    for (int r = 0; r < env_.world_size; ++r)
+      if (r != env_.rank) beats[static_cast<size_t>(r)] = store_->add(heartbeat_key(r), 0);
+    std::this_thread::sleep_for(3 * kHeartbeatPeriod);
     for (int r = 0; r < env_.world_size; ++r) {
       if (r == env_.rank) continue;
+      if (store_->add(heartbeat_key(r), 0) == beats[static_cast<size_t>(r)]) {
+        silent.push_back(fmt::format("rank {}", r));
+        continue;
+      }
       if (!store_->check({progress_key(r)})) {
         late.push_back(fmt::format("rank {} (never entered a collective)", r));
         continue;
@@ -138,21 +176,25 @@ std::string Dist::missing_ranks() const {
     }
   } catch (const std::exception& e) {
     return fmt::format("; the rendezvous store on rank 0 ({}:{}) does not answer either, so rank 0 died or hung ({})",
-                       env_.master_addr, env_.master_port, e.what());
+                       env_.master_addr, env_.master_port, without_backtrace(e.what()));
   }
   auto join = [](const std::vector<std::string>& items) {
     std::string list;
     for (const auto& l : items) list += (list.empty() ? "" : ", ") + l;
     return list;
   };
-  if (!late.empty()) return fmt::format("; not arrived: {}", join(late));
-  if (!inside.empty()) return fmt::format("; every rank arrived, stuck inside it: {}", join(inside));
-  return "";
+  std::string out;
+  if (!silent.empty())
+    out += fmt::format("; no sign of life from {} for {:.1f} s (the process died or is frozen)", join(silent),
+                       3 * kHeartbeatPeriod.count() / 1000.0);
+  if (!late.empty()) out += fmt::format("; not arrived: {}", join(late));
+  else if (!inside.empty()) out += fmt::format("; every rank arrived, stuck inside it: {}", join(inside));
+  return out;
 }
 
 void Dist::fail(const char* what, const std::string& message, int64_t number) const {
   throw Error(fmt::format("rank {}: collective #{} '{}' failed or timed out after {} s{}: {}", env_.rank, number, what,
-                          timeout_.count() / 1000, missing_ranks(), message));
+                          timeout_.count() / 1000, missing_ranks(), without_backtrace(message)));
 }
 
 void Dist::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what, int64_t number) {
@@ -167,7 +209,7 @@ void Dist::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what, in
     store_->set(completed_key(env_.rank), std::vector<uint8_t>(n.begin(), n.end()));
   } catch (const std::exception& e) {
     fail(what, fmt::format("the rendezvous store at {}:{} (served by rank 0) is unreachable: {}", env_.master_addr,
-                           env_.master_port, e.what()));
+                           env_.master_port, without_backtrace(e.what())));
   }
 }
 

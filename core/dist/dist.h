@@ -7,10 +7,13 @@
 // on CPU. Everything else talks to the backend-neutral c10d::Backend, so the
 // Gloo tests cover the real data-parallel path.
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -86,6 +89,14 @@ class Dist {
     std::vector<at::Tensor> tensors;  // kept alive until the collective completes
   };
   std::vector<Pending> pending_;
+  // Every rank bumps its counter in the store twice a second from a thread
+  // of its own, so that a peer can tell a dead or frozen process (its
+  // counter stands still) from one that is merely late.
+  std::thread heartbeat_;
+  std::mutex heartbeat_mutex_;
+  std::condition_variable heartbeat_stop_cv_;
+  bool heartbeat_stop_ = false;
+  void start_heartbeat();
   // Waits for collective #`number` and records its completion.
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what, int64_t number);
   // Records in the store that this rank entered collective #n (`what`), and

@@ -119,6 +119,15 @@ CorpusOptions options_for(const fs::path& output, std::vector<std::string> input
   return o;
 }
 
+// A byte-tokenized dataset dir/ds of shards of 500 tokens (at least two).
+void write_sharded_dataset(TempDir& dir) {
+  dir.write("docs.txt", make_text(60, 1));
+  ByteTokenizer tok;
+  auto o = options_for(dir / "ds", {(dir / "docs.txt").string()});
+  o.shard_tokens = 500;
+  tokenize_corpus(tok, o);
+}
+
 // Documents of a text split on blank lines, as the corpus reader cuts them.
 std::vector<std::string> blank_line_docs(const std::string& text) {
   std::vector<std::string> docs;
@@ -430,11 +439,7 @@ TEST_CASE("a malformed JSONL line is an error naming file:line, or skipped on re
 
 TEST_CASE("a shard whose size or checksum disagrees with meta.json is an error naming it", "[unit][data]") {
   TempDir dir;
-  dir.write("docs.txt", make_text(60, 1));
-  ByteTokenizer tok;
-  auto o = options_for(dir / "ds", {(dir / "docs.txt").string()});
-  o.shard_tokens = 500;
-  tokenize_corpus(tok, o);
+  write_sharded_dataset(dir);
   REQUIRE(TokenDataset(dir / "ds", "train", OpenOptions{true}).meta().train.shards.size() >= 2);
   auto shard = dir / "ds" / "train" / "shard-00001.bin";
   std::string bytes = read_file(shard);
@@ -472,11 +477,7 @@ TEST_CASE("a shard whose size or checksum disagrees with meta.json is an error n
 // step that first sampled the id, naming no file.
 TEST_CASE("an id outside the vocabulary in a shard is an error naming the shard and offset and id", "[unit][data]") {
   TempDir dir;
-  dir.write("docs.txt", make_text(60, 1));
-  ByteTokenizer tok;
-  auto o = options_for(dir / "ds", {(dir / "docs.txt").string()});
-  o.shard_tokens = 500;
-  tokenize_corpus(tok, o);
+  write_sharded_dataset(dir);
   TokenDataset clean(dir / "ds");
   REQUIRE(clean.meta().dtype == "uint16");
   CHECK_NOTHROW(clean.check_ids());

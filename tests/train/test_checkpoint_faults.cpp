@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -142,4 +143,34 @@ TEST_CASE("a second run in the same run directory is refused, naming the process
   auto holder = r.err.substr(r.err.find("holder=") + 7);
   holder = holder.substr(0, holder.find('\n'));
   CHECK_THAT(r.err, Contains("run.dir '" + run.string() + "' is in use by another process (pid " + holder + " on host"));
+}
+
+// A user's crash: SIGKILL at moments nobody chose (seeded delays), while
+// adaptation steps run and checkpoints are written every step in the
+// background. Wherever the kills land, the run ends with the uninterrupted
+// run's losses (a resume that skipped the random streams fails here).
+TEST_CASE("a run SIGKILLed at random moments of training and saving ends with the uninterrupted run's losses",
+          "[faults][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("random_kills", "run:\n  stage: adaptation\n");
+  auto whole = w.dir / "runs/random_kills_whole", run = w.dir / "runs/random_kills";
+  train_ok(cfg, ar_sets(whole, 300, 1));
+  auto command = tess_cmd("train " + cfg.string() + ar_sets(run, 300, 1));
+  std::mt19937 rng(20261204);
+  std::uniform_int_distribution<int> delay_ms(150, 1200);
+  int killed = 0;
+  for (int i = 0; i < 5; ++i) {
+    int ms = delay_ms(rng);
+    auto r = run_command(fmt::format("({} >/dev/null 2>&1 & pid=$!; sleep {}.{:03d}; kill -9 $pid 2>/dev/null && "
+                                     "echo killed; wait $pid; exit 0)",
+                                     command, ms / 1000, ms % 1000));
+    if (r.out.find("killed") != std::string::npos) ++killed;
+  }
+  INFO(killed << " of 5 runs were killed before they finished");
+  auto r = run_command(command);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(loss_texts(run) == loss_texts(whole));
+  CHECK(run_tess("checkpoint verify " + run.string()).exit_code == 0);
+  CHECK(killed >= 1);  // else the delays no longer reach into the runs: shorten them
 }

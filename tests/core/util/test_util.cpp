@@ -166,3 +166,16 @@ TEST_CASE("a background thread can ask to run only on idle cycles, and only it c
   pthread_getschedparam(pthread_self(), &policy_here, &p);
   CHECK(policy_here != SCHED_IDLE);
 }
+
+TEST_CASE("a LibTorch error reaches users without its C++ stack", "[unit][util]") {
+  std::string message;
+  try {
+    TORCH_CHECK(false, "the tensor is on the wrong device");
+  } catch (const c10::Error& e) {
+    message = e.what();
+  }
+  REQUIRE_THAT(message, Catch::Contains("Exception raised from"));  // what LibTorch gives
+  auto clean = tess::without_backtrace(message);
+  CHECK(clean == "the tensor is on the wrong device");
+  CHECK(tess::without_backtrace("plain message\n") == "plain message");
+}
