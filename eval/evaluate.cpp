@@ -117,9 +117,9 @@ json perplexity_metric(const fs::path& model_dir, const std::vector<GenerationPr
           {"perplexity_tokens", tokens}};
 }
 
-json reward_metric(const fs::path& rm_dir, const data::Tokenizer& tok, const fs::path& model_dir,
-                   const std::vector<GenerationPrompt>& prompts, const std::vector<Generation>& gens, int64_t batch) {
-  check_same_tokenizer(tok, model_dir, rm_dir);
+// `rm_dir` passed check_metric_inputs (a reward model with the model's tokenizer).
+json reward_metric(const fs::path& rm_dir, const data::Tokenizer& tok, const std::vector<GenerationPrompt>& prompts,
+                   const std::vector<Generation>& gens, int64_t batch) {
   torch::NoGradGuard no_grad;
   auto rm = model::load_reward_model(rm_dir, std::string("float32"));
   rm->eval();
@@ -292,6 +292,11 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
 
 namespace {
 
+// The reward metric's model: --reward-model, else the guidance reward model.
+fs::path reward_metric_model(const EvalOptions& o) {
+  return o.reward_model.empty() ? o.generate.reward_model : o.reward_model;
+}
+
 // Everything a metric needs, checked before the first forward (not after
 // minutes of sampling): the models it loads and the fields of the records.
 void check_metric_inputs(const EvalOptions& o, const std::vector<data::EvalRecord>& records,
@@ -305,7 +310,7 @@ void check_metric_inputs(const EvalOptions& o, const std::vector<data::EvalRecor
     model_dir(o.perplexity_model, "--perplexity-model");
   }
   if (wants("reward")) {
-    auto rm = o.reward_model.empty() ? o.generate.reward_model : o.reward_model;
+    auto rm = reward_metric_model(o);
     if (rm.empty()) throw Error("the reward metric needs --reward-model DIR");
     model_dir(rm, "--reward-model");
     model::require_reward_model(rm);
@@ -402,8 +407,8 @@ EvalResult evaluate(const EvalOptions& o) {
       metrics.update(perplexity_metric(o.perplexity_model, prompts, gens));
     }
     if (wants("reward")) {
-      auto rm = o.reward_model.empty() ? g.reward_model : o.reward_model;
-      metrics.update(reward_metric(rm, gen.tokenizer(), o.model, prompts, gens, std::max<int64_t>(g.batch_size, 1)));
+      metrics.update(
+          reward_metric(reward_metric_model(o), gen.tokenizer(), prompts, gens, std::max<int64_t>(g.batch_size, 1)));
     }
   }
   if (wants("multiple_choice")) {

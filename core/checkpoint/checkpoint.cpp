@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <tuple>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -20,6 +18,26 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+// The manifest of `dir` when it parses and validates (a committed
+// checkpoint, or a staging directory past its commit point); else nothing.
+std::optional<Manifest> read_manifest(const fs::path& dir) {
+  auto file = dir / "manifest.json";
+  if (!fs::exists(file)) return std::nullopt;
+  try {
+    return Manifest::from_json(util::read_file(file), file.string());
+  } catch (const Error&) {
+    return std::nullopt;  // `tess checkpoint verify` names what is wrong with it
+  }
+}
+
+// The checkpoint name `latest` holds, or "" without one.
+std::string read_latest(const fs::path& pointer) {
+  if (!fs::exists(pointer)) return "";
+  auto name = util::read_file(pointer);
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  return name;
+}
 
 }  // namespace
 
@@ -89,8 +107,7 @@ Manifest Manifest::from_json(const std::string& text, const std::string& source)
 std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
   auto pointer = checkpoints_root(run_dir) / "latest";
   if (!fs::exists(pointer)) return std::nullopt;
-  auto name = util::read_file(pointer);
-  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  auto name = read_latest(pointer);
   auto dir = checkpoints_root(run_dir) / name;
   if (!fs::is_directory(dir))
     throw Error(fmt::format("{} names '{}', which does not exist", pointer.string(), name));
@@ -165,41 +182,13 @@ std::vector<CommittedCheckpoint> committed_checkpoints(const fs::path& run_dir) 
   for (const auto& e : fs::directory_iterator(root, ec)) {
     auto n = e.path().filename().string();
     if (!e.is_directory() || n.rfind("step_", 0) != 0 || n.find('.') != std::string::npos) continue;
-    auto manifest = e.path() / "manifest.json";
-    if (!fs::exists(manifest)) continue;
-    try {
-      out.push_back({e.path(), Manifest::from_json(util::read_file(manifest), manifest.string())});
-    } catch (const Error&) {
-      // Not a committed checkpoint; `tess checkpoint verify` names what is wrong with it.
-    }
+    if (auto manifest = read_manifest(e.path())) out.push_back({e.path(), std::move(*manifest)});
   }
   std::sort(out.begin(), out.end(), [](const CommittedCheckpoint& a, const CommittedCheckpoint& b) {
     return std::tie(a.manifest.commit, a.manifest.step) < std::tie(b.manifest.commit, b.manifest.step);
   });
   return out;
 }
-
-namespace {
-
-bool has_valid_manifest(const fs::path& dir) {
-  auto file = dir / "manifest.json";
-  if (!fs::exists(file)) return false;
-  try {
-    Manifest::from_json(util::read_file(file), file.string());
-    return true;
-  } catch (const Error&) {
-    return false;
-  }
-}
-
-std::string read_latest(const fs::path& pointer) {
-  if (!fs::exists(pointer)) return "";
-  auto name = util::read_file(pointer);
-  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-  return name;
-}
-
-}  // namespace
 
 std::vector<std::string> recover_checkpoints(const fs::path& run_dir) {
   std::vector<std::string> done;
@@ -212,7 +201,7 @@ std::vector<std::string> recover_checkpoints(const fs::path& run_dir) {
     if (e.is_directory() && n.size() > 8 && n.compare(n.size() - 8, 8, ".staging") == 0) staging.push_back(e.path());
   }
   for (const auto& dir : staging) {
-    if (!has_valid_manifest(dir)) {
+    if (!read_manifest(dir)) {
       fs::remove_all(dir, ec);
       done.push_back(fmt::format("removed {}, a save interrupted before its manifest", dir.filename().string()));
       continue;
