@@ -172,6 +172,7 @@ Batch make_batch(const Examples& examples, const std::vector<int64_t>& indices, 
   Batch out;
   out.ids = ids;
   out.span_mask = torch::from_blob(mask.data(), {b, l}, torch::kUInt8).to(torch::kBool);
+  out.span_positions = out.span_mask.nonzero();
   out.tokens = examples.loss_units(out.span_mask);
   return out;
 }

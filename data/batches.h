@@ -40,6 +40,9 @@ class Tokenizer;
 struct Batch {
   at::Tensor ids;        // int64 [B, L]
   at::Tensor span_mask;  // bool [B, L]: noised/generated positions (diffusion) or target positions (AR)
+  // span_mask.nonzero() (int64 [N, 2], row-major), made where the batch is
+  // built so that the step on a device needs no data-dependent op.
+  at::Tensor span_positions;
   int64_t tokens = 0;    // loss units: predicted span positions, or pairs of preference data
   int64_t slot = -1;     // the micro-batch slot (above); -1 for validation batches
 };

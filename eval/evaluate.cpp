@@ -278,6 +278,7 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
   o.generate.batch_size = cfg.get_int("eval.batch_size");
   o.generate.reward_model = cfg.get_string("eval.reward_model");
   o.generate.guidance_scale = cfg.get_float("eval.guidance_scale");
+  o.generate.device = cfg.get_string("eval.device");
   o.generate.cpu_cache =
       config::cpu_allocator_choices().parse(cfg.get_string("run.cpu_allocator")) == config::CpuAllocator::Caching;
   o.perplexity_model = cfg.get_string("eval.perplexity_model");

@@ -244,8 +244,32 @@ std::vector<int64_t> ar_generate_uncached(model::DecoderImpl& decoder, const std
 
 // ---- Generator ----------------------------------------------------------------------
 
+namespace {
+
+c10::Device generation_device(const std::string& setting) {
+  bool cuda = torch::cuda::is_available();
+  if (setting == "auto") return cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  std::optional<c10::Device> d;
+  try {
+    d.emplace(setting);
+  } catch (const std::exception&) {
+  }
+  if (!d || !(d->is_cpu() || d->is_cuda()))
+    throw Error(fmt::format("--device '{}': expected auto, cpu, cuda or cuda:N", setting));
+  if (d->is_cuda() && !cuda)
+    throw Error(fmt::format("--device {}, but LibTorch sees no CUDA device (no GPU, no driver, or "
+                            "CUDA_VISIBLE_DEVICES hides them)",
+                            setting));
+  if (d->is_cuda() && d->index() >= static_cast<int>(torch::cuda::device_count()))
+    throw Error(fmt::format("--device {}: only {} CUDA device(s) are visible", setting, torch::cuda::device_count()));
+  return d->is_cuda() && !d->has_index() ? c10::Device(c10::kCUDA, 0) : *d;
+}
+
+}  // namespace
+
 Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(options) {
-  if (opt_.cpu_cache) cpu_cache_.emplace();
+  device_ = generation_device(opt_.device);
+  if (opt_.cpu_cache && device_.is_cpu()) cpu_cache_.emplace();
   if (!fs::exists(model_dir)) throw Error(fmt::format("model directory {} does not exist", model_dir.string()));
   if (!fs::is_directory(model_dir))
     throw Error(fmt::format("--model {} is not a directory (expected an HF model directory)", model_dir.string()));
@@ -271,6 +295,7 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
                               model_dir.string(),
                               loaded.decoder->config().attention == model::Attention::Causal ? "true" : "false"));
     decoder_ = loaded.decoder;
+    decoder_->to(device_);
     decoder_->eval();
     config = &decoder_->config();
   } else {
@@ -281,6 +306,7 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
                               "embedding; decode it with --ar, or adapt it first (tess train, run.stage: adaptation)",
                               model_dir.string(),
                               lm_->decoder->config().attention == model::Attention::Causal ? "true" : "false"));
+    lm_->to(device_);
     lm_->eval();
     config = &lm_->decoder->config();
   }
@@ -298,6 +324,7 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
     if (opt_.reward_model.empty()) throw Error("--guidance-scale > 0 needs --reward-model DIR");
     check_same_tokenizer(*tok_, model_dir, opt_.reward_model);
     reward_model_ = model::load_reward_model(opt_.reward_model, std::string("float32"));  // guidance runs in fp32
+    reward_model_->to(device_);
     if (reward_model_->config().vocab_size != config->vocab_size)
       throw Error(fmt::format("reward model {} has a vocabulary of {} but the model {} has {}",
                               opt_.reward_model.string(), reward_model_->config().vocab_size, model_dir.string(),
@@ -356,7 +383,7 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   int64_t eos = tok_->eos_id();
   int64_t pad = tok_->pad_id() >= 0 ? tok_->pad_id() : eos;
   auto ids = encode(prompts);
-  auto batch = diffusion::SampleBatch::from_prompts(ids, opt_.length, pad);
+  auto batch = diffusion::SampleBatch::from_prompts(ids, opt_.length, pad).to(device_);
   diffusion::SamplerOptions so;
   so.steps = opt_.steps;
   so.top_p = opt_.top_p;
@@ -381,7 +408,7 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   if (on_step) {
     int64_t rows = static_cast<int64_t>(prompts.size());
     cb = [&, rows](const diffusion::StepInfo& s) {
-      auto tokens = s.tokens.view({rows, opt_.length}).contiguous();
+      auto tokens = s.tokens.view({rows, opt_.length}).cpu().contiguous();
       StepView v;
       v.step = s.step;
       v.steps = opt_.steps;

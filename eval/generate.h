@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/diffusion/diffusion_lm.h"
@@ -48,6 +49,9 @@ struct GenerateOptions {
   // every denoising step allocates the same [span, V] tensors, which malloc
   // would map and fault in afresh each time.
   bool cpu_cache = true;
+  // Where the models run: auto (CUDA device 0 when LibTorch sees one), cpu,
+  // cuda or cuda:N. Tokens are chosen on the host either way.
+  std::string device = "auto";
 };
 
 // One prompt to answer, with what is copied through to the JSONL output.
@@ -133,6 +137,7 @@ class Generator {
   diffusion::DiffusionLM lm_{nullptr};
   model::Decoder decoder_{nullptr};  // AR
   std::unique_ptr<util::Rng> rng_;
+  c10::Device device_{c10::kCPU};
   int64_t max_positions_ = 0;  // the model's max_position_embeddings
   model::RewardModel reward_model_{nullptr};
   std::unique_ptr<diffusion::RewardGuidance> guidance_;

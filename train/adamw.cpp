@@ -2,11 +2,13 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
 
 #include "core/util/error.h"
+#include "core/util/host_sync.h"
 
 namespace tess::train {
 
@@ -16,7 +18,13 @@ AdamW::AdamW(std::vector<NamedParameter> params, Options options, std::optional<
     if (owned && !owned->count(p.name)) continue;
     // Moments in fp32 whatever the parameter dtype (bf16 moments lose the update).
     auto opts = p.tensor.options().dtype(torch::kFloat32);
-    slots_[p.name] = {torch::zeros(p.tensor.sizes(), opts), torch::zeros(p.tensor.sizes(), opts)};
+    // The step count lives on the parameter's device too: the fused CUDA
+    // kernel reads it through a device pointer (torch.optim.AdamW keeps its
+    // state_steps there). One per device, shared by its parameters.
+    auto step = std::find_if(step_counts_.begin(), step_counts_.end(),
+                             [&](const at::Tensor& t) { return t.device() == p.tensor.device(); });
+    if (step == step_counts_.end()) step = step_counts_.insert(step_counts_.end(), torch::zeros({}, opts));
+    slots_[p.name] = {torch::zeros(p.tensor.sizes(), opts), torch::zeros(p.tensor.sizes(), opts), *step};
   }
 }
 
@@ -34,7 +42,8 @@ void AdamW::step(double lr) {
   // fp32 parameters go through ATen's fused AdamW kernel (one pass over each
   // tensor instead of ~8 elementwise ops; the arithmetic of
   // torch.optim.AdamW(fused=True)), grouped by whether they decay.
-  std::vector<at::Tensor> fused_params[2], fused_grads[2], fused_avg[2], fused_avg_sq[2];
+  std::vector<at::Tensor> fused_params[2], fused_grads[2], fused_avg[2], fused_avg_sq[2], fused_steps[2];
+  for (auto& count : step_counts_) count.fill_(static_cast<double>(steps_));  // a host scalar: no device read
   double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
   double bc2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(steps_)));
   for (auto& p : params_) {
@@ -48,6 +57,7 @@ void AdamW::step(double lr) {
       fused_grads[decay].push_back(p.tensor.grad());
       fused_avg[decay].push_back(s.exp_avg);
       fused_avg_sq[decay].push_back(s.exp_avg_sq);
+      fused_steps[decay].push_back(s.step);
       continue;
     }
     // Other dtypes: the same update in fp32, written back.
@@ -60,11 +70,14 @@ void AdamW::step(double lr) {
     param.addcdiv_(s.exp_avg, denom, -lr / bc1);
     p.tensor.copy_(param);
   }
-  auto step_count = torch::full({}, static_cast<float>(steps_), torch::kFloat32);
   for (int decay = 0; decay < 2; ++decay) {
     if (fused_params[decay].empty()) continue;
-    std::vector<at::Tensor> steps(fused_params[decay].size(), step_count);
-    at::_fused_adamw_(fused_params[decay], fused_grads[decay], fused_avg[decay], fused_avg_sq[decay], {}, steps, lr,
+    // ATen's CPU kernel reads each step count with .item() (free on the
+    // CPU); the CUDA kernel reads it on the device.
+    std::optional<util::CpuOnlyCheck> cpu_reads;
+    if (fused_params[decay].front().is_cpu()) cpu_reads.emplace();
+    at::_fused_adamw_(fused_params[decay], fused_grads[decay], fused_avg[decay], fused_avg_sq[decay], {},
+                      fused_steps[decay], lr,
                       options_.beta1, options_.beta2, decay ? options_.weight_decay : 0.0, options_.eps,
                       /*amsgrad=*/false, /*maximize=*/false);
   }
@@ -82,6 +95,18 @@ std::map<std::string, at::Tensor> AdamW::state() const {
     out[name + ".exp_avg_sq"] = s.exp_avg_sq;
   }
   out["__step__"] = torch::tensor({static_cast<float>(steps_)});
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> AdamW::placed_tensors() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : params_) {
+    auto it = slots_.find(p.name);
+    if (it == slots_.end()) continue;
+    out.emplace_back(p.name, it->second.exp_avg);
+    out.emplace_back(p.name, it->second.exp_avg_sq);
+    out.emplace_back(p.name, it->second.step);
+  }
   return out;
 }
 

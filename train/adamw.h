@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -42,6 +43,10 @@ class AdamW {
   // Restores state(); a missing or misshapen entry is a tess::Error naming `source`.
   void load_state(const std::map<std::string, at::Tensor>& state, const std::string& source);
 
+  // Every state tensor with the name of the parameter it belongs to (which
+  // must be on that parameter's device: tests/train/test_placement.cpp).
+  std::vector<std::pair<std::string, at::Tensor>> placed_tensors() const;
+
   // Which parameters decay under the reference's rule: weight matrices of
   // linear layers do; norms, biases and embeddings do not unless
   // `decay_everything` (train.decay_norms_and_embeddings).
@@ -49,11 +54,12 @@ class AdamW {
 
  private:
   struct Slot {
-    at::Tensor exp_avg, exp_avg_sq;
+    at::Tensor exp_avg, exp_avg_sq, step;  // step: the step count on the parameter's device
   };
   std::vector<NamedParameter> params_;
   Options options_;
   std::map<std::string, Slot> slots_;
+  std::vector<at::Tensor> step_counts_;  // one per device; steps_ written in before each update
   int64_t steps_ = 0;
 };
 

@@ -10,6 +10,7 @@
 
 #include "core/dist/dist.h"
 #include "core/util/autocast.h"
+#include "core/util/host_sync.h"
 #include "train/gradient_reducer.h"
 #include "train/weight_update.h"
 
@@ -51,10 +52,11 @@ MicroBatch TrainStep::on_device(MicroBatch mb) const {
   if (device_.is_cpu()) return mb;
   mb.ids = mb.ids.to(device_);
   mb.span_mask = mb.span_mask.to(device_);
+  if (mb.span_positions.defined()) mb.span_positions = mb.span_positions.to(device_);
   return mb;
 }
 
-StepResult TrainStep::compute(bool poison) {
+StepResult TrainStep::compute(bool poison, bool request_stop) {
   Stopwatch clock;
   phases_ = {};
   std::vector<MicroBatch> micro;
@@ -65,11 +67,16 @@ StepResult TrainStep::compute(bool poison) {
     local_positions += micro.back().ids.numel();
   }
   phases_.data = clock.lap();
-  auto counts = dist_.sum({static_cast<double>(local_tokens), static_cast<double>(local_positions)},
-                          "token and position counts");
-  double global_tokens = counts[0];
+  // Summed over ranks on the device and read with the loss at the end: the
+  // loss scale below is a device scalar, so nothing here waits for the device.
+  std::vector<at::Tensor> counts{
+      torch::tensor({static_cast<double>(local_tokens), static_cast<double>(local_positions), request_stop ? 1.0 : 0.0},
+                    torch::kFloat64)
+          .to(device_)};
+  dist_.all_reduce_sum(counts, "token and position counts");
+  auto inverse_tokens = counts[0][0].clamp_min(1.0).reciprocal();
   phases_.reduce = clock.lap();
-  double loss_sum = 0;
+  at::Tensor loss_sum;  // fp64, summed in micro-batch order
   StepResult r;
   for (size_t i = 0; i < micro.size(); ++i) {
     LossTerms terms;
@@ -86,40 +93,52 @@ StepResult TrainStep::compute(bool poison) {
     r.local_self_conditioned += terms.self_conditioned ? 1 : 0;
     // global_tokens: divide by the step's global count (= one big batch); micro_batch:
     // each micro-batch's own mean, averaged over accumulation and ranks (the reference).
-    double scale = options_.normalization == LossNormalization::GlobalTokens
-                       ? 1.0 / std::max(global_tokens, 1.0)
-                       : 1.0 / (std::max<double>(static_cast<double>(terms.tokens), 1.0) *
-                                static_cast<double>(options_.grad_accum) * static_cast<double>(dist_.world_size()));
+    auto scaled = options_.normalization == LossNormalization::GlobalTokens
+                      ? terms.sum * inverse_tokens.to(terms.sum.scalar_type())
+                      : terms.sum * (1.0 / (std::max<double>(static_cast<double>(terms.tokens), 1.0) *
+                                            static_cast<double>(options_.grad_accum) *
+                                            static_cast<double>(dist_.world_size())));
     if (i + 1 == micro.size()) reducer_->arm();  // the step's last backward: reduce buckets as they fill
-    (terms.sum * scale).backward();
-    loss_sum += terms.sum.item<double>();
+    scaled.backward();
+    auto sum = terms.sum.detach().to(torch::kFloat64);
+    loss_sum = loss_sum.defined() ? loss_sum + sum : sum;
     phases_.backward += clock.lap();
   }
   std::vector<at::Tensor> grads;
   for (auto& p : update_.gradient_params()) grads.push_back(p.tensor.grad());
   reducer_->reduce(grads);
-  double total_loss = dist_.sum(loss_sum, "loss sum");
-  if (poison) total_loss = std::numeric_limits<double>::quiet_NaN();
-  r.grad_norm = grad_norm();
+  std::vector<at::Tensor> total{loss_sum.reshape({1})};
+  dist_.all_reduce_sum(total, "loss sum");
+  // The step's one wait for the device: the loss, the counts and the
+  // per-tensor gradient norms, read together. Every rank reads the same
+  // values (summed loss, reduced gradients), so every rank reaches the same
+  // non-finite verdict without a collective of its own.
+  auto host = util::read_to_host(torch::cat({total[0], counts[0], gradient_norms()}));
+  double total_loss = poison ? std::numeric_limits<double>::quiet_NaN() : host[0];
+  double global_tokens = host[1];
+  double sq = 0;
+  for (size_t i = 4; i < host.size(); ++i) sq += host[i] * host[i];
+  r.grad_norm = std::sqrt(sq);
   r.finite = std::isfinite(total_loss) && std::isfinite(r.grad_norm);
-  r.finite = dist_.sum(r.finite ? 0.0 : 1.0, "non-finite flag") == 0.0;  // decided on all ranks together
   r.loss = total_loss / std::max(global_tokens, 1.0);
   r.tokens = static_cast<int64_t>(global_tokens);
-  r.positions = static_cast<int64_t>(counts[1]);
+  r.positions = static_cast<int64_t>(host[2]);
+  r.stop_requested = host[3] > 0;
   phases_.reduce += clock.lap();
   return r;
 }
 
-// Per-tensor L2 norms reduced in the gradient's own dtype (ATen's cascade
-// summation, no copy of the gradient), combined in double.
-double TrainStep::grad_norm() {
-  double sq = 0;
+// Per-tensor L2 norms in one fused reduction, each in its gradient's own
+// dtype (ATen's cascade summation, no copy of the gradient), as fp64 [n]; the
+// host combines them in double in parameter order.
+at::Tensor TrainStep::gradient_norms() {
+  std::vector<at::Tensor> grads;
   for (auto& p : update_.gradient_params())
-    if (p.tensor.grad().defined()) {
-      double n = at::linalg_vector_norm(p.tensor.grad(), 2).item<double>();
-      sq += n * n;
-    }
-  return std::sqrt(sq);
+    if (p.tensor.grad().defined()) grads.push_back(p.tensor.grad());
+  if (grads.empty()) return torch::zeros({0}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+  std::vector<at::Tensor> norms;
+  for (auto& n : at::_foreach_norm(grads, 2)) norms.push_back(n.to(torch::kFloat64));
+  return torch::stack(norms);
 }
 
 void TrainStep::apply(const StepResult& r, double lr, const std::function<void()>& before_update) {

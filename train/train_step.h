@@ -7,6 +7,11 @@
 // ranks, the global gradient norm and one non-finite verdict for all ranks;
 // then either apply() (clipping, AdamW with the step's learning rate) or
 // discard(). Each phase's wall time is kept for benchmarks.
+//
+// On a GPU the host queues the step's work and waits for the device once:
+// compute() reads the loss, the counts and the gradient norms together
+// (util::read_to_host); nothing else in a step reads device memory
+// (tests/train/test_train_step.cpp counts it with util::HostSyncCounter).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -32,6 +37,7 @@ struct StepResult {
   int64_t tokens = 0;        // the loss units of the step, all ranks
   int64_t positions = 0;     // every position the model ran over, all ranks (throughput)
   bool finite = true;        // loss and norm finite on every rank
+  bool stop_requested = false;  // some rank asked compute() to stop the run (its files cannot be written)
   // This rank's share, for its FLOPs (train/flops.h): rows of `seq_len`
   // tokens, noised rows, and micro-batches that ran the self-conditioning pass.
   int64_t local_sequences = 0, seq_len = 0, local_span_rows = 0, local_self_conditioned = 0;
@@ -56,8 +62,9 @@ class TrainStep {
 
   // Forward and backward of the step's micro-batches, gradients reduced over
   // ranks; the update is not applied yet. `poison`: report a non-finite loss
-  // (train.inject_nonfinite_at).
-  StepResult compute(bool poison = false);
+  // (train.inject_nonfinite_at). `request_stop`: tell every rank, through
+  // the step's count all-reduce, that this one cannot go on.
+  StepResult compute(bool poison = false, bool request_stop = false);
   // Clips to train.grad_clip and applies AdamW at `lr`; `before_update` runs
   // first (a checkpoint in flight must finish copying the state).
   void apply(const StepResult& r, double lr, const std::function<void()>& before_update = {});
@@ -70,7 +77,7 @@ class TrainStep {
 
  private:
   MicroBatch on_device(MicroBatch mb) const;
-  double grad_norm();
+  at::Tensor gradient_norms();
 
   TrainOptions options_;
   Stage& stage_;

@@ -76,6 +76,7 @@ struct Trainer::Impl {
   // before it is unmapped.
   std::optional<util::CachingCpuAllocatorScope> cpu_cache;  // run.cpu_allocator caching
   std::optional<util::FileLock> run_lock;  // rank 0: one run per run directory
+  std::optional<std::string> write_error;  // this rank's failed write, until every rank has heard of it
   const config::Config& cfg;
   std::shared_ptr<dist::Dist> dist;
   fs::path run_dir;
@@ -156,7 +157,11 @@ struct Trainer::Impl {
       checkpoints->check();  // a failed background save stops the run here
       auto t0 = std::chrono::steady_clock::now();
       bool poison = options.inject_nonfinite_at == state.step + 1 && state.rollbacks == 0;
-      auto r = train_step->compute(poison);
+      auto r = train_step->compute(poison, write_error.has_value());
+      if (r.stop_requested) {
+        train_step->discard();
+        stop_after_write_error();
+      }
       double lr = schedule.at(state.step);
       if (!r.finite) {
         train_step->discard();
@@ -196,33 +201,39 @@ struct Trainer::Impl {
       if (checkpoints->due(state.step, total_steps)) checkpoints->save(state, /*wait=*/false);
     }
     progress.finish();
+    // A write that failed at the last step: the other ranks learn it here.
+    if (dist->sum(write_error ? 1.0 : 0.0, "write failure flag") > 0) stop_after_write_error();
     finish();
     return 0;
   }
 
-  // Runs `write` (the step's metrics, validation, the log's health); a failed
-  // write (disk full) ends the run with its error after a last checkpoint
-  // attempt, which needs every rank and so is made in one-process runs only.
+  // Runs `write` (the step's metrics, validation, the log's health). A
+  // failed write (disk full) ends the run with its error after a last
+  // checkpoint attempt. That save needs every rank, so with several the
+  // error waits for the next step's count all-reduce to reach them all
+  // (TrainStep::compute's request_stop): no collective of its own per step.
   template <class F>
   void recording(F&& write) {
     try {
       write();
     } catch (const Error& e) {
-      std::string last;
-      if (dist->world_size() > 1) {
-        last = "the newest committed checkpoint is as it was (a last checkpoint needs every rank: not attempted)";
-      } else {
-        try {
-          checkpoints->save(state, /*wait=*/true);
-          last = fmt::format("a last checkpoint of step {} was saved", state.step);
-        } catch (const std::exception& c) {
-          last = fmt::format("a last checkpoint of step {} failed too ({}); the newest committed checkpoint is as it "
-                             "was",
-                             state.step, c.what());
-        }
-      }
-      throw Error(fmt::format("{}; {}", e.what(), last));
+      write_error = e.what();
+      if (dist->world_size() == 1) stop_after_write_error();
     }
+  }
+
+  // The last checkpoint (all ranks together), then the error.
+  [[noreturn]] void stop_after_write_error() {
+    std::string last;
+    try {
+      checkpoints->save(state, /*wait=*/true);
+      last = fmt::format("a last checkpoint of step {} was saved", state.step);
+    } catch (const std::exception& c) {
+      last = fmt::format("a last checkpoint of step {} failed too ({}); the newest committed checkpoint is as it was",
+                         state.step, c.what());
+    }
+    if (write_error) throw Error(fmt::format("{}; {}", *write_error, last));
+    throw Error(fmt::format("stopping: another rank cannot write the run's files (its error says which); {}", last));
   }
 
   // log.peak_gflops, or this process's measured rate of the step's matmuls

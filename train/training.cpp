@@ -32,6 +32,7 @@ at::Device resolve_device(const config::Config& cfg, int local_rank) {
     throw Error(fmt::format("LOCAL_RANK is {} but only {} CUDA device(s) are visible: start at most one process "
                             "per GPU",
                             local_rank, count));
+  dist::use_cuda_device(local_rank);  // before the model and the first allocation
   return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
 }
 

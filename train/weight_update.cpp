@@ -81,6 +81,12 @@ std::map<std::string, at::Tensor> WeightUpdate::state() const {
   return out;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> WeightUpdate::placed_tensors() const {
+  auto out = adamw_->placed_tensors();
+  for (const auto& m : masters_) out.emplace_back(m.name, m.tensor);
+  return out;
+}
+
 std::set<std::string> WeightUpdate::needed_state() const {
   std::set<std::string> out{"__step__"};
   for (size_t i = 0; i < model_.size(); ++i) {

@@ -48,6 +48,9 @@ class WeightUpdate {
   std::map<std::string, at::Tensor> state() const;
   // Names of the state entries this rank needs from a checkpoint.
   std::set<std::string> needed_state() const;
+  // Every tensor the update holds (moments, step counts, fp32 masters) with
+  // its parameter's name: each lives on that parameter's device.
+  std::vector<std::pair<std::string, at::Tensor>> placed_tensors() const;
   // `state` holds at least needed_state() minus masters (missing masters are
   // re-created from the loaded weights, with a warning); errors name `source`.
   void load_state(const std::map<std::string, at::Tensor>& state, const std::string& source);

@@ -205,6 +205,9 @@ void add_eval(Schema& s) {
   s.add("eval.batch_size", 8, "Prompts sampled together (diffusion: one sampler call; AR: one batched decode, right-padded).").min(1);
   s.add("eval.guidance_scale", 0.0, "Reward-guidance step size; 0 disables guidance.").min(0);
   s.add("eval.reward_model", "", "Reward model directory for guidance and the reward metric.");
+  s.add("eval.device", "auto",
+        "Where the sampler runs: auto (CUDA device 0 when LibTorch sees one), cpu, cuda or cuda:N. Tokens are chosen "
+        "on the host; scoring models (reward, perplexity, multiple choice) run on the CPU.");
 }
 
 void add_log(Schema& s) {

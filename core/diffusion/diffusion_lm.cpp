@@ -34,12 +34,16 @@ torch::Tensor at_least_fp32(const torch::Tensor& t) {
 
 SpanIndex SpanIndex::from_mask(const torch::Tensor& span_mask) {
   TORCH_CHECK(span_mask.dim() == 2, "span_mask must be [batch, length]");
+  return from_positions(span_mask.to(torch::kBool).nonzero(), span_mask.size(1));  // row-major order
+}
+
+SpanIndex SpanIndex::from_positions(const torch::Tensor& positions, int64_t length) {
+  TORCH_CHECK(positions.dim() == 2 && positions.size(1) == 2, "span positions must be [N, 2]");
   SpanIndex s;
-  auto nz = span_mask.to(torch::kBool).nonzero();  // row-major order
-  s.batch = nz.select(1, 0).contiguous();
-  s.pos = nz.select(1, 1).contiguous();
-  s.flat = s.batch * span_mask.size(1) + s.pos;
-  s.rows = nz.size(0);
+  s.batch = positions.select(1, 0).contiguous();
+  s.pos = positions.select(1, 1).contiguous();
+  s.flat = s.batch * length + s.pos;
+  s.rows = positions.size(0);
   return s;
 }
 

@@ -41,6 +41,8 @@ struct SpanIndex {
   torch::Tensor batch, pos, flat;  // int64 [N]; flat = batch * L + pos
   int64_t rows = 0;
   static SpanIndex from_mask(const torch::Tensor& span_mask);  // bool [B, L]
+  // From the mask's nonzero() (int64 [N, 2]) and the row length: no data-dependent op.
+  static SpanIndex from_positions(const torch::Tensor& positions, int64_t length);
 };
 
 // Produces noisy simplex logits x_t for span rows [start, start + count),

@@ -1,6 +1,7 @@
 #include "core/diffusion/diffusion_loss.h"
 
 #include <chrono>
+#include <mutex>
 
 #include <torch/torch.h>
 
@@ -23,10 +24,19 @@ torch::Tensor noisy_simplex_rows(const torch::Tensor& ids, const torch::Tensor& 
   return x.scatter_add(1, ids.unsqueeze(1), sqrt_a * (2.0 * k));
 }
 
-torch::Tensor gaussian_rows(util::Rng& rng, int64_t rows, int64_t vocab) {
-  auto z = torch::empty({rows, vocab}, torch::kFloat32);
-  rng.fill_standard_normal(z.data_ptr<float>(), z.numel());
-  return z;
+torch::Tensor gaussian_rows(util::Rng& rng, int64_t rows, int64_t vocab, c10::Device device) {
+  if (device.is_cpu()) {
+    auto z = torch::empty({rows, vocab}, torch::kFloat32);
+    rng.fill_standard_normal(z.data_ptr<float>(), z.numel());
+    return z;
+  }
+  // A private generator of the device's type, seeded from one draw of the stream.
+  auto gen = at::globalContext().defaultGenerator(device).clone();
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(rng.next_u64());
+  }
+  return at::randn({rows, vocab}, gen, torch::TensorOptions().dtype(torch::kFloat32).device(device));
 }
 
 std::pair<torch::Tensor, int64_t> span_cross_entropy(const torch::Tensor& span_logits, const torch::Tensor& labels,
@@ -57,6 +67,12 @@ torch::Tensor scaled_time(const torch::Tensor& t, int64_t T) {
 DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torch::Tensor& ids,
                                               const torch::Tensor& span_mask, DiffusionStreams streams) const {
   auto span = SpanIndex::from_mask(span_mask);
+  return (*this)(model, ids, span_mask, span, (span.pos > 0).sum().item<int64_t>(), streams);
+}
+
+DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torch::Tensor& ids,
+                                              const torch::Tensor& span_mask, const SpanIndex& span, int64_t tokens,
+                                              DiffusionStreams streams) const {
   int64_t vocab = model.decoder->config().vocab_size;
   int64_t T = scheduler_.timesteps();
   double k = options_.simplex_value;
@@ -65,15 +81,14 @@ DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torc
   DiffusionLossResult out;
   out.timesteps = scheduler_.sample_timesteps(ids.size(0), streams.noise).to(ids.device());
   // The noise z of the span rows is drawn chunk by chunk as the model
-  // consumes it; replaying the stream from this state gives the same z. It
-  // is drawn by the stream's CPU generator whatever the device, so a run
-  // draws the same noise (and checkpoints the same stream state) on CPU and GPU.
+  // consumes it; replaying the stream from this state gives the same z (on
+  // a GPU too: each chunk's device generator is seeded from the stream).
   auto noise_state = streams.noise.state();
   auto rows_at = [&](const torch::Tensor& t) -> RowSource {
     auto abar = row_abar(scheduler_, t, span);
     return [&, abar](int64_t start, int64_t count) {
       auto t0 = std::chrono::steady_clock::now();
-      auto z = gaussian_rows(streams.noise, count, vocab).to(labels.device());
+      auto z = gaussian_rows(streams.noise, count, vocab, labels.device());
       auto x = noisy_simplex_rows(labels.narrow(0, start, count), abar.narrow(0, start, count), z, k);
       out.noise_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       return x;
@@ -95,7 +110,7 @@ DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torc
                            (out.noise_s - noise_before);
   }
   out.loss_sum = model.span_loss(in, span, rows_at(out.timesteps), labels, prev_states);
-  out.tokens = (span.pos > 0).sum().item<int64_t>();
+  out.tokens = tokens;
   out.span_rows = span.rows;
   return out;
 }

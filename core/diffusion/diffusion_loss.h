@@ -52,6 +52,10 @@ class DiffusionLoss {
   // ids/span_mask: [B, L] (int64, bool). Draws from `streams`.
   DiffusionLossResult operator()(DiffusionLMImpl& model, const torch::Tensor& ids, const torch::Tensor& span_mask,
                                  DiffusionStreams streams) const;
+  // The same with the span's index and its counted tokens known already
+  // (made on the host where the batch was built): no device->host wait.
+  DiffusionLossResult operator()(DiffusionLMImpl& model, const torch::Tensor& ids, const torch::Tensor& span_mask,
+                                 const SpanIndex& span, int64_t tokens, DiffusionStreams streams) const;
 
   // One forward with given t and noise (the replay of a training example:
   // `tess debug diffusion-forward`). noise: fp32 [B, L, V] standard normal.
@@ -72,9 +76,13 @@ class DiffusionLoss {
 // -k sqrt(a), plus 2k sqrt(a) at each row's id. ids/abar: [count], z: [count, V].
 torch::Tensor noisy_simplex_rows(const torch::Tensor& ids, const torch::Tensor& abar, const torch::Tensor& z, double k);
 
-// z for `rows` span rows: [rows, vocab] fp32 standard normals on the CPU from
-// `rng` (util::Rng::fill_standard_normal, parallel and thread-count independent).
-torch::Tensor gaussian_rows(util::Rng& rng, int64_t rows, int64_t vocab);
+// z for `rows` span rows: [rows, vocab] fp32 standard normals on `device`.
+// On the CPU they come from `rng` itself (util::Rng::fill_standard_normal,
+// parallel and thread-count independent: the bit-exact reference). On a GPU
+// they are drawn there, by a generator seeded from one draw of `rng`: no
+// noise crosses from host memory (~65 MB per 512 rows at V = 32k), and the
+// stream's checkpointed state still determines them, so resume stays exact.
+torch::Tensor gaussian_rows(util::Rng& rng, int64_t rows, int64_t vocab, c10::Device device = c10::kCPU);
 
 // Cross-entropy of span rows against the clean ids, summed over rows with a
 // predictor (pos > 0), and their count.

@@ -19,8 +19,8 @@ RewardGuidance::RewardGuidance(model::RewardModelImpl& reward_model, double scal
 }
 
 torch::Tensor RewardGuidance::read_positions(const torch::Tensor& logits, const SpanIndex& span, int64_t rows) const {
-  auto choice = logits.argmax(-1).contiguous();
-  auto batch = span.batch.contiguous(), pos = span.pos.contiguous();
+  auto choice = logits.argmax(-1).cpu().contiguous();
+  auto batch = span.batch.cpu().contiguous(), pos = span.pos.cpu().contiguous();
   const int64_t* c = choice.data_ptr<int64_t>();
   const int64_t* b = batch.data_ptr<int64_t>();
   const int64_t* p = pos.data_ptr<int64_t>();
@@ -34,7 +34,7 @@ torch::Tensor RewardGuidance::read_positions(const torch::Tensor& logits, const 
   }
   for (size_t r = 0; r < at.size(); ++r)
     if (at[r] < 0) throw Error(fmt::format("reward guidance: row {} has no span position", r));
-  return torch::tensor(at, torch::kInt64);
+  return torch::tensor(at, torch::kInt64).to(logits.device());
 }
 
 GuidanceHook RewardGuidance::hook(const SampleBatch& batch) {

@@ -28,6 +28,10 @@ SamplerOptions SamplerOptions::from_config(const config::Config& cfg) {
   return o;
 }
 
+SampleBatch SampleBatch::to(c10::Device device) const {
+  return {ids.to(device), span_mask.to(device), key_mask.defined() ? key_mask.to(device) : key_mask};
+}
+
 SampleBatch SampleBatch::from_prompts(const std::vector<std::vector<int64_t>>& prompts, int64_t span_length,
                                       int64_t pad_id) {
   if (prompts.empty()) throw Error("no prompts to sample from");
@@ -178,13 +182,14 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
   auto span = SpanIndex::from_mask(batch.span_mask);
   int64_t vocab = model_.decoder->config().vocab_size, n = scheduler_.timesteps();
   double k = options_.simplex_value;
-  auto x = gaussian_rows(rng, span.rows, vocab) * k;  // x_T = k * noise on the span
+  auto on = torch::TensorOptions().dtype(torch::kFloat32).device(batch.ids.device());
+  auto x = gaussian_rows(rng, span.rows, vocab, on.device()) * k;  // x_T = k * noise on the span
   torch::Tensor prev, logits;
   RowSource rows = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
   for (int64_t step = 0; step < n; ++step) {
     int64_t t = n - 1 - step;
     DiffusionInputs in{batch.ids, batch.span_mask,
-                       torch::full({batch.ids.size(0)}, static_cast<float>(t) / static_cast<float>(n)),
+                       torch::full({batch.ids.size(0)}, static_cast<float>(t) / static_cast<float>(n), on),
                        batch.key_mask};
     logits = model_.span_logits(in, span, rows, prev).to(torch::kFloat32);
     if (guidance) logits = guidance(t, logits, span);
@@ -192,8 +197,8 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
     auto tokens = choose_tokens(logits, rng);
     if (on_step) on_step(StepInfo{step, t, logits, tokens, span});
     if (t > 0) {
-      auto a = torch::full({span.rows}, scheduler_.abar_prev(t), torch::kFloat32);
-      x = noisy_simplex_rows(tokens, a, gaussian_rows(rng, span.rows, vocab), k);
+      auto a = torch::full({span.rows}, scheduler_.abar_prev(t), on);
+      x = noisy_simplex_rows(tokens, a, gaussian_rows(rng, span.rows, vocab, on.device()), k);
     }
   }
   auto out = batch.ids.clone();
@@ -204,8 +209,9 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
 std::vector<std::vector<int64_t>> Sampler::span_outputs(const torch::Tensor& ids, const SampleBatch& batch,
                                                         int64_t eos_id, int64_t pad_id) {
   std::vector<std::vector<int64_t>> out(static_cast<size_t>(ids.size(0)));
-  auto id = ids.accessor<int64_t, 2>();
-  auto mask = batch.span_mask.accessor<bool, 2>();
+  auto host_ids = ids.cpu(), host_mask = batch.span_mask.cpu();
+  auto id = host_ids.accessor<int64_t, 2>();
+  auto mask = host_mask.accessor<bool, 2>();
   for (int64_t b = 0; b < ids.size(0); ++b) {
     for (int64_t j = 0; j < ids.size(1); ++j) {
       if (!mask[b][j]) continue;

@@ -45,6 +45,7 @@ struct SampleBatch {
   torch::Tensor key_mask;   // bool [B, L]; undefined when no row is padded
   static SampleBatch from_prompts(const std::vector<std::vector<int64_t>>& prompts, int64_t span_length,
                                   int64_t pad_id);
+  SampleBatch to(c10::Device device) const;  // the sampler runs where the batch is
 };
 
 struct StepInfo {

@@ -9,6 +9,8 @@
 
 #include <cstdlib>
 
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+
 #include <fmt/format.h>
 
 #include "core/util/error.h"
@@ -27,6 +29,13 @@ int env_int(const char* name, int fallback) {
 }
 
 }  // namespace
+
+void use_cuda_device(int index) {
+  if (!c10::impl::hasDeviceGuardImpl(c10::DeviceType::CUDA))
+    throw Error("this LibTorch has no CUDA support: cannot select a GPU");
+  c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)
+      ->setDevice(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(index)));
+}
 
 DistEnv DistEnv::from_environment() {
   DistEnv e;
@@ -55,13 +64,27 @@ Dist::~Dist() {
 namespace {
 std::string heartbeat_key(int rank) { return fmt::format("tess/heartbeat/{}", rank); }
 constexpr std::chrono::milliseconds kHeartbeatPeriod{500};
+std::string progress_key(int rank) { return fmt::format("tess/collectives/{}", rank); }
+std::string completed_key(int rank) { return fmt::format("tess/completed/{}", rank); }
+std::vector<uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
 }  // namespace
+
+void Dist::publish_progress(int64_t& published_entered, int64_t& published_completed) {
+  int64_t entered = entered_.load(), completed = completed_.load();
+  if (entered == published_entered && completed == published_completed) return;
+  store_->multiSet({progress_key(env_.rank), completed_key(env_.rank)},
+                   {bytes(fmt::format("{} {}", entered, entered_what_.load())), bytes(std::to_string(completed))});
+  published_entered = entered;
+  published_completed = completed;
+}
 
 void Dist::start_heartbeat() {
   heartbeat_ = std::thread([this] {
+    int64_t published_entered = -1, published_completed = -1;
     std::unique_lock<std::mutex> lock(heartbeat_mutex_);
     while (!heartbeat_stop_cv_.wait_for(lock, kHeartbeatPeriod, [this] { return heartbeat_stop_; })) {
       try {
+        publish_progress(published_entered, published_completed);
         store_->add(heartbeat_key(env_.rank), 1);
       } catch (const std::exception&) {
         // The store is gone (rank 0 ended): the collectives report that.
@@ -70,15 +93,19 @@ void Dist::start_heartbeat() {
   });
 }
 
-std::shared_ptr<Dist> Dist::create(const DistEnv& env, const std::string& backend, std::chrono::milliseconds timeout) {
+std::shared_ptr<Dist> Dist::create(const DistEnv& env, const std::string& backend, std::chrono::milliseconds timeout,
+                                   bool group_of_one) {
   auto d = std::make_shared<Dist>();
   d->env_ = env;
   d->timeout_ = timeout;
-  if (env.world_size == 1) return d;
+  if (env.world_size == 1 && !group_of_one) return d;
 
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(env.master_port);
-  so.isServer = env.rank == 0;
+  // Under torchrun the elastic agent already serves the store at
+  // MASTER_ADDR:MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True): every rank joins it.
+  const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  so.isServer = env.rank == 0 && !(agent_store && std::string(agent_store) == "True");
   so.numWorkers = env.world_size;
   so.waitWorkers = true;
   so.timeout = timeout;
@@ -93,6 +120,7 @@ std::shared_ptr<Dist> Dist::create(const DistEnv& env, const std::string& backen
   if (chosen == "auto") chosen = torch::cuda::is_available() ? "nccl" : "gloo";
   if (chosen == "nccl") {
 #ifdef TESS_WITH_CUDA
+    use_cuda_device(env.local_rank);  // before NCCL creates its communicator and context
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = timeout;
     d->backend_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(d->store_, env.rank, env.world_size, opts);
@@ -109,21 +137,10 @@ std::shared_ptr<Dist> Dist::create(const DistEnv& env, const std::string& backen
   return d;
 }
 
-namespace {
-std::string progress_key(int rank) { return fmt::format("tess/collectives/{}", rank); }
-std::string completed_key(int rank) { return fmt::format("tess/completed/{}", rank); }
-}  // namespace
-
 void Dist::mark(const char* what) {
   ++collectives_;
-  if (!store_) return;
-  std::string v = fmt::format("{} {}", collectives_, what);
-  try {
-    store_->set(progress_key(env_.rank), std::vector<uint8_t>(v.begin(), v.end()));
-  } catch (const std::exception& e) {
-    fail(what, fmt::format("the rendezvous store at {}:{} (served by rank 0) is unreachable: {}", env_.master_addr,
-                           env_.master_port, without_backtrace(e.what())));
-  }
+  entered_what_.store(what);
+  entered_.store(collectives_);
 }
 
 void Dist::publish(const std::string& key, const std::string& value) {
@@ -203,14 +220,7 @@ void Dist::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what, in
   } catch (const std::exception& e) {
     fail(what, e.what(), number);
   }
-  if (!store_) return;
-  auto n = std::to_string(number);
-  try {
-    store_->set(completed_key(env_.rank), std::vector<uint8_t>(n.begin(), n.end()));
-  } catch (const std::exception& e) {
-    fail(what, fmt::format("the rendezvous store at {}:{} (served by rank 0) is unreachable: {}", env_.master_addr,
-                           env_.master_port, without_backtrace(e.what())));
-  }
+  completed_.store(number);
 }
 
 namespace {

@@ -6,6 +6,7 @@
 // NCCL when running on CUDA (compiled in every CUDA build of LibTorch), Gloo
 // on CPU. Everything else talks to the backend-neutral c10d::Backend, so the
 // Gloo tests cover the real data-parallel path.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -26,6 +27,12 @@ class Work;
 
 namespace tess::dist {
 
+// Makes CUDA device `index` the process's current one, so that the NCCL
+// communicator, the CUDA context and every allocation without an explicit
+// device land on this rank's GPU instead of GPU 0. Needs a CUDA build of
+// LibTorch (a tess::Error otherwise).
+void use_cuda_device(int index);
+
 struct DistEnv {
   int rank = 0;
   int world_size = 1;
@@ -41,7 +48,10 @@ class Dist {
   Dist();
   // backend: "auto" | "gloo" | "nccl"; a collective slower than `timeout`
   // fails with an error naming the operation instead of hanging.
-  static std::shared_ptr<Dist> create(const DistEnv& env, const std::string& backend, std::chrono::milliseconds timeout);
+  // `group_of_one`: build the process group for a single process too (a
+  // test of the backend on one device); otherwise one process has none.
+  static std::shared_ptr<Dist> create(const DistEnv& env, const std::string& backend, std::chrono::milliseconds timeout,
+                                      bool group_of_one = false);
   ~Dist();
 
   int rank() const { return env_.rank; }
@@ -82,6 +92,10 @@ class Dist {
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;
   int64_t collectives_ = 0;  // collectives this rank has entered
+  // What the heartbeat publishes: the last collective entered (its number
+  // and name, a string literal) and the last one completed.
+  std::atomic<int64_t> entered_{0}, completed_{0};
+  std::atomic<const char*> entered_what_{""};
   struct Pending {
     c10::intrusive_ptr<c10d::Work> work;
     int64_t number;
@@ -91,17 +105,22 @@ class Dist {
   std::vector<Pending> pending_;
   // Every rank bumps its counter in the store twice a second from a thread
   // of its own, so that a peer can tell a dead or frozen process (its
-  // counter stands still) from one that is merely late.
+  // counter stands still) from one that is merely late; with it goes, when
+  // it changed, which collective the rank last entered and completed. The
+  // collectives themselves never touch the store (a synchronous round trip
+  // to rank 0 each, hundreds per step at 7B).
   std::thread heartbeat_;
   std::mutex heartbeat_mutex_;
   std::condition_variable heartbeat_stop_cv_;
   bool heartbeat_stop_ = false;
   void start_heartbeat();
+  void publish_progress(int64_t& published_entered, int64_t& published_completed);
   // Waits for collective #`number` and records its completion.
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what, int64_t number);
-  // Records in the store that this rank entered collective #n (`what`), and
-  // wait() that it completed it, so that a rank whose peer died or hung can
-  // name the ranks that never came or that are stuck inside the collective.
+  // Records (locally; the heartbeat publishes it) that this rank entered
+  // collective #n (`what`), and wait() that it completed it, so that a rank
+  // whose peer died or hung can name the ranks that never came or that are
+  // stuck inside the collective.
   void mark(const char* what);
   std::string missing_ranks() const;
   // Starts a collective and waits for it; any failure becomes a tess::Error naming `what`.

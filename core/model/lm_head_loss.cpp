@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/util/error.h"
+#include "core/util/host_sync.h"
 
 namespace tess::model {
 namespace {
@@ -116,7 +117,10 @@ void check_inputs(const torch::Tensor& hidden, const torch::Tensor& weight, cons
   if (row_weight.dim() != 1 || row_weight.size(0) != n)
     throw Error(fmt::format("lm_head_cross_entropy: row_weight must be [{}], got {}", n,
                             c10::str(row_weight.sizes())));
-  if (n > 0) {
+  // On a device the labels were checked where the batch was built (reading
+  // them here would make the host wait for the device).
+  if (n > 0 && labels.is_cpu()) {
+    util::CpuOnlyCheck host_check;
     auto lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
     if (lo < 0 || hi >= weight.size(0))
       throw Error(fmt::format("lm_head_cross_entropy: labels must lie in [0, {}), found [{}, {}]", weight.size(0),

@@ -28,6 +28,7 @@ struct BenchOptions {
   bool eager = true;             // also time the plain eager PyTorch step
   std::filesystem::path eager_script;  // default: launch/bench/reference/bench_eager.py of the source tree
   std::string cpu_allocator = "caching";  // of training and sampling cases, as run.cpu_allocator: caching | system
+  std::string device = "cpu";  // training cases and their peak: cpu | cuda (run.device)
 };
 
 // ---- benchmark shapes -------------------------------------------------------

@@ -86,13 +86,15 @@ int64_t peak_resident_bytes() {
   return static_cast<int64_t>(ru.ru_maxrss) * 1024;
 }
 
-json matmul_peak(c10::ScalarType dtype, bool smoke) {
-  std::vector<int64_t> sizes = smoke ? std::vector<int64_t>{64, 128} : std::vector<int64_t>{256, 512, 1024, 2048};
+json matmul_peak(c10::ScalarType dtype, bool smoke, c10::Device device) {
+  std::vector<int64_t> sizes = smoke ? std::vector<int64_t>{64, 128}
+                               : device.is_cpu() ? std::vector<int64_t>{256, 512, 1024, 2048}
+                                                 : std::vector<int64_t>{2048, 4096, 8192};
   int warmup = smoke ? 1 : 2, reps = smoke ? 2 : 5;
   json by_size = json::array();
   double best = 0;
   for (int64_t n : sizes) {
-    double g = util::matmul_gflops(c10::kCPU, dtype, n, warmup, reps);
+    double g = util::matmul_gflops(device, dtype, n, warmup, reps);
     by_size.push_back({{"n", n}, {"gflops", g}});
     best = std::max(best, g);
   }
@@ -139,10 +141,12 @@ json machine_json(const BenchOptions& opt) {
 json bench_peak(const BenchOptions& opt) {
   apply_threads(opt);
   int warmup = opt.smoke ? 1 : 2, reps = opt.smoke ? 2 : 5;
+  const c10::Device device(opt.device);
   return {{"threads", torch::get_num_threads()},
+          {"device", opt.device},
           {"method", fmt::format("square mm, best of {} after {} warm-up", reps, warmup)},
-          {"fp32", matmul_peak(torch::kFloat32, opt.smoke)},
-          {"bf16", matmul_peak(torch::kBFloat16, opt.smoke)}};
+          {"fp32", matmul_peak(torch::kFloat32, opt.smoke, device)},
+          {"bf16", matmul_peak(torch::kBFloat16, opt.smoke, device)}};
 }
 
 // ---- presets --------------------------------------------------------------------------
@@ -166,7 +170,7 @@ model::ModelConfig shape(int64_t vocab, int64_t hidden, int64_t inter, int64_t l
 }  // namespace
 
 const std::vector<std::string>& train_preset_names() {
-  static const std::vector<std::string> names{"tiny", "small", "medium"};
+  static const std::vector<std::string> names{"tiny", "small", "medium", "1b"};
   return names;
 }
 
@@ -188,8 +192,12 @@ TrainPreset train_preset(const std::string& name, bool smoke) {
     p.model = shape(32000, 512, 1376, 8, 8, 8, 2048);
     p.batch = 4;
     p.seq_len = 512;
+  } else if (name == "1b") {  // TinyLlama-1.1B's shape (with full attention heads): for GPUs
+    p.model = shape(32000, 2048, 5632, 22, 32, 4, 2048);
+    p.batch = 8;
+    p.seq_len = 1024;
   } else {
-    throw Error(fmt::format("unknown bench preset '{}' (tiny, small, medium)", name));
+    throw Error(fmt::format("unknown bench preset '{}' (tiny, small, medium, 1b)", name));
   }
   if (smoke) {
     p.batch = 2;

@@ -27,7 +27,8 @@ std::string common_flags(const BenchOptions& opt);
 // Resident memory now (VmRSS).
 int64_t resident_bytes();
 // Square matmuls of a few sizes, best of N: {"gflops": best, "by_size": [...]}.
-nlohmann::json matmul_peak(c10::ScalarType dtype, bool smoke);
+// The best of square matmuls on `device` (larger sizes on a GPU).
+nlohmann::json matmul_peak(c10::ScalarType dtype, bool smoke, c10::Device device = c10::kCPU);
 
 // The field `field` of case `id` in a train report (0 when absent): what the
 // data and checkpoint jobs compare their figures with.

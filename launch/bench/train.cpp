@@ -119,6 +119,8 @@ CaseSteps time_steps(train::Training& training, int warmup, int steps, int compa
       training.checkpoints->wait_copied();  // as the trainer does before its optimizer step
       wait = since(w0);
     });
+    // A GPU runs the update after apply() returns: the step ends when it is done.
+    if (training.device.is_cuda()) torch::cuda::synchronize(training.device.index());
     double step_s = since(step_start);
     if (comparing && !saving) t.plain_step_total += step_s;
     if (saving) {
@@ -186,8 +188,11 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   // A case run alone measures the peak of its own precision in full (the
   // other one only at smoke sizes: it is not its MFU's denominator, and
   // emulated bf16 at full sizes takes minutes).
-  if (peak_fp32 <= 0) peak_fp32 = matmul_peak(torch::kFloat32, opt.smoke || c.precision != "fp32")["gflops"].get<double>();
-  if (peak_bf16 <= 0) peak_bf16 = matmul_peak(torch::kBFloat16, opt.smoke || c.precision != "bf16")["gflops"].get<double>();
+  const c10::Device device(opt.device);
+  if (peak_fp32 <= 0)
+    peak_fp32 = matmul_peak(torch::kFloat32, opt.smoke || c.precision != "fp32", device)["gflops"].get<double>();
+  if (peak_bf16 <= 0)
+    peak_bf16 = matmul_peak(torch::kBFloat16, opt.smoke || c.precision != "bf16", device)["gflops"].get<double>();
   auto preset = train_preset(c.preset, opt.smoke);
   const auto& mc = preset.model;
   const int64_t B = preset.batch, L = preset.seq_len;
@@ -206,7 +211,8 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
   auto ws = BenchWorkspace::create(dir.path() / "inputs", mc.vocab_size, L, (total_steps + 2) * B * L * 2,
                                    (total_steps + 2) * B);
   auto cfg = config::Config::load_string(ws.config(preset, c.stage, c.precision, dir.path() / "run"),
-                                         "bench case " + c.id(), {"data.prefetch=2", "checkpoint.keep_last=1"});
+                                         "bench case " + c.id(),
+                                         {"data.prefetch=2", "checkpoint.keep_last=1", "run.device=" + opt.device});
 
   const int64_t baseline_rss = resident_bytes();  // LibTorch, thread pools, the peak probe
   // The trainer's CPU allocator (run.cpu_allocator), under the counting one.
@@ -251,6 +257,7 @@ json bench_train_case(const TrainCase& c, const BenchOptions& opt, double peak_f
       {"span_tokens", span_avg},
       {"self_condition_rate", rate},
       {"threads", torch::get_num_threads()},
+      {"device", opt.device},
       {"steps", steps},
       {"warmup", warmup},
       {"step_s", step_s},

@@ -69,6 +69,9 @@ void add_common(CLI::App* cmd, BenchArgs& a) {
   cmd->add_option("--output,-o", a.output, "Also write the JSON report to FILE");
   cmd->add_flag("--smoke", a.opt.smoke, "Minimal sizes and repetitions (CI): checks that it runs, figures mean nothing");
   cmd->add_option("--threads", a.opt.threads, "Torch intra-op threads (default: LibTorch's)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", a.opt.device, "Where training cases and their matmul peak run (cpu or cuda)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_option("--cpu-allocator", a.opt.cpu_allocator,
                   "CPU allocator of the training and sampling cases, as run.cpu_allocator (caching or system)")
       ->check(CLI::IsMember({"caching", "system"}))
@@ -94,7 +97,7 @@ void add_bench_command(CLI::App& app, Action& action) {
   auto* train = cmd->add_subcommand("train", "Training step: tokens/s, time breakdown, peak memory, MFU, vs eager PyTorch");
   add_common(train, *a);
   train->add_option("--case", a->case_id, "Run one case PRESET/STAGE/PRECISION in this process (e.g. medium/adaptation/fp32)");
-  train->add_option("--presets", a->presets, "Presets to run (tiny, small, medium)")->delimiter(',')->capture_default_str();
+  train->add_option("--presets", a->presets, "Presets to run (tiny, small, medium; 1b for GPUs)")->delimiter(',')->capture_default_str();
   train->add_option("--peak-fp32", a->peak_fp32, "fp32 peak GFLOP/s for MFU (default: measured)");
   train->add_option("--peak-bf16", a->peak_bf16, "bf16 peak GFLOP/s for MFU (default: measured)");
   train->add_option("--python", a->python, "Python with torch for the eager reference step (default python3)");

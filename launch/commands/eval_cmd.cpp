@@ -46,6 +46,7 @@ const std::vector<Flag>& flags() {
       {"--reward-model", "eval.reward_model",
        "Reward model directory: the reward metric and, with --guidance-scale, guidance"},
       {"--guidance-scale", "eval.guidance_scale", "Reward-guidance step size; 0 = off"},
+      {"--device", "eval.device", "Where the sampler runs: auto, cpu, cuda or cuda:N"},
       {"--perplexity-model", "eval.perplexity_model", "AR model directory for the perplexity metric"},
       {"--limit", "eval.limit", "Evaluate only the first N records; 0 = all"},
       {"--choice-samples", "eval.choice_samples", "Diffusion multiple choice: noise draws per choice"},

@@ -112,6 +112,8 @@ void add_generate_command(CLI::App& app, Action& action) {
   cmd->add_option("--batch-size", args->opt.batch_size, "Prompts per sampler call (with --ar: decoded together)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--device", args->opt.device, "Where the models run: auto (a GPU when LibTorch sees one), cpu, cuda or cuda:N")
+      ->capture_default_str();
   cmd->add_option("--output", args->output, "Write JSONL {prompt, output, steps, seconds[, task, answer]} here");
   cmd->add_flag("--show-steps", args->show_steps, "Show the decoded span at every denoising step");
   cmd->add_flag("--ar", args->opt.ar, "The model is a causal LM: decode token by token with a KV cache");

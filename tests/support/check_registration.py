@@ -12,9 +12,12 @@ test executable that ctest runs:
    (a backslash escapes, a leading or trailing '*' is a wildcard);
 3. the executable fails when its filter matches no test case (the ctest
    command of a renamed test) and when a test case reaches no assertion
-   (the hidden "[self-check]" case of tests/support/catch_main.cpp).
+   (the hidden "[self-check]" case of tests/support/catch_main.cpp);
+4. every entry reports TESS_SKIP as ctest's "Skipped": it carries the skip
+   exit code and the variable that makes tess::test::skip exit with it
+   (a skipped case that ran nothing must never count as passed).
 
-Usage: check_registration.py BUILD_DIR LABEL...
+Usage: check_registration.py BUILD_DIR SKIP_CODE LABEL...
 """
 import json
 import os
@@ -33,7 +36,7 @@ def exit_code(exe, spec):
 
 
 def main():
-    build_dir, labels = sys.argv[1], sys.argv[2:]
+    build_dir, skip_code, labels = sys.argv[1], sys.argv[2], sys.argv[3:]
     listing = subprocess.run(["ctest", "--show-only=json-v1"], cwd=build_dir, capture_output=True, text=True,
                              check=True)
     problems = []
@@ -45,8 +48,13 @@ def main():
         if not test["name"].startswith(prefix):
             continue  # not a Catch entry (this check itself): those are named "<executable>:<test case>"
         name = test["name"][len(prefix):]
-        entry_labels = [v for p in test.get("properties", []) if p["name"] == "LABELS" for v in p["value"]]
+        props = {p["name"]: p["value"] for p in test.get("properties", [])}
+        entry_labels = list(props.get("LABELS", []))
         entries.setdefault(exe, {}).setdefault(name, []).append(entry_labels)
+        if str(props.get("SKIP_RETURN_CODE")) != skip_code or \
+                f"TESS_TEST_SKIP_CODE={skip_code}" not in props.get("ENVIRONMENT", []):
+            problems.append(f"{test['name']}: no SKIP_RETURN_CODE {skip_code} with TESS_TEST_SKIP_CODE in its "
+                            "environment: a TESS_SKIP would pass instead of being reported as skipped")
 
     if not entries:
         problems.append("ctest lists no Catch test entries")

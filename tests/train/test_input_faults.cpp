@@ -3,6 +3,7 @@
 // `tess` binary on tiny models, and asserts a clear error naming the input.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -128,4 +129,37 @@ TEST_CASE("a failed write stops the run naming the file unless log.on_write_erro
   CHECK(resumed.exit_code == 0);
   CHECK_THAT(resumed.err, Contains("at step 4"));
   CHECK(metrics(run).size() == 6);
+}
+
+// With several ranks the last checkpoint is collective: the rank whose write
+// failed tells the others through the next step's count all-reduce, and
+// every rank stops after the same save attempt (used to: rank 0 alone
+// stopped without one, and rank 1 timed out in its next collective).
+TEST_CASE("a failed write on rank 0 of two stops both ranks after one last checkpoint attempt", "[faults][train]") {
+  auto& w = workspace();
+  auto cfg = w.config("full_disk_2", "run:\n  stage: ar\n");
+  auto run = w.dir / "runs/full_disk_2";
+  auto sets = [&](int steps, int every) {
+    return fmt::format(" --set run.dir={} --set data.tokenizer={} --set data.train=[{}] --set train.max_steps={} "
+                       "--set checkpoint.every={} --set log.every=1 --set log.tensorboard=false --set train.batch_size=2 "
+                       "--set dist.timeout_s=30",
+                       run.string(), w.tokenizer.string(), w.corpus.string(), steps, every);
+  };
+  auto launch = [&](const std::string& sets) {
+    return "launch --nproc 2 --grace-seconds 5 -- train " + cfg.string() + sets;
+  };
+  REQUIRE(run_command(tess_cmd(launch(sets(4, 2)))).exit_code == 0);
+  std::ofstream(run / "log.txt", std::ios::app) << std::string(64 * 1024, '.') << "\n";
+  auto start = std::chrono::steady_clock::now();
+  auto stop = run_command("bash -c " + shell_quote("ulimit -f 48; trap '' XFSZ; exec " + tess_cmd(launch(sets(2000, 0)))));
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  INFO(stop.err);
+  CHECK(stop.exit_code != 0);
+  CHECK(seconds < 30);  // not rank 1 waiting out dist.timeout_s
+  CHECK_THAT(stop.err, Contains("[rank 0]") && Contains("cannot write the log file '" + (run / "log.txt").string() + "'") &&
+                           Contains("a last checkpoint of step"));
+  CHECK_THAT(stop.err, Contains("[rank 1]") && Contains("another rank cannot write the run's files"));
+  CHECK_THAT(stop.err, !Contains("timed out"));
+  CHECK(tess::checkpoint::latest_checkpoint(run)->filename() == "step_00000004");
+  CHECK(run_tess("checkpoint verify " + run.string()).exit_code == 0);
 }

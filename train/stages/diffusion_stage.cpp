@@ -49,8 +49,12 @@ torch::nn::Module& DiffusionStage::module() { return *model_; }
 
 LossTerms DiffusionStage::loss(const MicroBatch& mb) {
   auto k = static_cast<size_t>(mb.slot / ctx_.world_size);
-  auto r = mb.slot < 0 ? loss_(*model_, mb.ids, mb.span_mask, {validation_noise_, validation_coin_})
-                       : loss_(*model_, mb.ids, mb.span_mask, {noise_.at(k), coin_.at(k)});
+  // The batch's span index and token count were made on the host (data/batches.h).
+  auto span = mb.span_positions.defined() ? diffusion::SpanIndex::from_positions(mb.span_positions, mb.ids.size(1))
+                                          : diffusion::SpanIndex::from_mask(mb.span_mask);
+  diffusion::DiffusionStreams streams = mb.slot < 0 ? diffusion::DiffusionStreams{validation_noise_, validation_coin_}
+                                                    : diffusion::DiffusionStreams{noise_.at(k), coin_.at(k)};
+  auto r = loss_(*model_, mb.ids, mb.span_mask, span, mb.tokens, streams);
   return {r.loss_sum, r.tokens, r.span_rows, r.self_conditioned, r.noise_s, r.self_condition_s};
 }
 
