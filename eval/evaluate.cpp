@@ -279,6 +279,7 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
   o.generate.reward_model = cfg.get_string("eval.reward_model");
   o.generate.guidance_scale = cfg.get_float("eval.guidance_scale");
   o.generate.device = cfg.get_string("eval.device");
+  o.generate.stop = {cfg.get_bool("sample.adaptive"), cfg.get_int("sample.stable_steps"), cfg.get_float("sample.margin")};
   o.generate.cpu_cache =
       config::cpu_allocator_choices().parse(cfg.get_string("run.cpu_allocator")) == config::CpuAllocator::Caching;
   o.perplexity_model = cfg.get_string("eval.perplexity_model");
@@ -357,6 +358,8 @@ EvalResult evaluate(const EvalOptions& o) {
     settings["steps"] = g.steps;
     settings["guidance_scale"] = g.guidance_scale;
     if (g.guidance_scale > 0) settings["guidance_reward_model"] = g.reward_model.string();
+    if (g.stop.enabled)
+      settings["adaptive"] = {{"stable_steps", g.stop.stable_steps}, {"margin", g.stop.margin}};
   }
   json metrics = json::object();
 
@@ -403,6 +406,11 @@ EvalResult evaluate(const EvalOptions& o) {
       int64_t answer_tokens = 0;
       for (const auto& x : gens) answer_tokens += static_cast<int64_t>(x.tokens.size());
       metrics["answer_tokens"] = answer_tokens;
+      if (!g.ar) {  // denoising steps taken per prompt (eval.steps unless sample.adaptive stops earlier)
+        double steps = 0;
+        for (const auto& x : gens) steps += static_cast<double>(x.steps);
+        metrics["mean_steps"] = steps / static_cast<double>(std::max<size_t>(gens.size(), 1));
+      }
     }
     if (wants("perplexity")) {
       metrics.update(perplexity_metric(o.perplexity_model, prompts, gens));

@@ -283,6 +283,13 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
   if (!(opt_.temperature > 0 && std::isfinite(opt_.temperature)))
     throw Error(fmt::format("--temperature must be a finite number > 0, got {}", opt_.temperature));
   if (!(opt_.top_p >= 0 && opt_.top_p <= 1)) throw Error(fmt::format("--top-p must be in [0, 1], got {}", opt_.top_p));
+  if (opt_.stop.enabled) {
+    if (opt_.ar) throw Error("adaptive stopping (--adaptive) stops the diffusion sampler; it does not apply to --ar");
+    if (opt_.stop.stable_steps < 1)
+      throw Error(fmt::format("--stable-steps must be at least 1, got {}", opt_.stop.stable_steps));
+    if (!(opt_.stop.margin >= 0 && opt_.stop.margin <= 1))
+      throw Error(fmt::format("--margin must be in [0, 1], got {}", opt_.stop.margin));
+  }
 
   tok_ = data::load_tokenizer(model_dir);
   const model::ModelConfig* config = nullptr;
@@ -390,40 +397,51 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   so.temperature = opt_.temperature;
   so.simplex_value = lm_->noise.simplex_value;  // the k and schedule the model was trained with
   so.schedule = diffusion::parse_schedule(lm_->noise.schedule);
+  so.stop = opt_.stop;
   diffusion::Sampler sampler(*lm_, so);
 
-  // Model vocabulary rows beyond the tokenizer's are never chosen.
+  // Reward guidance, and model vocabulary rows beyond the tokenizer's are never chosen.
   int64_t tv = tok_->vocab_size(), mv = lm_->decoder->config().vocab_size;
-  diffusion::GuidanceHook reward;
-  if (guidance_) reward = guidance_->hook(batch);
-  diffusion::GuidanceHook guard;
-  if (tv < mv || reward) {
-    guard = [tv, mv, reward](int64_t t, const torch::Tensor& logits, const diffusion::SpanIndex& span) {
+  auto guidance_for = [&](const diffusion::SampleBatch& rows) -> diffusion::GuidanceHook {
+    diffusion::GuidanceHook reward;
+    if (guidance_) reward = guidance_->hook(rows);
+    if (tv >= mv && !reward) return {};
+    return [tv, mv, reward](int64_t t, const torch::Tensor& logits, const diffusion::SpanIndex& span) {
       auto l = reward ? reward(t, logits, span) : logits.clone();
       if (tv < mv) l.narrow(1, tv, mv - tv).fill_(-std::numeric_limits<float>::infinity());
       return l;
     };
-  }
+  };
   diffusion::StepCallback cb;
+  std::vector<std::string> texts(prompts.size());  // a row that stopped keeps its last text
   if (on_step) {
-    int64_t rows = static_cast<int64_t>(prompts.size());
-    cb = [&, rows](const diffusion::StepInfo& s) {
-      auto tokens = s.tokens.view({rows, opt_.length}).cpu().contiguous();
+    cb = [&](const diffusion::StepInfo& s) {
+      auto tokens = s.tokens.view({static_cast<int64_t>(s.rows.size()), opt_.length}).cpu().contiguous();
+      for (size_t r = 0; r < s.rows.size(); ++r) {
+        const int64_t* row = tokens[static_cast<int64_t>(r)].data_ptr<int64_t>();
+        texts[static_cast<size_t>(s.rows[r])] = decode(cut_at({row, row + opt_.length}, eos, pad));
+      }
       StepView v;
       v.step = s.step;
       v.steps = opt_.steps;
       v.t = s.t;
-      for (int64_t r = 0; r < rows; ++r) {
-        auto row = tokens[r];
-        std::vector<int64_t> tk(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + opt_.length);
-        v.texts.push_back(decode(cut_at(tk, eos, pad)));
-      }
+      v.texts = texts;
       on_step(v);
     };
   }
-  auto sampled = sampler.sample(batch, *rng_, cb, guard);
-  auto spans = diffusion::Sampler::span_outputs(sampled, batch, eos, pad);
-  return results(prompts, spans, now_s() - t0, opt_.steps);
+  auto first_prompt = prompts_answered_;
+  prompts_answered_ += static_cast<int64_t>(prompts.size());
+  if (!opt_.stop.enabled) {
+    auto sampled = sampler.sample(batch, *rng_, cb, guidance_for(batch));
+    return results(prompts, diffusion::Sampler::span_outputs(sampled, batch, eos, pad), now_s() - t0, opt_.steps);
+  }
+  std::vector<util::Rng> streams;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    streams.emplace_back(opt_.seed, fmt::format("generate.prompt.{}", first_prompt + static_cast<int64_t>(i)));
+  auto sampled = sampler.sample_rows(batch, streams, cb, guidance_for);
+  auto out = results(prompts, diffusion::Sampler::span_outputs(sampled.ids, batch, eos, pad), now_s() - t0, opt_.steps);
+  for (size_t i = 0; i < out.size(); ++i) out[i].steps = sampled.steps[i];
+  return out;
 }
 
 std::vector<Generation> Generator::ar_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step) {

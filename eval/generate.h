@@ -17,6 +17,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/diffusion/diffusion_lm.h"
+#include "core/diffusion/sampler.h"
 #include "core/model/reward_model.h"
 #include "core/util/cpu_allocator.h"
 #include "data/chat.h"
@@ -52,6 +53,10 @@ struct GenerateOptions {
   // Where the models run: auto (CUDA device 0 when LibTorch sees one), cpu,
   // cuda or cuda:N. Tokens are chosen on the host either way.
   std::string device = "auto";
+  // Adaptive stopping (sample.*, diffusion only): each prompt then draws from
+  // its own stream ("generate.prompt.<n>", n counting the prompts this
+  // generator answered), so its answer does not depend on its batch.
+  diffusion::StopRule stop;
 };
 
 // One prompt to answer, with what is copied through to the JSONL output.
@@ -138,6 +143,7 @@ class Generator {
   model::Decoder decoder_{nullptr};  // AR
   std::unique_ptr<util::Rng> rng_;
   c10::Device device_{c10::kCPU};
+  int64_t prompts_answered_ = 0;
   int64_t max_positions_ = 0;  // the model's max_position_embeddings
   model::RewardModel reward_model_{nullptr};
   std::unique_ptr<diffusion::RewardGuidance> guidance_;

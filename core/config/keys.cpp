@@ -210,6 +210,19 @@ void add_eval(Schema& s) {
         "on the host; scoring models (reward, perplexity, multiple choice) run on the CPU.");
 }
 
+void add_sample(Schema& s) {
+  s.section("sample", "The diffusion sampler's adaptive stopping (tess generate and tess eval; their flags override it).");
+  s.add("sample.adaptive", false,
+        "Stop a row once its span has settled (sample.stable_steps, sample.margin); eval.steps is the budget. Each "
+        "prompt then draws from a stream of its own, so its answer does not depend on the prompts batched with it. "
+        "false = the fixed-step sampler, bit for bit.");
+  s.add("sample.stable_steps", 2, "Adaptive stopping: consecutive steps the argmax tokens of a row's span must stay unchanged.")
+      .min(1);
+  s.add("sample.margin", 0.5,
+        "Adaptive stopping: the smallest top-1 minus top-2 probability over the row's span positions must reach this.")
+      .range(0, 1);
+}
+
 void add_log(Schema& s) {
   s.section("log", "Logging, metrics and progress output.");
   s.add("log.level", "info", "Console and file log level.").choices({"trace", "debug", "info", "warn", "error"});
@@ -240,6 +253,7 @@ Schema build() {
   add_dist(s);
   add_checkpoint(s);
   add_eval(s);
+  add_sample(s);
   add_log(s);
   return s;
 }

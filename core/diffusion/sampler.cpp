@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -25,6 +26,7 @@ SamplerOptions SamplerOptions::from_config(const config::Config& cfg) {
   o.temperature = cfg.get_float("eval.temperature");
   o.simplex_value = cfg.get_float("diffusion.simplex_value");
   o.schedule = parse_schedule(cfg.get_string("diffusion.schedule"));
+  o.stop = {cfg.get_bool("sample.adaptive"), cfg.get_int("sample.stable_steps"), cfg.get_float("sample.margin")};
   return o;
 }
 
@@ -183,6 +185,8 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
   int64_t vocab = model_.decoder->config().vocab_size, n = scheduler_.timesteps();
   double k = options_.simplex_value;
   auto on = torch::TensorOptions().dtype(torch::kFloat32).device(batch.ids.device());
+  std::vector<int64_t> all_rows(static_cast<size_t>(batch.ids.size(0)));
+  std::iota(all_rows.begin(), all_rows.end(), 0);
   auto x = gaussian_rows(rng, span.rows, vocab, on.device()) * k;  // x_T = k * noise on the span
   torch::Tensor prev, logits;
   RowSource rows = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
@@ -195,7 +199,7 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
     if (guidance) logits = guidance(t, logits, span);
     prev = logits;  // self-conditioning input of the next step (guided, as in the reference)
     auto tokens = choose_tokens(logits, rng);
-    if (on_step) on_step(StepInfo{step, t, logits, tokens, span});
+    if (on_step) on_step(StepInfo{step, t, logits, tokens, span, all_rows});
     if (t > 0) {
       auto a = torch::full({span.rows}, scheduler_.abar_prev(t), on);
       x = noisy_simplex_rows(tokens, a, gaussian_rows(rng, span.rows, vocab, on.device()), k);
@@ -203,6 +207,132 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
   }
   auto out = batch.ids.clone();
   out.view(-1).index_copy_(0, span.flat, logits.argmax(-1));
+  return out;
+}
+
+namespace {
+
+// The rows still sampled by sample_rows, each with its own stream: the batch
+// (rows in the input's order), its span index, how many span rows each has,
+// and per row the consecutive steps its argmax held.
+struct ActiveRows {
+  SampleBatch batch;
+  SpanIndex span;
+  std::vector<int64_t> input_row, span_rows, stable;
+
+  ActiveRows(const SampleBatch& b, size_t n)
+      : batch(b), span(SpanIndex::from_mask(b.span_mask)), input_row(n), stable(n, 0) {
+    std::iota(input_row.begin(), input_row.end(), 0);
+    count_span_rows();
+  }
+  void count_span_rows() {
+    auto c = batch.span_mask.sum(1).cpu();
+    span_rows.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+  }
+  // Row i's span rows in [N, ...] span tensors.
+  torch::Tensor of(const torch::Tensor& t, size_t i) const {
+    int64_t start = std::accumulate(span_rows.begin(), span_rows.begin() + static_cast<std::ptrdiff_t>(i), int64_t{0});
+    return t.narrow(0, start, span_rows[i]);
+  }
+  // Keeps the rows `keep` (ascending); span tensors in `span_tensors` follow.
+  void keep_only(const std::vector<size_t>& keep, std::vector<torch::Tensor*> span_tensors) {
+    std::vector<int64_t> rows_kept, span_kept;
+    int64_t start = 0;
+    for (size_t i = 0, next = 0; i < input_row.size(); start += span_rows[i], ++i) {
+      if (next >= keep.size() || keep[next] != i) continue;
+      ++next;
+      rows_kept.push_back(static_cast<int64_t>(i));
+      for (int64_t r = 0; r < span_rows[i]; ++r) span_kept.push_back(start + r);
+    }
+    auto device = batch.ids.device();
+    auto rk = torch::tensor(rows_kept, torch::kInt64).to(device), sk = torch::tensor(span_kept, torch::kInt64).to(device);
+    for (auto* t : span_tensors)
+      if (t->defined()) *t = t->index_select(0, sk);
+    batch = {batch.ids.index_select(0, rk), batch.span_mask.index_select(0, rk),
+             batch.key_mask.defined() ? batch.key_mask.index_select(0, rk) : batch.key_mask};
+    span = SpanIndex::from_mask(batch.span_mask);
+    std::vector<int64_t> input, stable_kept;
+    for (size_t i : keep) {
+      input.push_back(input_row[i]);
+      stable_kept.push_back(stable[i]);
+    }
+    input_row = std::move(input);
+    stable = std::move(stable_kept);
+    count_span_rows();
+  }
+};
+
+}  // namespace
+
+SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rng>& streams,
+                                  const StepCallback& on_step, const GuidanceFactory& guidance_for) {
+  torch::NoGradGuard no_grad;
+  const auto rows = static_cast<size_t>(batch.ids.size(0));
+  if (streams.size() != rows)
+    throw Error(fmt::format("sampler: {} random streams for {} rows (one per row)", streams.size(), rows));
+  const int64_t vocab = model_.decoder->config().vocab_size, n = scheduler_.timesteps();
+  const double k = options_.simplex_value;
+  const auto& stop = options_.stop;
+  auto on = torch::TensorOptions().dtype(torch::kFloat32).device(batch.ids.device());
+  ActiveRows active(batch, rows);
+  SampleResult out{batch.ids.clone(), std::vector<int64_t>(rows, n)};
+  // Per row, from its own stream, in row order.
+  auto per_row = [&](const std::function<torch::Tensor(size_t)>& f) {
+    std::vector<torch::Tensor> parts;
+    for (size_t i = 0; i < active.input_row.size(); ++i) parts.push_back(f(i));
+    return torch::cat(parts);
+  };
+  auto noise = [&](size_t i) {
+    return gaussian_rows(streams[static_cast<size_t>(active.input_row[i])], active.span_rows[i], vocab, on.device());
+  };
+  auto finish = [&](size_t i, const torch::Tensor& answer, int64_t steps) {
+    auto r = active.input_row[i];
+    out.ids[r].index_put_({active.batch.span_mask[static_cast<int64_t>(i)]}, answer);
+    out.steps[static_cast<size_t>(r)] = steps;
+  };
+  auto x = per_row(noise) * k;  // x_T = k * noise on the span
+  torch::Tensor prev, logits, last_argmax;
+  GuidanceHook guidance = guidance_for ? guidance_for(active.batch) : GuidanceHook{};
+  for (int64_t step = 0; step < n; ++step) {
+    int64_t t = n - 1 - step;
+    RowSource source = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
+    DiffusionInputs in{active.batch.ids, active.batch.span_mask,
+                       torch::full({active.batch.ids.size(0)}, static_cast<float>(t) / static_cast<float>(n), on),
+                       active.batch.key_mask};
+    logits = model_.span_logits(in, active.span, source, prev).to(torch::kFloat32);
+    if (guidance) logits = guidance(t, logits, active.span);
+    prev = logits;
+    auto tokens = per_row([&](size_t i) {
+      return choose_tokens(active.of(logits, i), streams[static_cast<size_t>(active.input_row[i])]);
+    });
+    if (on_step) on_step(StepInfo{step, t, logits, tokens, active.span, active.input_row});
+    if (t == 0) break;
+    if (stop.enabled) {
+      auto argmax = logits.argmax(-1);
+      auto top2 = std::get<0>(torch::softmax(logits, -1).topk(2, -1));
+      auto gap = (top2.select(1, 0) - top2.select(1, 1)).cpu();
+      auto now = argmax.cpu(), before = last_argmax.defined() ? last_argmax.cpu() : torch::Tensor();
+      std::vector<size_t> keep;
+      for (size_t i = 0; i < active.input_row.size(); ++i) {
+        bool same = before.defined() && torch::equal(active.of(now, i), active.of(before, i));
+        active.stable[i] = same ? active.stable[i] + 1 : 0;
+        if (active.stable[i] >= stop.stable_steps && active.of(gap, i).min().item<float>() >= stop.margin)
+          finish(i, active.of(argmax, i), step + 1);
+        else
+          keep.push_back(i);
+      }
+      last_argmax = argmax;
+      if (keep.empty()) return out;
+      if (keep.size() < active.input_row.size()) {
+        active.keep_only(keep, {&prev, &last_argmax, &tokens});
+        if (guidance_for) guidance = guidance_for(active.batch);
+      }
+    }
+    auto a = torch::full({active.span.rows}, scheduler_.abar_prev(t), on);
+    x = noisy_simplex_rows(tokens, a, per_row(noise), k);
+  }
+  auto answer = logits.argmax(-1);
+  for (size_t i = 0; i < active.input_row.size(); ++i) finish(i, active.of(answer, i), n);
   return out;
 }
 

@@ -26,13 +26,25 @@ namespace tess::diffusion {
 // whole sequence; the inference schedule holds one entry per step).
 inline constexpr int64_t kMaxSamplingSteps = 100000;
 
+// Adaptive stopping (sample.adaptive): a row stops once the argmax tokens of
+// its span have not changed for `stable_steps` consecutive steps and the
+// smallest top-1 minus top-2 probability (softmax of the step's logits) over
+// its span positions is at least `margin`; its answer is that argmax, and it
+// leaves the batch. `steps` stays the budget.
+struct StopRule {
+  bool enabled = false;
+  int64_t stable_steps = 2;
+  double margin = 0.5;
+};
+
 struct SamplerOptions {
   int64_t steps = 100;
   double top_p = 0.99;       // 0 = argmax; 1 = plain sampling
   double temperature = 1.0;
   double simplex_value = 5.0;
   Schedule schedule = Schedule::CosineImproved;
-  // eval.steps, eval.top_p, eval.temperature, diffusion.simplex_value, diffusion.schedule.
+  StopRule stop;
+  // eval.steps, eval.top_p, eval.temperature, diffusion.simplex_value, diffusion.schedule, sample.*.
   static SamplerOptions from_config(const config::Config& cfg);
 };
 
@@ -54,10 +66,18 @@ struct StepInfo {
   const torch::Tensor& logits;     // fp32 [rows, V], after guidance
   const torch::Tensor& tokens;     // int64 [rows], the tokens chosen at this step
   const SpanIndex& span;
+  const std::vector<int64_t>& rows;  // the input row of each batch row still sampled
 };
 using StepCallback = std::function<void(const StepInfo&)>;
 // Returns the (possibly modified) fp32 span logits of step t.
 using GuidanceHook = std::function<torch::Tensor(int64_t t, const torch::Tensor& logits, const SpanIndex& span)>;
+// The guidance of the rows still sampled (adaptive stopping shrinks the batch).
+using GuidanceFactory = std::function<GuidanceHook(const SampleBatch& rows)>;
+
+struct SampleResult {
+  torch::Tensor ids;           // int64 [B, L]: the batch with its spans filled
+  std::vector<int64_t> steps;  // denoising steps each row took
+};
 
 // Token choice from logits [rows, V]: argmax when top_p <= 0, else a draw from
 // softmax(logits / temperature) restricted to the nucleus of mass top_p
@@ -74,6 +94,12 @@ class Sampler {
   // Fills the span of `batch`; every draw comes from `rng` (same seed, same text).
   torch::Tensor sample(const SampleBatch& batch, util::Rng& rng, const StepCallback& on_step = {},
                        const GuidanceHook& guidance = {});
+
+  // The same with one stream per row (`rows[b]` for row b: a row's answer
+  // does not depend on the rows sampled beside it) and, with options.stop,
+  // rows that stop early and leave the batch.
+  SampleResult sample_rows(const SampleBatch& batch, std::vector<util::Rng>& rows, const StepCallback& on_step = {},
+                           const GuidanceFactory& guidance = {});
 
   // diffusion::choose_tokens with this sampler's top_p and temperature.
   torch::Tensor choose_tokens(const torch::Tensor& logits, util::Rng& rng) const;

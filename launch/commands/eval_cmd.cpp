@@ -47,6 +47,8 @@ const std::vector<Flag>& flags() {
        "Reward model directory: the reward metric and, with --guidance-scale, guidance"},
       {"--guidance-scale", "eval.guidance_scale", "Reward-guidance step size; 0 = off"},
       {"--device", "eval.device", "Where the sampler runs: auto, cpu, cuda or cuda:N"},
+      {"--stable-steps", "sample.stable_steps", "Adaptive stopping: steps a row's argmax must hold"},
+      {"--margin", "sample.margin", "Adaptive stopping: smallest top-1 minus top-2 probability over the span"},
       {"--perplexity-model", "eval.perplexity_model", "AR model directory for the perplexity metric"},
       {"--limit", "eval.limit", "Evaluate only the first N records; 0 = all"},
       {"--choice-samples", "eval.choice_samples", "Diffusion multiple choice: noise draws per choice"},
@@ -64,13 +66,14 @@ struct EvalArgs {
   std::vector<std::string> sets;
   std::map<std::string, std::string> flag_values;  // key -> value, for the flags given
   bool ar = false;
+  bool adaptive = false;
 };
 
 config::Config eval_config(const EvalArgs& a) {
   config::Config cfg;
   if (!a.config.empty()) cfg.merge_file(a.config);
   for (const auto& s : a.sets) {
-    if (s.rfind("eval.", 0) != 0)
+    if (s.rfind("eval.", 0) != 0 && s.rfind("sample.", 0) != 0)
       throw Error(fmt::format("--set {}: tess eval reads only eval.* keys (and run.dir/run.stage from the config file)",
                               s));
     cfg.apply_override(s);
@@ -84,6 +87,7 @@ config::Config eval_config(const EvalArgs& a) {
     cfg.apply_override(std::string(f.key) + "=" + value, std::string(f.name) + " " + it->second);
   }
   if (a.ar) cfg.apply_override("eval.decoding=ar", "--ar");
+  if (a.adaptive) cfg.apply_override("sample.adaptive=true", "--adaptive");
   return cfg;
 }
 
@@ -130,7 +134,8 @@ int run_eval(const eval::EvalPlan& a) {
     if (!r.report["settings"].contains(sweep.name)) r.report["settings"][sweep.name] = v;
     reports.push_back(r.report);
     if (!a.samples.empty()) {
-      for (auto& g : r.generations) g.steps = o.generate.steps;
+      if (!o.generate.stop.enabled)
+        for (auto& g : r.generations) g.steps = o.generate.steps;
       all.insert(all.end(), r.generations.begin(), r.generations.end());
     }
   }
@@ -163,6 +168,7 @@ void add_eval_command(CLI::App& app, Action& action) {
   cmd->add_option("--set", a->sets, "Override an eval key: --set eval.steps=32 (repeatable)")->allow_extra_args(false);
   for (const auto& f : flags()) cmd->add_option(f.name, a->flag_values[f.key], f.help);
   cmd->add_flag("--ar", a->ar, "The model is a causal LM (decoded with a KV cache): eval.decoding ar");
+  cmd->add_flag("--adaptive", a->adaptive, "Stop each row once its span has settled: sample.adaptive true");
   cmd->callback([&action, a, cmd] {
     // Only the flags given count (the map was pre-filled with empty entries).
     for (const auto& f : flags())

@@ -112,6 +112,14 @@ void add_generate_command(CLI::App& app, Action& action) {
   cmd->add_option("--batch-size", args->opt.batch_size, "Prompts per sampler call (with --ar: decoded together)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--adaptive", args->opt.stop.enabled,
+                "Stop each prompt once its span has settled (--stable-steps, --margin); --steps is the budget");
+  cmd->add_option("--stable-steps", args->opt.stop.stable_steps,
+                  "Adaptive stopping: consecutive steps the span's argmax tokens must stay unchanged")
+      ->capture_default_str();
+  cmd->add_option("--margin", args->opt.stop.margin,
+                  "Adaptive stopping: smallest top-1 minus top-2 probability over the span's positions")
+      ->capture_default_str();
   cmd->add_option("--device", args->opt.device, "Where the models run: auto (a GPU when LibTorch sees one), cpu, cuda or cuda:N")
       ->capture_default_str();
   cmd->add_option("--output", args->output, "Write JSONL {prompt, output, steps, seconds[, task, answer]} here");

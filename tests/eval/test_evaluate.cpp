@@ -183,6 +183,27 @@ TEST_CASE("tess eval --sweep steps writes one report per value, a table and an S
   CHECK(std::count(samples.begin(), samples.end(), '\n') == 4);
 }
 
+TEST_CASE("tess eval --adaptive reports the mean steps taken, within eval.steps", "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto data = answer_file(dir);
+  auto out = dir / "adaptive.json";
+  auto r = run_tess(fmt::format("eval --model {} --data {} --metrics exact_match,speed --length 6 --steps 10 "
+                                "--adaptive --stable-steps 1 --margin 0 --output {}",
+                                q(w.diffusion), q(data), q(out)));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto report = nlohmann::json::parse(tess::test::read_file(out));
+  CHECK(report["settings"]["adaptive"]["stable_steps"] == 1);
+  double mean = report["metrics"]["mean_steps"].get<double>();
+  CHECK(mean >= 2);
+  CHECK(mean <= 10);
+  auto fixed = run_tess(fmt::format("eval --model {} --data {} --metrics speed --length 6 --steps 10 --output {}",
+                                    q(w.diffusion), q(data), q(dir / "fixed.json")));
+  REQUIRE(fixed.exit_code == 0);
+  CHECK(nlohmann::json::parse(tess::test::read_file(dir / "fixed.json"))["metrics"]["mean_steps"] == 10);
+}
+
 TEST_CASE("tess eval: errors name the flag, the file and what was expected", "[integration][eval]") {
   auto& w = workspace();
   tess::test::TempDir dir;

@@ -3,6 +3,8 @@
 // tokenizer trained here, a diffusion and a causal model directory).
 #include <catch2/catch.hpp>
 
+#include <map>
+
 #include <algorithm>
 
 #include <cstdio>
@@ -349,4 +351,36 @@ TEST_CASE("batched KV-cache decoding of prompts of different lengths equals deco
     tess::util::Rng b(1, "generate");
     CHECK(wb[r] == tess::eval::ar_generate_uncached(*windowed, prompts[r], 12, -1, 0.0, 1.0, b));
   }
+}
+
+TEST_CASE("tess generate --adaptive: each prompt's answer and steps do not depend on its batch, within the budget",
+          "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto input = dir.write("in.jsonl",
+                         "{\"prompt\": \"the cat\"}\n{\"prompt\": \"a dog in the park\"}\n{\"prompt\": \"we walk home\"}\n");
+  std::map<int, std::vector<nlohmann::json>> by_batch;
+  for (int batch : {1, 3}) {
+    auto out = dir / ("adaptive_" + std::to_string(batch) + ".jsonl");
+    auto r = run_tess(fmt::format("generate --model {} --input {} --output {} --steps 12 --length 6 --batch-size {} "
+                                  "--seed 3 --adaptive --stable-steps 1 --margin 0",
+                                  q(w.diffusion), q(input), q(out), batch));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    for (const auto& l : lines_of(tess::test::read_file(out))) by_batch[batch].push_back(nlohmann::json::parse(l));
+    REQUIRE(by_batch[batch].size() == 3);
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    INFO("prompt " << i);
+    CHECK(by_batch[1][i].at("output") == by_batch[3][i].at("output"));
+    CHECK(by_batch[1][i].at("steps") == by_batch[3][i].at("steps"));
+    CHECK(by_batch[1][i].at("steps").get<int64_t>() >= 2);  // stable_steps + 1 at the earliest
+    CHECK(by_batch[1][i].at("steps").get<int64_t>() <= 12);
+  }
+  auto bad = run_tess(fmt::format("generate --model {} --prompt hi --adaptive --stable-steps 0", q(w.diffusion)));
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.err, Catch::Contains("--stable-steps must be at least 1"));
+  bad = run_tess(fmt::format("generate --model {} --prompt hi --adaptive --ar", q(w.ar)));
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.err, Catch::Contains("does not apply to --ar"));
 }

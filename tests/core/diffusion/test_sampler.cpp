@@ -1,9 +1,12 @@
+#include <algorithm>
 #include <limits>
+#include <string>
 
 #include <catch2/catch.hpp>
 
 #include <torch/torch.h>
 
+#include "core/config/config.h"
 #include "core/diffusion/diffusion_loss.h"
 #include "core/diffusion/sampler.h"
 #include "core/util/rng.h"
@@ -195,4 +198,87 @@ TEST_CASE("a tiny diffusion LM learns span infilling and the sampler fills spans
   }
   INFO("exact fills: " << correct << "/40");
   CHECK(correct >= 28);
+}
+
+namespace {
+
+SamplerOptions adaptive(int64_t steps, double top_p, int64_t stable_steps, double margin) {
+  auto o = options(steps, top_p);
+  o.stop = {true, stable_steps, margin};
+  return o;
+}
+
+std::vector<Rng> row_streams(uint64_t seed, const std::vector<int>& rows) {
+  std::vector<Rng> out;
+  for (int r : rows) out.emplace_back(seed, "row." + std::to_string(r));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("adaptive stopping stops a row whose argmax held for stable_steps with the margin, within the budget",
+          "[unit][diffusion]") {
+  // A zero LM head: every step's logits are 0, so the argmax (token 0) never
+  // changes and the top-1/top-2 margin is exactly 0.
+  DiffusionLM lm(Decoder(toy_config(30), 1), SelfCondition::LogitsMean, false, 2);
+  lm->eval();
+  {
+    torch::NoGradGuard g;
+    lm->decoder->lm_head_weight().zero_();
+  }
+  auto batch = SampleBatch::from_prompts({{1, 5, 6}, {1, 9, 4}}, 4, 0);
+  struct Case {
+    int64_t stable_steps;
+    double margin;
+    int64_t expected_steps;
+  };
+  // Step 1 sets the argmax, each later unchanged step adds one: a row stops
+  // after stable_steps + 1 steps once the margin is met, never after the budget.
+  for (auto c : {Case{2, 0.0, 3}, Case{1, 0.0, 2}, Case{2, 0.1, 10}, Case{20, 0.0, 10}}) {
+    INFO("stable_steps " << c.stable_steps << ", margin " << c.margin);
+    auto streams = row_streams(3, {0, 1});
+    auto r = Sampler(*lm, adaptive(10, 0.99, c.stable_steps, c.margin)).sample_rows(batch, streams);
+    CHECK(r.steps == std::vector<int64_t>{c.expected_steps, c.expected_steps});
+    CHECK(torch::equal(r.ids.masked_select(batch.span_mask), torch::zeros({8}, torch::kInt64)));
+  }
+}
+
+TEST_CASE("batched adaptive decoding gives each row the tokens and steps of decoding it alone", "[unit][diffusion]") {
+  DiffusionLM lm(Decoder(toy_config(30), 4), SelfCondition::LogitsMean, false, 5);
+  lm->eval();
+  std::vector<std::vector<int64_t>> prompts = {{1, 5, 6, 7}, {1, 9, 8, 3}, {1, 4, 4, 4}, {1, 3, 9, 5}};
+  auto options = adaptive(24, 0.9, 2, 0.0);
+  Sampler sampler(*lm, options);
+  auto batch = SampleBatch::from_prompts(prompts, 6, 0);
+  auto streams = row_streams(11, {0, 1, 2, 3});
+  std::vector<int64_t> seen_steps;
+  auto together = sampler.sample_rows(batch, streams, [&](const StepInfo& s) { seen_steps.push_back(s.rows.size()); });
+  for (int i = 0; i < 4; ++i) {
+    INFO("row " << i);
+    auto alone_batch = SampleBatch::from_prompts({prompts[static_cast<size_t>(i)]}, 6, 0);
+    auto alone_streams = row_streams(11, {i});
+    auto alone = sampler.sample_rows(alone_batch, alone_streams);
+    CHECK(torch::equal(alone.ids[0], together.ids[i]));
+    CHECK(alone.steps[0] == together.steps[static_cast<size_t>(i)]);
+  }
+  // The rows that stopped left the batch: later steps ran fewer rows.
+  INFO("steps per row: " << together.steps[0] << " " << together.steps[1] << " " << together.steps[2] << " "
+                         << together.steps[3]);
+  CHECK(seen_steps.front() == 4);
+  CHECK(*std::min_element(together.steps.begin(), together.steps.end()) < 24);
+  CHECK(seen_steps.back() < 4);
+}
+
+TEST_CASE("adaptive stopping settings out of range are config errors naming file and line", "[unit][diffusion]") {
+  for (const auto& [yaml, key] : {std::pair<std::string, std::string>{"sample:\n  stable_steps: 0\n", "sample.stable_steps"},
+                                  {"sample:\n  margin: 1.5\n", "sample.margin"},
+                                  {"sample:\n  margin: -0.1\n", "sample.margin"}}) {
+    INFO(yaml);
+    try {
+      (void)tess::config::Config::load_string(yaml, "adaptive.yaml");
+      FAIL("accepted");
+    } catch (const std::exception& e) {
+      CHECK_THAT(e.what(), Catch::Contains("adaptive.yaml:2") && Catch::Contains(key));
+    }
+  }
 }
