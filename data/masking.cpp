@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -19,12 +20,12 @@ namespace {
 
 const std::vector<SpanObjective>& known_objectives() {
   static const std::vector<SpanObjective> known = {
-      {"prefix_lm", true, 0.0, 0.0, 1.0},
-      {"t5_short", false, 0.15, 3.0, 1.0},
-      {"t5_long", false, 0.15, 8.0, 1.0},
-      {"extreme_8", false, 0.5, 8.0, 1.0},
-      {"extreme_3", false, 0.5, 3.0, 1.0},
-      {"extreme_48", false, 0.5, 48.0, 1.0},
+      {"prefix_lm", "prefix", true, 0.0, 0.0, 1.0},
+      {"t5_short", "t5", false, 0.15, 3.0, 1.0},
+      {"t5_long", "t5", false, 0.15, 8.0, 1.0},
+      {"extreme_8", "aggressive_t5", false, 0.5, 8.0, 1.0},
+      {"extreme_3", "aggressive_t5", false, 0.5, 3.0, 1.0},
+      {"extreme_48", "aggressive_t5", false, 0.5, 48.0, 1.0},
   };
   return known;
 }
@@ -62,9 +63,10 @@ void check_length(int64_t length, int64_t minimum) {
 
 // ---- options -----------------------------------------------------------------
 
-Ul2Options Ul2Options::defaults() {
+Ul2Options Ul2Options::defaults(Ul2Variant variant) {
   Ul2Options o;
   o.objectives = known_objectives();
+  o.variant = variant;
   return o;
 }
 
@@ -90,6 +92,7 @@ Ul2Options Ul2Options::from_config(const config::Config& config) {
     o.objectives.push_back(obj);
   }
   o.weights = config.get_float_list("data.ul2.weights");
+  o.variant = config.get_string("data.ul2.variant") == "tess_v1" ? Ul2Variant::TessV1 : Ul2Variant::Reference;
   if (!o.weights.empty() && o.weights.size() != o.objectives.size())
     throw Error(fmt::format("data.ul2.weights has {} value(s) but data.ul2.objectives names {} objective(s)",
                             o.weights.size(), o.objectives.size()));
@@ -123,7 +126,14 @@ SpanMasker::SpanMasker(Ul2Options options) : options_(std::move(options)) {
     if (!(o.mean_span >= 1.0))
       throw Error(fmt::format("UL2 objective '{}': mean_span must be >= 1, got {}", o.name, o.mean_span));
   }
-  const auto& w = options_.weights;
+  auto w = options_.weights;
+  if (w.empty() && options_.variant == Ul2Variant::Reference) {
+    // Equal chance per group present, then per member of the group.
+    std::map<std::string, int> members;
+    for (const auto& o : options_.objectives) ++members[o.group];
+    for (const auto& o : options_.objectives)
+      w.push_back(1.0 / static_cast<double>(members.size()) / static_cast<double>(members[o.group]));
+  }
   if (!w.empty()) {
     if (w.size() != options_.objectives.size())
       throw Error(fmt::format("UL2 weights: {} value(s) for {} objective(s)", w.size(), options_.objectives.size()));
@@ -185,7 +195,49 @@ void SpanMasker::random_spans(int64_t length, double mask_ratio, double mean_spa
   }
 }
 
+int64_t SpanMasker::reference_noise_tokens(int64_t length, double mask_ratio) {
+  auto n = static_cast<int64_t>(std::floor(static_cast<double>(length) * mask_ratio));
+  return std::clamp<int64_t>(n, 1, length - 1);
+}
+
+int64_t SpanMasker::reference_num_spans(int64_t length, double mask_ratio, double mean_span) {
+  int64_t noise = reference_noise_tokens(length, mask_ratio);
+  auto n = static_cast<int64_t>(std::floor(static_cast<double>(noise) / mean_span));
+  return std::clamp<int64_t>(n, 1, std::min(noise, length - noise));
+}
+
+void SpanMasker::reference_random_spans(int64_t length, double mask_ratio, double mean_span, util::Rng& rng,
+                                        uint8_t* out) {
+  check_length(length, 2);
+  const int64_t noise = reference_noise_tokens(length, mask_ratio);
+  const int64_t spans = reference_num_spans(length, mask_ratio, mean_span);
+  std::vector<int64_t> noise_lengths, clean_lengths;
+  random_composition(noise, spans, rng, noise_lengths);
+  random_composition(length - noise, spans, rng, clean_lengths);
+  int64_t pos = 0;
+  for (int64_t k = 0; k < spans; ++k) {
+    int64_t c = clean_lengths[static_cast<size_t>(k)], s = noise_lengths[static_cast<size_t>(k)];
+    std::fill(out + pos, out + pos + c, uint8_t{0});
+    std::fill(out + pos + c, out + pos + c + s, uint8_t{1});
+    pos += c + s;
+  }
+}
+
+int64_t SpanMasker::reference_prefix(int64_t length, double max_prefix_ratio, util::Rng& rng) {
+  check_length(length, 3);
+  int64_t high = std::min<int64_t>((length - 1) / 2,
+                                   static_cast<int64_t>(std::floor(max_prefix_ratio * static_cast<double>(length))));
+  return 1 + rng.uniform_int(1, std::max<int64_t>(1, high - 1));
+}
+
 void SpanMasker::draw_row(const SpanObjective& objective, int64_t length, util::Rng& rng, uint8_t* out) const {
+  if (options_.variant == Ul2Variant::Reference) {
+    if (objective.prefix)
+      prefix_mask(length, reference_prefix(length, objective.max_prefix_ratio, rng), out);
+    else
+      reference_random_spans(length, objective.mask_ratio, objective.mean_span, rng, out);
+    return;
+  }
   if (objective.prefix) {
     int64_t max_prefix = std::clamp<int64_t>(
         static_cast<int64_t>(std::floor(objective.max_prefix_ratio * static_cast<double>(length))), 1, length - 2);

@@ -3,15 +3,24 @@
 // docs/data.md). A span mask marks, per position, whether the
 // token is noised and generated (1, "span") or given as clean context (0).
 //
-// One objective is drawn per BATCH from the configured mixture (equal chance
-// by default); every sequence of the batch then gets its own random mask of
-// that objective:
-//   prefix_lm   a prefix of random length p in [1, L-2] stays clean, the rest
-//               (L - p >= 2 tokens) is noised;
+// One objective is drawn per BATCH from the configured mixture; every
+// sequence of the batch then gets its own random mask of that objective:
+//   prefix_lm   a clean prefix, the rest noised;
 //   t5_short    ~15% of the tokens noised in spans of mean length 3,
 //   t5_long     ~15% in spans of mean length 8,
 //   extreme_3 / extreme_8 / extreme_48
 //               ~50% in spans of mean length 3, 8, 48.
+// Two variants (data.ul2.variant):
+//   reference   the TESS 2 reference's `ul2` mode (sdlm/data/data_collator.py,
+//               preprocessors.py): one of three groups with equal chance
+//               (prefix-LM; t5 = t5_long, t5_short; aggressive t5 = extreme_8,
+//               extreme_3, extreme_48), then a member uniformly, so prefix_lm
+//               has 1/3, each t5 1/6, each extreme 1/9; prefix-LM keeps the
+//               start token and a prefix of u in [1, floor((L-1)/2) - 1]
+//               tokens clean; T5 counts are floored and a row's last span is
+//               noised (clean and noised segments alternate, n each).
+//   tess_v1     tess's first mixture: the six at equal chance, prefix
+//               p in [1, L-2], counts rounded, the last segment clean or empty.
 // Evaluation uses a fixed half-length prefix: the first floor(L/2) tokens
 // clean, the rest noised (no random draw).
 //
@@ -39,9 +48,12 @@ class Rng;
 
 namespace tess::data {
 
+enum class Ul2Variant { Reference, TessV1 };
+
 // One member of the UL2 mixture.
 struct SpanObjective {
   std::string name;          // "prefix_lm", "t5_short", ...
+  std::string group;         // the reference's objective group: "prefix", "t5" or "aggressive_t5"
   bool prefix = false;       // prefix-LM (clean prefix + noised rest) instead of random spans
   double mask_ratio = 0.0;   // random spans: fraction of noised tokens
   double mean_span = 0.0;    // random spans: mean span length
@@ -50,11 +62,14 @@ struct SpanObjective {
 
 struct Ul2Options {
   std::vector<SpanObjective> objectives;
-  // Relative chance of each objective (same order); empty = equal chance.
+  // Relative chance of each objective (same order); empty = the variant's
+  // mixture (reference: equal chance per group present, then per member;
+  // tess_v1: equal chance).
   std::vector<double> weights;
+  Ul2Variant variant = Ul2Variant::Reference;
 
   // The six objectives of the contract with their default parameters.
-  static Ul2Options defaults();
+  static Ul2Options defaults(Ul2Variant variant = Ul2Variant::Reference);
   // The parameters of a known objective name; throws tess::Error naming the
   // known ones otherwise.
   static SpanObjective objective(const std::string& name);
@@ -115,6 +130,20 @@ class SpanMasker {
   static int64_t num_noise_tokens(int64_t length, double mask_ratio);
   // n = clamp(round(N / mean_span), 1, min(N, length - N)).
   static int64_t num_spans(int64_t length, double mask_ratio, double mean_span);
+
+  // ---- the reference variant ----
+  // N = clamp(floor(length * mask_ratio), 1, length - 1).
+  static int64_t reference_noise_tokens(int64_t length, double mask_ratio);
+  // n = clamp(floor(N / mean_span), 1, min(N, length - N)).
+  static int64_t reference_num_spans(int64_t length, double mask_ratio, double mean_span);
+  // n clean segments (each >= 1) and n noised ones (each >= 1) alternate,
+  // starting clean, ending noised. Draws: the noised composition's cuts,
+  // then the clean one's (as random_spans()).
+  static void reference_random_spans(int64_t length, double mask_ratio, double mean_span, util::Rng& rng,
+                                     uint8_t* out);
+  // Clean tokens of a prefix-LM row: the start token plus u, u uniform in
+  // [1, max(1, min(floor((L-1)/2), floor(max_prefix_ratio * L)) - 1)] (one draw).
+  static int64_t reference_prefix(int64_t length, double max_prefix_ratio, util::Rng& rng);
 
  private:
   void draw_row(const SpanObjective& objective, int64_t length, util::Rng& rng, uint8_t* out) const;

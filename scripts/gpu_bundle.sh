@@ -58,6 +58,7 @@ if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
 fi
 # The bundle is unpacked next to Debian 12's ABI (glibc 2.36, GCC 12's
 # libstdc++) wherever it goes; a bundle from another release would differ.
+# shellcheck source=/dev/null
 . /etc/os-release
 if [ "${ID:-}" != "debian" ] || [ "${VERSION_ID:-}" != "12" ]; then
   echo "[gpu_bundle] error: expected Debian 12 (found ${PRETTY_NAME:-unknown})" >&2

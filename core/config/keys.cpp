@@ -78,13 +78,20 @@ void add_data_corpus(Schema& s) {
 // UL2 span masking and chat datasets (data/masking.h, data/chat.h).
 void add_data_masking_chat(Schema& s) {
   s.add("data.ul2.objectives", std::vector<std::string>{"prefix_lm", "t5_short", "t5_long", "extreme_8", "extreme_3", "extreme_48"},
-        "UL2 objectives of stage 1; one is drawn per batch (equal chance unless data.ul2.weights).")
+        "UL2 objectives of stage 1; one is drawn per batch (data.ul2.variant's mixture unless data.ul2.weights).")
       .choices({"prefix_lm", "t5_short", "t5_long", "extreme_8", "extreme_3", "extreme_48"});
+  s.add("data.ul2.variant", "reference",
+        "reference = the TESS 2 reference's ul2 mixture (three groups at equal chance -- prefix-LM, t5, aggressive t5 -- "
+        "then a member uniformly: prefix_lm 1/3, t5_* 1/6, extreme_* 1/9; prefix: the start token and 1..floor((L-1)/2)-1 "
+        "more tokens clean; span counts floored; rows end noised); tess_v1 = tess's first mixture (six at equal chance, "
+        "prefix 1..L-2, counts rounded, the last segment clean or empty).")
+      .choices({"reference", "tess_v1"});
   s.add("data.ul2.weights", std::vector<double>{},
-        "Relative chance of each objective, in the order of data.ul2.objectives; empty = equal chance.")
+        "Relative chance of each objective, in the order of data.ul2.objectives; empty = data.ul2.variant's mixture.")
       .min(0);
   s.add("data.ul2.prefix_lm.max_prefix_ratio", 1.0,
-        "prefix_lm: the clean prefix length is drawn from 1..max(1, min(L-2, floor(ratio*L))); 1.0 = 1..L-2.")
+        "prefix_lm: caps the clean prefix at floor(ratio*L) tokens (tess_v1: drawn from 1..max(1, min(L-2, "
+        "floor(ratio*L)))); 1.0 = the variant's own range.")
       .above(0).max(1);
   struct Spans {
     const char* name;
@@ -94,10 +101,10 @@ void add_data_masking_chat(Schema& s) {
   for (const Spans& o : {Spans{"t5_short", 0.15, 3.0}, Spans{"t5_long", 0.15, 8.0}, Spans{"extreme_8", 0.5, 8.0},
                          Spans{"extreme_3", 0.5, 3.0}, Spans{"extreme_48", 0.5, 48.0}}) {
     s.add(std::string("data.ul2.") + o.name + ".mask_ratio", o.ratio,
-          std::string(o.name) + ": fraction of the tokens noised (rounded to a count in 1..L-1).")
+          std::string(o.name) + ": fraction of the tokens noised (a count in 1..L-1: floored, rounded under tess_v1).")
         .above(0).max(1);
     s.add(std::string("data.ul2.") + o.name + ".mean_span", o.mean,
-          std::string(o.name) + ": mean length of a noised span (spans = round(noised / mean_span)).")
+          std::string(o.name) + ": mean length of a noised span (spans = floor(noised / mean_span), round under tess_v1).")
         .min(1);
   }
   s.add("data.chat.turns", "first", "Which turns of a conversation are used: the first user/assistant pair, or all (earlier turns as clean context).")

@@ -6,15 +6,22 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "core/config/config.h"
 #include "core/util/error.h"
 #include "core/util/rng.h"
 #include "data/masking.h"
+#include "tests/support/test_support.h"
 
 using namespace tess::data;
 using Catch::Matchers::Contains;
 using tess::util::Rng;
+
+using tess::test::run_command;
 
 namespace {
 
@@ -56,6 +63,10 @@ int index_of(const SpanMasker& m, const std::string& name) {
 
 TEST_CASE("UL2 defaults are the six objectives of the contract", "[unit][data]") {
   auto o = Ul2Options::defaults();
+  CHECK(o.variant == Ul2Variant::Reference);
+  CHECK(SpanMasker::reference_noise_tokens(64, 0.15) == 9);  // floor, where tess_v1 rounds to 10
+  CHECK(SpanMasker::num_noise_tokens(64, 0.15) == 10);
+  CHECK(SpanMasker::reference_num_spans(64, 0.15, 8) == 1);
   std::map<std::string, std::pair<double, double>> expected = {{"t5_short", {0.15, 3}},  {"t5_long", {0.15, 8}},
                                                                {"extreme_3", {0.5, 3}},  {"extreme_8", {0.5, 8}},
                                                                {"extreme_48", {0.5, 48}}};
@@ -86,8 +97,9 @@ TEST_CASE("UL2 defaults are the six objectives of the contract", "[unit][data]")
   CHECK_THAT(error_of([] { Ul2Options::objective("t5_huge"); }), Contains("unknown UL2 objective 't5_huge'"));
 }
 
-TEST_CASE("each UL2 objective has its mask ratio and mean span length, and position 0 stays clean", "[unit][data]") {
-  SpanMasker masker;
+TEST_CASE("tess_v1: each UL2 objective has its mask ratio and mean span length, and position 0 stays clean",
+          "[unit][data]") {
+  SpanMasker masker(Ul2Options::defaults(Ul2Variant::TessV1));
   const int64_t L = 1024, B = 8, batches = 40;
   for (const auto& obj : masker.options().objectives) {
     if (obj.prefix) continue;
@@ -152,8 +164,8 @@ TEST_CASE("the span length distribution of a T5-style objective averages the mea
   CHECK(histogram[1] > histogram[5]);   // short spans are the most common (compositions)
 }
 
-TEST_CASE("prefix_lm keeps a random prefix of 1..L-2 tokens clean", "[unit][data]") {
-  SpanMasker masker;
+TEST_CASE("tess_v1: prefix_lm keeps a random prefix of 1..L-2 tokens clean", "[unit][data]") {
+  SpanMasker masker(Ul2Options::defaults(Ul2Variant::TessV1));
   const int idx = index_of(masker, "prefix_lm");
   const int64_t L = 8;
   Rng rng(3, "span_mask");
@@ -175,6 +187,7 @@ TEST_CASE("prefix_lm keeps a random prefix of 1..L-2 tokens clean", "[unit][data
 
   // max_prefix_ratio limits the range (the reference draws about up to L/2).
   Ul2Options half;
+  half.variant = Ul2Variant::TessV1;
   half.objectives = {Ul2Options::objective("prefix_lm")};
   half.objectives[0].max_prefix_ratio = 0.5;
   SpanMasker h(half);
@@ -200,8 +213,8 @@ TEST_CASE("eval masks are a fixed half-length prefix", "[unit][data]") {
   }
 }
 
-TEST_CASE("objectives are drawn once per batch with equal chance, or by weight", "[unit][data]") {
-  SpanMasker masker;
+TEST_CASE("tess_v1: objectives are drawn once per batch with equal chance, or by weight", "[unit][data]") {
+  SpanMasker masker(Ul2Options::defaults(Ul2Variant::TessV1));
   Rng rng(21, "span_mask");
   std::map<std::string, int> seen;
   const int n = 6000;
@@ -227,8 +240,9 @@ TEST_CASE("objectives are drawn once per batch with equal chance, or by weight",
   CHECK(std::abs(wseen["extreme_48"] - n * 2 / 16) < 110);
 }
 
-TEST_CASE("every objective keeps its invariants on the shortest sequences", "[unit][data]") {
-  SpanMasker masker;
+TEST_CASE("every objective keeps its invariants on the shortest sequences, in both variants", "[unit][data]") {
+  for (auto variant : {Ul2Variant::Reference, Ul2Variant::TessV1}) {
+  SpanMasker masker(Ul2Options::defaults(variant));
   Rng rng(8, "span_mask");
   for (int64_t L : {3, 4, 5, 7}) {
     for (int idx = 0; idx < 6; ++idx) {
@@ -244,6 +258,61 @@ TEST_CASE("every objective keeps its invariants on the shortest sequences", "[un
     }
   }
   CHECK_THAT(error_of([&] { masker.train_batch(1, 2, rng); }), Contains("at least 3 tokens"));
+  }
+}
+
+// The default mixture is the reference's (data.ul2.variant: reference):
+// tests/tools/ul2_reference.py re-states its functions in numpy; both draw
+// 20,000 rows and their statistics agree within sampling error.
+TEST_CASE("reference UL2: objective frequencies, noised-count histogram and prefix range match the reference's",
+          "[unit][data]") {
+  const int64_t L = 64;
+  const int draws = 20000;
+  auto r = run_command(fmt::format("'{}' '{}/../tools/ul2_reference.py' {} {} 7", TESS_PYTHON, TESS_TEST_DATA, L, draws));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto ref = nlohmann::json::parse(r.out);
+  SpanMasker masker;  // the defaults: the reference variant
+  REQUIRE(masker.options().variant == Ul2Variant::Reference);
+  Rng rng(7, "span_mask");
+  std::map<std::string, double> objective;
+  std::map<int64_t, double> noised;
+  int64_t prefix_min = L, prefix_max = 0;
+  for (int k = 0; k < draws; ++k) {
+    auto m = masker.train_batch(1, L, rng);
+    objective[m.objective] += 1.0 / draws;
+    noised[m.count(0)] += 1.0 / draws;
+    REQUIRE(m.at(0, 0) == 0);
+    if (m.objective == "prefix_lm") {
+      prefix_min = std::min(prefix_min, L - m.count(0));
+      prefix_max = std::max(prefix_max, L - m.count(0));
+    } else {
+      REQUIRE(m.at(0, L - 1) == 1);  // the reference's rows end with a noised span
+    }
+  }
+  // 4.5 standard errors of a frequency p over `draws` (both sides sampled).
+  auto close = [&](double a, double b) {
+    double p = std::max((a + b) / 2, 1.0 / draws);
+    return std::abs(a - b) <= 4.5 * std::sqrt(2 * p * (1 - p) / draws);
+  };
+  REQUIRE(ref["objective"].size() == 6);
+  for (auto& [name, p] : ref["objective"].items()) {
+    INFO(name << ": reference " << p.get<double>() << ", tess " << objective[name]);
+    CHECK(close(p.get<double>(), objective[name]));
+  }
+  CHECK(std::abs(objective["prefix_lm"] - 1.0 / 3) < 0.015);  // not 1/6 as with equal chance
+  std::set<int64_t> counts;
+  for (auto& [k, p] : ref["noised"].items()) counts.insert(std::stoll(k));
+  for (auto& [k, p] : noised) counts.insert(k);
+  for (int64_t c : counts) {
+    double a = ref["noised"].value(std::to_string(c), 0.0), b = noised.count(c) ? noised[c] : 0.0;
+    INFO("noised " << c << ": reference " << a << ", tess " << b);
+    CHECK(close(a, b));
+  }
+  CHECK(ref["prefix_clean"][0].get<int64_t>() == prefix_min);
+  CHECK(ref["prefix_clean"][1].get<int64_t>() == prefix_max);
+  CHECK(prefix_min == 2);  // the start token and at least one more
+  CHECK(prefix_max == (L - 1) / 2);
 }
 
 TEST_CASE("span masks are deterministic under a seed and resume exactly from a saved Rng state", "[unit][data]") {
