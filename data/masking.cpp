@@ -155,15 +155,32 @@ SpanMasker::SpanMasker(Ul2Options options) : options_(std::move(options)) {
   }
 }
 
-int64_t SpanMasker::num_noise_tokens(int64_t length, double mask_ratio) {
-  auto n = static_cast<int64_t>(std::llround(static_cast<double>(length) * mask_ratio));
+namespace {
+
+// N and n of a T5 row; the variants differ only in how they make them whole.
+using ToWhole = double (*)(double);
+const ToWhole kRound = [](double x) { return std::round(x); };
+const ToWhole kFloor = [](double x) { return std::floor(x); };
+
+int64_t noise_count(int64_t length, double mask_ratio, ToWhole whole) {
+  auto n = static_cast<int64_t>(whole(static_cast<double>(length) * mask_ratio));
   return std::clamp<int64_t>(n, 1, length - 1);
 }
 
-int64_t SpanMasker::num_spans(int64_t length, double mask_ratio, double mean_span) {
-  int64_t noise = num_noise_tokens(length, mask_ratio);
-  auto n = static_cast<int64_t>(std::llround(static_cast<double>(noise) / mean_span));
+int64_t span_count(int64_t length, double mask_ratio, double mean_span, ToWhole whole) {
+  int64_t noise = noise_count(length, mask_ratio, whole);
+  auto n = static_cast<int64_t>(whole(static_cast<double>(noise) / mean_span));
   return std::clamp<int64_t>(n, 1, std::min(noise, length - noise));
+}
+
+}  // namespace
+
+int64_t SpanMasker::num_noise_tokens(int64_t length, double mask_ratio) {
+  return noise_count(length, mask_ratio, kRound);
+}
+
+int64_t SpanMasker::num_spans(int64_t length, double mask_ratio, double mean_span) {
+  return span_count(length, mask_ratio, mean_span, kRound);
 }
 
 void SpanMasker::prefix_mask(int64_t length, int64_t prefix, uint8_t* out) {
@@ -196,14 +213,11 @@ void SpanMasker::random_spans(int64_t length, double mask_ratio, double mean_spa
 }
 
 int64_t SpanMasker::reference_noise_tokens(int64_t length, double mask_ratio) {
-  auto n = static_cast<int64_t>(std::floor(static_cast<double>(length) * mask_ratio));
-  return std::clamp<int64_t>(n, 1, length - 1);
+  return noise_count(length, mask_ratio, kFloor);
 }
 
 int64_t SpanMasker::reference_num_spans(int64_t length, double mask_ratio, double mean_span) {
-  int64_t noise = reference_noise_tokens(length, mask_ratio);
-  auto n = static_cast<int64_t>(std::floor(static_cast<double>(noise) / mean_span));
-  return std::clamp<int64_t>(n, 1, std::min(noise, length - noise));
+  return span_count(length, mask_ratio, mean_span, kFloor);
 }
 
 void SpanMasker::reference_random_spans(int64_t length, double mask_ratio, double mean_span, util::Rng& rng,

@@ -398,6 +398,8 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   so.simplex_value = lm_->noise.simplex_value;  // the k and schedule the model was trained with
   so.schedule = diffusion::parse_schedule(lm_->noise.schedule);
   so.stop = opt_.stop;
+  so.stop.end_id = eos;
+  so.stop.pad_id = pad;
   diffusion::Sampler sampler(*lm_, so);
 
   // Reward guidance, and model vocabulary rows beyond the tokenizer's are never chosen.

@@ -210,6 +210,20 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
   return out;
 }
 
+AnswerCheck check_answer(const torch::Tensor& now, const torch::Tensor& before, const torch::Tensor& gap,
+                         const StopRule& rule) {
+  auto answer_length = [&](const torch::Tensor& row) {
+    auto r = row.contiguous();
+    const int64_t* p = r.data_ptr<int64_t>();
+    for (int64_t j = 0; j < r.numel(); ++j)
+      if (p[j] == rule.end_id || p[j] == rule.pad_id) return j + 1;
+    return r.numel();
+  };
+  int64_t m = answer_length(now);
+  bool same = before.defined() && answer_length(before) == m && torch::equal(now.narrow(0, 0, m), before.narrow(0, 0, m));
+  return {same, gap.narrow(0, 0, m).min().item<float>()};
+}
+
 namespace {
 
 // The rows still sampled by sample_rows, each with its own stream: the batch
@@ -314,9 +328,10 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
       auto now = argmax.cpu(), before = last_argmax.defined() ? last_argmax.cpu() : torch::Tensor();
       std::vector<size_t> keep;
       for (size_t i = 0; i < active.input_row.size(); ++i) {
-        bool same = before.defined() && torch::equal(active.of(now, i), active.of(before, i));
-        active.stable[i] = same ? active.stable[i] + 1 : 0;
-        if (active.stable[i] >= stop.stable_steps && active.of(gap, i).min().item<float>() >= stop.margin)
+        auto check = check_answer(active.of(now, i), before.defined() ? active.of(before, i) : before,
+                                  active.of(gap, i), stop);
+        active.stable[i] = check.same ? active.stable[i] + 1 : 0;
+        if (active.stable[i] >= stop.stable_steps && check.margin >= stop.margin)
           finish(i, active.of(argmax, i), step + 1);
         else
           keep.push_back(i);

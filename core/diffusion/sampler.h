@@ -26,16 +26,29 @@ namespace tess::diffusion {
 // whole sequence; the inference schedule holds one entry per step).
 inline constexpr int64_t kMaxSamplingSteps = 100000;
 
-// Adaptive stopping (sample.adaptive): a row stops once the argmax tokens of
-// its span have not changed for `stable_steps` consecutive steps and the
+// Adaptive stopping (sample.adaptive): a row stops once its answer -- the
+// argmax tokens of its span up to the first `end_id` or `pad_id`, which cut
+// the output -- has not changed for `stable_steps` consecutive steps and the
 // smallest top-1 minus top-2 probability (softmax of the step's logits) over
-// its span positions is at least `margin`; its answer is that argmax, and it
-// leaves the batch. `steps` stays the budget.
+// the answer's positions is at least `margin`; its output is that argmax, and
+// it leaves the batch. `steps` stays the budget.
 struct StopRule {
   bool enabled = false;
   int64_t stable_steps = 2;
   double margin = 0.5;
+  int64_t end_id = -1, pad_id = -1;  // -1: none (the whole span is the answer)
 };
+
+// One row's step under adaptive stopping, on the host: whether its answer
+// in `now` (argmax tokens of its span, int64 [n]) repeats the one in
+// `before` (undefined at the first step), and the smallest of `gap` (top-1
+// minus top-2 probability, [n]) over the answer's positions.
+struct AnswerCheck {
+  bool same = false;
+  float margin = 0;
+};
+AnswerCheck check_answer(const torch::Tensor& now, const torch::Tensor& before, const torch::Tensor& gap,
+                         const StopRule& rule);
 
 struct SamplerOptions {
   int64_t steps = 100;

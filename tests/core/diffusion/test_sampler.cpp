@@ -282,3 +282,19 @@ TEST_CASE("adaptive stopping settings out of range are config errors naming file
     }
   }
 }
+
+TEST_CASE("adaptive stopping judges the answer only: the span up to its first end or pad token", "[unit][diffusion]") {
+  auto now = torch::tensor({5, 2, 7}, torch::kInt64), before = torch::tensor({5, 2, 9}, torch::kInt64);
+  auto gap = torch::tensor({0.9f, 0.8f, 0.01f});
+  StopRule rule{true, 2, 0.5, /*end_id=*/2, /*pad_id=*/0};
+  auto answer = check_answer(now, before, gap, rule);
+  CHECK(answer.same);  // what follows the end token differs, the answer does not
+  CHECK(answer.margin == Approx(0.8f));
+  rule.end_id = rule.pad_id = -1;  // no end token: the whole span
+  auto whole = check_answer(now, before, gap, rule);
+  CHECK_FALSE(whole.same);
+  CHECK(whole.margin == Approx(0.01f));
+  rule.end_id = 2;
+  CHECK_FALSE(check_answer(now, torch::tensor({5, 3, 2}, torch::kInt64), gap, rule).same);  // the answer grew
+  CHECK_FALSE(check_answer(now, torch::Tensor(), gap, rule).same);                           // the first step
+}
