@@ -375,7 +375,14 @@ EncodeResult encode_chat(const Tokenizer& tok, const ChatPrompt& prompt, const s
   EncodeResult result;
   result.prompt = prompt;
   std::vector<int32_t> prompt_ids = full_ids;
-  if (need(full_ids.size()) > L) {
+  const bool cut_right = need(full_ids.size()) > L && options.too_long == TooLongPolicy::TruncateRight;
+  if (cut_right) {
+    if (static_cast<int64_t>(1 + full_ids.size()) >= L) {  // not one response token would remain
+      result.status = EncodeStatus::DroppedTooLong;
+      return result;
+    }
+    result.status = EncodeStatus::Truncated;
+  } else if (need(full_ids.size()) > L) {
     if (!fits(ChatPrompt{})) {
       result.status = EncodeStatus::DroppedResponseTooLong;
       return result;
@@ -417,6 +424,7 @@ EncodeResult encode_chat(const Tokenizer& tok, const ChatPrompt& prompt, const s
     seq.prompt_length = static_cast<int32_t>(seq.ids.size());
     seq.ids.insert(seq.ids.end(), r.begin(), r.end());
     seq.ids.push_back(tok.eos_id());
+    if (cut_right && static_cast<int64_t>(seq.ids.size()) > L) seq.ids.resize(static_cast<size_t>(L));
     seq.length = static_cast<int32_t>(seq.ids.size());
     seq.ids.resize(static_cast<size_t>(L), tok.pad_id());
     seq.span_mask.assign(static_cast<size_t>(L), 1);

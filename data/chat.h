@@ -108,12 +108,12 @@ struct ChatSequence {
   std::vector<int32_t> ids;        // L ids
   std::vector<uint8_t> span_mask;  // L: 1 on response + </s> + PADs
   int32_t prompt_length = 0;       // <s> + prompt tokens; the span starts here
-  int32_t length = 0;              // real tokens: <s> .. </s> inclusive (index of </s> = length - 1)
+  int32_t length = 0;              // real tokens: <s> .. </s> inclusive (index of </s> = length - 1; truncate_right may cut </s>)
 };
 
 enum class EncodeStatus {
   Ok,
-  Truncated,              // the prompt was cut to fit (truncate_prompt)
+  Truncated,              // cut to fit: the sequence at L (truncate_right) or the prompt (truncate_prompt)
   DroppedTooLong,         // too long and the policy is drop
   DroppedResponseTooLong  // does not fit even with the minimal prompt (markers only)
 };
@@ -121,6 +121,9 @@ const char* status_name(EncodeStatus status);
 
 // Encodes a prompt with one or more responses (preference pairs share the
 // prompt). Too long = 1 + |encode(P)| + |R| + 1 > L for some response. With
+// truncate_right (the reference's open-instruct encoding) each sequence
+// <s> P R </s> is cut at L, so the response loses its end and its </s>; a
+// prompt that leaves no response token is dropped (DroppedTooLong). With
 // truncate_prompt the prompt is shortened from the left, markers kept:
 // earlier turns are removed whole (oldest first), then the user text is cut
 // from its start (at the smallest code-point offset that fits, moved forward

@@ -278,6 +278,7 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
   o.generate.batch_size = cfg.get_int("eval.batch_size");
   o.generate.reward_model = cfg.get_string("eval.reward_model");
   o.generate.guidance_scale = cfg.get_float("eval.guidance_scale");
+  o.generate.guidance_read = diffusion::parse_reward_read(cfg.get_string("eval.guidance_read"));
   o.generate.device = cfg.get_string("eval.device");
   o.generate.stop = {cfg.get_bool("sample.adaptive"), cfg.get_int("sample.stable_steps"), cfg.get_float("sample.margin")};
   o.generate.cpu_cache =
@@ -357,7 +358,10 @@ EvalResult evaluate(const EvalOptions& o) {
   if (!g.ar) {
     settings["steps"] = g.steps;
     settings["guidance_scale"] = g.guidance_scale;
-    if (g.guidance_scale > 0) settings["guidance_reward_model"] = g.reward_model.string();
+    if (g.guidance_scale > 0) {
+      settings["guidance_reward_model"] = g.reward_model.string();
+      settings["guidance_read"] = diffusion::reward_read_name(g.guidance_read);
+    }
     if (g.stop.enabled)
       settings["adaptive"] = {{"stable_steps", g.stop.stable_steps}, {"margin", g.stop.margin}};
   }

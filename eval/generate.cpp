@@ -336,7 +336,8 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
       throw Error(fmt::format("reward model {} has a vocabulary of {} but the model {} has {}",
                               opt_.reward_model.string(), reward_model_->config().vocab_size, model_dir.string(),
                               config->vocab_size));
-    guidance_ = std::make_unique<diffusion::RewardGuidance>(*reward_model_, opt_.guidance_scale, tok_->eos_id());
+    guidance_ = std::make_unique<diffusion::RewardGuidance>(*reward_model_, opt_.guidance_scale, tok_->eos_id(),
+                                                            opt_.guidance_read);
   }
   if (opt_.length >= max_positions_)  // before any allocation sized by it
     throw Error(fmt::format("--length {} leaves no room for a prompt within the model's {} positions "

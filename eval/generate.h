@@ -17,6 +17,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/diffusion/diffusion_lm.h"
+#include "core/diffusion/guidance.h"
 #include "core/diffusion/sampler.h"
 #include "core/model/reward_model.h"
 #include "core/util/cpu_allocator.h"
@@ -46,6 +47,9 @@ struct GenerateOptions {
   // tokenizer, and the ascent step size (0 = off).
   std::filesystem::path reward_model;
   double guidance_scale = 0;
+  // Where the reward is read (eval.guidance_read): the reference's last
+  // position, or the first predicted EOS.
+  diffusion::RewardRead guidance_read = diffusion::RewardRead::Last;
   // Large CPU tensors from util::CachingCpuAllocatorScope (run.cpu_allocator):
   // every denoising step allocates the same [span, V] tensors, which malloc
   // would map and fault in afresh each time.

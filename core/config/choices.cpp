@@ -63,7 +63,9 @@ const util::Choices<ChatTurns>& chat_turns_choices() {
 
 const util::Choices<TooLongPolicy>& too_long_choices() {
   static const util::Choices<TooLongPolicy> c(
-      "data.chat.too_long", {{TooLongPolicy::TruncatePrompt, "truncate_prompt"}, {TooLongPolicy::Drop, "drop"}});
+      "data.chat.too_long", {{TooLongPolicy::TruncateRight, "truncate_right"},
+                             {TooLongPolicy::TruncatePrompt, "truncate_prompt"},
+                             {TooLongPolicy::Drop, "drop"}});
   return c;
 }
 

@@ -40,7 +40,7 @@ const util::Choices<AttentionSetting>& attention_setting_choices();
 // data.chat.turns and data.chat.too_long (data/chat.h uses these enums).
 enum class ChatTurns { First, All };
 const util::Choices<ChatTurns>& chat_turns_choices();
-enum class TooLongPolicy { TruncatePrompt, Drop };
+enum class TooLongPolicy { TruncateRight, TruncatePrompt, Drop };
 const util::Choices<TooLongPolicy>& too_long_choices();
 
 }  // namespace tess::config

@@ -110,7 +110,10 @@ void add_data_masking_chat(Schema& s) {
   s.add("data.chat.turns", "first", "Which turns of a conversation are used: the first user/assistant pair, or all (earlier turns as clean context).")
       .choices(chat_turns_choices().names());
   s.add("data.chat.system_message", false, "Render a leading system message as <|system|>\\n{system}\\n before the first user turn (else it is left out and counted).");
-  s.add("data.chat.too_long", "truncate_prompt", "Examples longer than seq_len: cut the prompt from the left (keeping template markers) or drop them.")
+  s.add("data.chat.too_long", "truncate_right",
+        "Examples longer than seq_len: truncate_right = cut the whole sequence at seq_len, so the response loses its end "
+        "and </s> (the reference; a prompt that leaves no response token is dropped); truncate_prompt = cut the prompt "
+        "from the left, keeping template markers and the whole response; drop = leave the example out.")
       .choices(too_long_choices().names());
 }
 
@@ -212,6 +215,10 @@ void add_eval(Schema& s) {
   s.add("eval.batch_size", 8, "Prompts sampled together (diffusion: one sampler call; AR: one batched decode, right-padded).").min(1);
   s.add("eval.guidance_scale", 0.0, "Reward-guidance step size; 0 disables guidance.").min(0);
   s.add("eval.reward_model", "", "Reward model directory for guidance and the reward metric.");
+  s.add("eval.guidance_read", "last",
+        "Where reward guidance reads the reward: last = the row's last position, as the reference does; first_eos = the "
+        "first span position predicted as EOS (where the reward model was trained to score), else the last.")
+      .choices({"last", "first_eos"});
   s.add("eval.device", "auto",
         "Where the sampler runs: auto (CUDA device 0 when LibTorch sees one), cpu, cuda or cuda:N. Tokens are chosen "
         "on the host; scoring models (reward, perplexity, multiple choice) run on the CPU.");

@@ -9,8 +9,8 @@
 
 namespace tess::diffusion {
 
-RewardGuidance::RewardGuidance(model::RewardModelImpl& reward_model, double scale, int64_t eos_id)
-    : rm_(reward_model), scale_(scale), eos_id_(eos_id) {
+RewardGuidance::RewardGuidance(model::RewardModelImpl& reward_model, double scale, int64_t eos_id, RewardRead read)
+    : rm_(reward_model), scale_(scale), eos_id_(eos_id), read_(read) {
   if (scale < 0) throw Error(fmt::format("guidance scale must be >= 0, got {}", scale));
   if (rm_.embedding_weight().scalar_type() != torch::kFloat32)
     throw Error("reward guidance runs in fp32: load the reward model as float32");
@@ -18,7 +18,16 @@ RewardGuidance::RewardGuidance(model::RewardModelImpl& reward_model, double scal
   rm_.eval();
 }
 
-torch::Tensor RewardGuidance::read_positions(const torch::Tensor& logits, const SpanIndex& span, int64_t rows) const {
+RewardRead parse_reward_read(const std::string& name) {
+  if (name == "last") return RewardRead::Last;
+  if (name == "first_eos") return RewardRead::FirstEos;
+  throw Error(fmt::format("reward read position '{}': expected last or first_eos", name));
+}
+
+const char* reward_read_name(RewardRead read) { return read == RewardRead::Last ? "last" : "first_eos"; }
+
+torch::Tensor reward_read_positions(const torch::Tensor& logits, const SpanIndex& span, int64_t rows, int64_t eos_id,
+                                    RewardRead read) {
   auto choice = logits.argmax(-1).cpu().contiguous();
   auto batch = span.batch.cpu().contiguous(), pos = span.pos.cpu().contiguous();
   const int64_t* c = choice.data_ptr<int64_t>();
@@ -30,7 +39,7 @@ torch::Tensor RewardGuidance::read_positions(const torch::Tensor& logits, const 
     auto r = static_cast<size_t>(b[i]);
     if (found[r]) continue;
     at[r] = p[i];  // the span's positions come in increasing order per row
-    if (c[i] == eos_id_) found[r] = true;
+    if (read == RewardRead::FirstEos && c[i] == eos_id) found[r] = true;
   }
   for (size_t r = 0; r < at.size(); ++r)
     if (at[r] < 0) throw Error(fmt::format("reward guidance: row {} has no span position", r));
@@ -51,7 +60,7 @@ GuidanceHook RewardGuidance::hook(const SampleBatch& batch) {
     int64_t b = ids.size(0), l = ids.size(1), h = e.size(1);
     auto exact = torch::embedding(e, ids).reshape({b * l, h});  // the prompt as exact one-hots
     auto embeds = exact.index_copy(0, span.flat, soft).view({b, l, h});
-    auto reward = rm_.forward_embeds(embeds, read_positions(free.detach(), span, b), key_mask);
+    auto reward = rm_.forward_embeds(embeds, reward_read_positions(free.detach(), span, b, eos_id_, read_), key_mask);
     step_rewards_.push_back(reward.detach().mean().item<double>());
     auto grad = torch::autograd::grad({reward.sum()}, {free})[0];
     return (logits.to(torch::kFloat32) + scale_ * grad).detach();

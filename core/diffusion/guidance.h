@@ -6,11 +6,13 @@
 // that reward. Everything runs in fp32 (the reference does it in bf16 and
 // loses small steps to rounding).
 //
-// Where the reward is read: at the first position of the span whose current
-// prediction (argmax) is EOS, else at the span's last position. The reward
-// model is trained to score at the EOS that ends a response; the reference
-// reads at the last position of the padded sequence, where its classifier
-// was never trained to look.
+// Where the reward is read (eval.guidance_read):
+//   last       the row's last span position, the end of its sequence: the
+//              reference's behaviour (its HF classifier, given embeddings
+//              and no ids, reads the last position);
+//   first_eos  the first span position whose current prediction (argmax) is
+//              EOS, else the last: where the reward model was trained to
+//              score a response (its EOS).
 #include <cstdint>
 #include <vector>
 
@@ -22,11 +24,20 @@ class RewardModelImpl;
 
 namespace tess::diffusion {
 
+enum class RewardRead { Last, FirstEos };
+RewardRead parse_reward_read(const std::string& name);  // "last" | "first_eos"; else a tess::Error
+const char* reward_read_name(RewardRead read);
+
+// Per row of a batch of `rows`, the span position the reward is read at
+// (int64 [rows], on the logits' device) from the step's span logits.
+torch::Tensor reward_read_positions(const torch::Tensor& logits, const SpanIndex& span, int64_t rows, int64_t eos_id,
+                                    RewardRead read);
+
 class RewardGuidance {
  public:
   // The reward model must share the diffusion model's tokenizer (the caller
   // checks; see eval::Generator). Its parameters are frozen here.
-  RewardGuidance(model::RewardModelImpl& reward_model, double scale, int64_t eos_id);
+  RewardGuidance(model::RewardModelImpl& reward_model, double scale, int64_t eos_id, RewardRead read);
 
   // The hook for sampling `batch` (its prompts, span and padding).
   GuidanceHook hook(const SampleBatch& batch);
@@ -36,11 +47,11 @@ class RewardGuidance {
   const std::vector<double>& step_rewards() const { return step_rewards_; }
 
  private:
-  torch::Tensor read_positions(const torch::Tensor& logits, const SpanIndex& span, int64_t rows) const;
 
   model::RewardModelImpl& rm_;
   double scale_;
   int64_t eos_id_;
+  RewardRead read_;
   std::vector<double> step_rewards_;
 };
 

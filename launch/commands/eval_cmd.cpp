@@ -46,6 +46,7 @@ const std::vector<Flag>& flags() {
       {"--reward-model", "eval.reward_model",
        "Reward model directory: the reward metric and, with --guidance-scale, guidance"},
       {"--guidance-scale", "eval.guidance_scale", "Reward-guidance step size; 0 = off"},
+      {"--guidance-read", "eval.guidance_read", "Where guidance reads the reward: last (reference) or first_eos"},
       {"--device", "eval.device", "Where the sampler runs: auto, cpu, cuda or cuda:N"},
       {"--stable-steps", "sample.stable_steps", "Adaptive stopping: steps a row's argmax must hold"},
       {"--margin", "sample.margin", "Adaptive stopping: smallest top-1 minus top-2 probability over the span"},

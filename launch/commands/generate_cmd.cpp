@@ -26,10 +26,12 @@ struct GenerateArgs {
   std::string input;
   std::string output;
   eval::GenerateOptions opt;
+  std::string guidance_read = "last";
   bool show_steps = false;
 };
 
-int generate(const GenerateArgs& a) {
+int generate(GenerateArgs a) {
+  a.opt.guidance_read = diffusion::parse_reward_read(a.guidance_read);
   std::vector<eval::GenerationPrompt> prompts;
   if (!a.input.empty()) {
     prompts = eval::read_prompts(a.input);
@@ -131,6 +133,10 @@ void add_generate_command(CLI::App& app, Action& action) {
                   "Reward-guidance ascent step on the logits at every denoising step (reference 0.5); 0 = off")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--guidance-read", args->guidance_read,
+                  "Where guidance reads the reward: last (the reference) or first_eos (where the reward model scores)")
+      ->check(CLI::IsMember({"last", "first_eos"}))
+      ->capture_default_str();
   cmd->callback([&action, args, cmd] {
     if (cmd->count("--prompt") == 0 && cmd->count("--input") == 0)
       throw CLI::ValidationError("--prompt/--input", "give --prompt TEXT or --input prompts.jsonl");

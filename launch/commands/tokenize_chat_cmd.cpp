@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/config/choices.h"
 #include "core/util/error.h"
 #include "data/chat.h"
 #include "data/jsonl.h"
@@ -111,7 +112,7 @@ struct ChatArgs {
   int64_t seq_len = 512;
   bool system_message = false;
   std::string turns = "first";
-  std::string too_long = "truncate_prompt";
+  std::string too_long = "truncate_right";
   bool skip_bad = false;
   bool preferences = false;
   int64_t show = 0;
@@ -128,7 +129,7 @@ int chat(const ChatArgs& a) {
   o.seq_len = a.seq_len;
   o.system_message = a.system_message;
   o.turns = a.turns == "all" ? data::ChatTurns::All : data::ChatTurns::First;
-  o.too_long = a.too_long == "drop" ? data::TooLongPolicy::Drop : data::TooLongPolicy::TruncatePrompt;
+  o.too_long = config::too_long_choices().parse(a.too_long);
   o.skip_bad = a.skip_bad;
   std::vector<std::filesystem::path> files(a.inputs.begin(), a.inputs.end());
 
@@ -153,15 +154,18 @@ int chat(const ChatArgs& a) {
     report = ds.report();
     for (int64_t i = 0; i < ds.size() && i < a.show; ++i) shown.push_back(ds.sequence(i));
   }
+  const auto policy = config::too_long_choices().parse(a.too_long);
   std::cout << fmt::format(
       "{}: {} record(s), {} example(s) of {} tokens\n"
-      "truncated (prompt cut from the left): {}\n"
-      "dropped (too long, policy drop): {}\n"
+      "truncated ({}): {}\n"
+      "dropped (too long, {}): {}\n"
       "dropped (response too long for the sequence length): {}\n"
       "bad lines skipped: {}\n"
       "system messages left out: {}\n",
       a.preferences ? "preference pairs" : "chat data", report.records, report.examples, a.seq_len,
-      report.truncated, report.dropped_too_long, report.dropped_response_too_long, report.bad_lines,
+      policy == config::TooLongPolicy::TruncateRight ? "cut at the sequence length" : "prompt cut from the left",
+      report.truncated,
+      policy == config::TooLongPolicy::TruncateRight ? "no answer token left" : "policy drop", report.dropped_too_long, report.dropped_response_too_long, report.bad_lines,
       report.system_left_out);
   for (const auto& b : report.first_bad) std::cout << "  bad: " << b << '\n';
   if (report.examples > 0) {
@@ -192,8 +196,10 @@ void add_chat(CLI::App& cmd, Action& action) {
   c->add_option("--turns", args->turns, "first user/assistant pair, or all turns with the last answer as the span (data.chat.turns)")
       ->check(CLI::IsMember({"first", "all"}))
       ->capture_default_str();
-  c->add_option("--too-long", args->too_long, "Examples longer than L: cut the prompt from the left or drop them (data.chat.too_long)")
-      ->check(CLI::IsMember({"truncate_prompt", "drop"}))
+  c->add_option("--too-long", args->too_long,
+                "Examples longer than L: cut the sequence at L (the reference), cut the prompt from the left, or drop "
+                "them (data.chat.too_long)")
+      ->check(CLI::IsMember(config::too_long_choices().names()))
       ->capture_default_str();
   c->add_flag("--skip-bad", args->skip_bad, "Skip malformed lines, reporting them (data.skip_bad_records)");
   c->add_flag("--preferences", args->preferences, "The input holds preference pairs {prompt, chosen, rejected}");

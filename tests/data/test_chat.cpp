@@ -239,6 +239,40 @@ TEST_CASE("system message and all-turns variants of the template", "[unit][data]
   }
 }
 
+TEST_CASE("truncate_right (the reference): the sequence is cut at L, the response loses its end and </s>",
+          "[unit][data]") {
+  auto tok = padded_tokenizer();
+  const int64_t L = 40;
+  auto o = options(L);
+  o.too_long = TooLongPolicy::TruncateRight;
+  ChatPrompt p;
+  p.user = "What is the value of stone?";
+  std::string long_answer;
+  for (int i = 0; i < 40; ++i) long_answer += "river stone ";
+  auto prompt_ids = encode_prompt(*tok, p);
+  auto full_r = encode_response(*tok, prompt_text(p), long_answer);
+  REQUIRE(static_cast<int64_t>(1 + prompt_ids.size() + full_r.size() + 1) > L);
+  auto res = encode_chat(*tok, p, {long_answer}, o);
+  REQUIRE(res.status == EncodeStatus::Truncated);
+  const auto& seq = res.sequences[0];
+  CHECK(seq.length == L);
+  CHECK(res.prompt.user == p.user);  // the prompt is whole
+  // <s> P, then the response's first L - 1 - |P| tokens, no </s>.
+  CHECK(std::vector<int32_t>(seq.ids.begin() + seq.prompt_length, seq.ids.end()) ==
+        std::vector<int32_t>(full_r.begin(), full_r.begin() + (L - seq.prompt_length)));
+  CHECK(std::find(seq.ids.begin(), seq.ids.end(), tok->eos_id()) == seq.ids.end());
+  for (int64_t i = 0; i < L; ++i) CHECK(seq.span_mask[static_cast<size_t>(i)] == (i >= seq.prompt_length ? 1 : 0));
+  // A prompt that leaves no response token: dropped, as the reference filters it.
+  ChatPrompt huge;
+  for (int i = 0; i < 30; ++i) huge.user += "garden apple ";
+  CHECK(encode_chat(*tok, huge, {"7"}, o).status == EncodeStatus::DroppedTooLong);
+  // What fits is untouched.
+  auto small = encode_chat(*tok, p, {"7"}, o);
+  CHECK(small.status == EncodeStatus::Ok);
+  CHECK(seq.prompt_length == small.sequences[0].prompt_length);
+  CHECK(small.sequences[0].ids[static_cast<size_t>(small.sequences[0].length - 1)] == tok->eos_id());
+}
+
 TEST_CASE("too-long examples: the prompt is cut from the left keeping the markers, or dropped, and all are counted", "[unit][data]") {
   auto tok = padded_tokenizer();
   const int64_t L = 40;
@@ -452,7 +486,7 @@ TEST_CASE("chat options come from the config keys", "[unit][data]") {
   auto d = ChatOptions::from_config(tess::config::Config{});
   CHECK(d.turns == ChatTurns::First);
   CHECK(!d.system_message);
-  CHECK(d.too_long == TooLongPolicy::TruncatePrompt);
+  CHECK(d.too_long == TooLongPolicy::TruncateRight);  // the reference's
 }
 
 TEST_CASE("tess tokenize chat prints the preprocessing report and renders examples", "[unit][data]") {
@@ -460,7 +494,7 @@ TEST_CASE("tess tokenize chat prints the preprocessing report and renders exampl
   auto file = dir.write("c.jsonl", chat_line("Hello there.", "Hello.").dump() + "\n{bad\n" +
                                        chat_line("What is the value of stone? Here are some records: river is 12, stone is 7.", "7").dump() + "\n");
   std::string base = "tokenize chat --tokenizer " + shell_quote(model_file().string()) + " --input " + shell_quote(file.string());
-  auto r = run_tess(base + " --seq-len 32 --skip-bad --show 2");
+  auto r = run_tess(base + " --seq-len 32 --skip-bad --show 2 --too-long truncate_prompt");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   CHECK_THAT(r.out, Contains("added [PAD]"));

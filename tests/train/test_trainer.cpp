@@ -570,7 +570,8 @@ TEST_CASE("train.epochs sets the step count from the data size, and is refused n
           "[integration][train]") {
   auto& w = workspace();
   auto cfg = w.config("epochs", "run:\n  stage: ar\n");
-  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.chat.string() + "]";
+  std::string common = " --set data.tokenizer=" + w.tokenizer.string() + " --set data.train=[" + w.chat.string() +
+                       "] --set data.chat.too_long=truncate_prompt";  // 32 positions: see Workspace::config
   auto run = w.dir / "runs/epochs";
   // 60 chat examples, 4 per step: 1.5 epochs = ceil(90 / 4) = 23 steps.
   train_ok(cfg, "--set run.dir=" + run.string() + common + " --set train.max_steps=0 --set train.epochs=1.5");

@@ -63,9 +63,13 @@ fs::path Workspace::config(const std::string& name, const std::string& body, boo
   std::string shape = fresh ? "model:\n  hidden_size: 32\n  intermediate_size: 64\n  num_layers: 2\n  num_heads: 4\n"
                               "  num_kv_heads: 2\n  max_position_embeddings: 64\n"
                             : "";
+  // The tiny tokenizer spends most of the 32 positions on the chat template:
+  // the reference's right cut (data.chat.too_long's default) would leave no
+  // answer token, so chat runs cut the prompt instead.
+  std::string chat = body.find("stage: instruction") != std::string::npos ? "  chat:\n    too_long: truncate_prompt\n" : "";
   return dir.write(name + ".yaml",
                    shape +
-                   "data:\n  seq_len: 32\n  prefetch: 2\n"
+                   "data:\n  seq_len: 32\n  prefetch: 2\n" + chat +
                    "train:\n  batch_size: 4\n  lr: 3.0e-3\n  lr_schedule: cosine\n  warmup_steps: 2\n"
                    "log:\n  every: 1\n  progress_interval_s: 1000\n" +
                        body);

@@ -61,7 +61,7 @@ TEST_CASE("the guidance step is scale x the gradient of the soft-sequence reward
   auto logits = torch::randn({span.rows, 20}, rng.generator()) * 2;
   logits[1][2] = 30;  // row 0 predicts EOS at its second span position: the reward is read there
   double scale = 0.7;
-  RewardGuidance guidance(*rm, scale, 2);
+  RewardGuidance guidance(*rm, scale, 2, RewardRead::FirstEos);
   auto hook = guidance.hook(batch);
   auto stepped = hook(3, logits, span);
   auto grad = (stepped - logits) / scale;
@@ -98,7 +98,7 @@ TEST_CASE("reward guidance raises the reward of sampled answers (same seeds)", "
     auto span = SpanIndex::from_mask(batch.span_mask);
     auto choice = ids.view(-1).index_select(0, span.flat);
     auto onehot = torch::one_hot(choice, c.vocab_size).to(torch::kFloat32) * 100.0;  // logits of the hard tokens
-    RewardGuidance probe(*rm, 0.0, 2);
+    RewardGuidance probe(*rm, 0.0, 2, RewardRead::FirstEos);
     probe.hook(batch)(0, onehot, span);
     return probe.step_rewards()[0];
   };
@@ -110,7 +110,7 @@ TEST_CASE("reward guidance raises the reward of sampled answers (same seeds)", "
     Sampler sampler(*lm, so);
     Rng a(seed, "generate"), b(seed, "generate");
     plain += hard_reward(sampler.sample(batch, a));
-    RewardGuidance guidance(*rm, 200.0, 2);
+    RewardGuidance guidance(*rm, 200.0, 2, RewardRead::FirstEos);
     guided += hard_reward(sampler.sample(batch, b, {}, guidance.hook(batch)));
   }
   INFO("mean reward without guidance " << plain / seeds << ", with " << guided / seeds);
@@ -185,7 +185,7 @@ TEST_CASE("on trained models, guidance raises the RM score and the share of pref
   Sampler sampler(*lm, so);
   Rng a(5, "generate"), b(5, "generate");
   auto plain = sampler.sample(batch, a);
-  RewardGuidance guidance(*rm, 2.0, 2);
+  RewardGuidance guidance(*rm, 2.0, 2, RewardRead::FirstEos);
   auto guided = sampler.sample(batch, b, {}, guidance.hook(batch));
   auto body = [](const torch::Tensor& ids) { return ids.narrow(1, 2, 4); };
   INFO("unguided: reward " << score(plain) << ", preferred share " << good_share(body(plain)));
@@ -200,7 +200,26 @@ TEST_CASE("on trained models, guidance raises the RM score and the share of pref
 
 TEST_CASE("guidance refuses a bf16 reward model and a negative scale", "[unit][diffusion][guidance]") {
   RewardModel rm(Decoder(config(20), 5), 6);
-  CHECK_THROWS_WITH(RewardGuidance(*rm, -1.0, 2), Catch::Contains("guidance scale must be >= 0"));
+  CHECK_THROWS_WITH(RewardGuidance(*rm, -1.0, 2, RewardRead::FirstEos), Catch::Contains("guidance scale must be >= 0"));
   rm->to(torch::kBFloat16);
-  CHECK_THROWS_WITH(RewardGuidance(*rm, 1.0, 2), Catch::Contains("fp32"));
+  CHECK_THROWS_WITH(RewardGuidance(*rm, 1.0, 2, RewardRead::FirstEos), Catch::Contains("fp32"));
+}
+
+TEST_CASE("guidance reads the reward at the last position (the reference) or at the first predicted EOS",
+          "[unit][diffusion]") {
+  // Two rows; spans at positions 3..6 and 2..6. Row 0 predicts EOS (2) at
+  // position 4 and 6, row 1 never.
+  auto mask = torch::zeros({2, 7}, torch::kBool);
+  mask[0].narrow(0, 3, 4).fill_(true);
+  mask[1].narrow(0, 2, 5).fill_(true);
+  auto span = SpanIndex::from_mask(mask);
+  std::vector<int64_t> choice = {9, 2, 9, 2, 9, 9, 9, 9, 9};
+  auto logits = torch::zeros({span.rows, 12});
+  for (int64_t i = 0; i < span.rows; ++i) logits[i][choice[static_cast<size_t>(i)]] = 1.0;
+  auto last = reward_read_positions(logits, span, 2, 2, RewardRead::Last);
+  auto eos = reward_read_positions(logits, span, 2, 2, RewardRead::FirstEos);
+  CHECK(torch::equal(last, torch::tensor({6, 6}, torch::kInt64)));
+  CHECK(torch::equal(eos, torch::tensor({4, 6}, torch::kInt64)));
+  CHECK(parse_reward_read("last") == RewardRead::Last);
+  CHECK_THROWS_WITH(parse_reward_read("eos"), Catch::Contains("expected last or first_eos"));
 }
