@@ -92,7 +92,7 @@ Ul2Options Ul2Options::from_config(const config::Config& config) {
     o.objectives.push_back(obj);
   }
   o.weights = config.get_float_list("data.ul2.weights");
-  o.variant = config.get_string("data.ul2.variant") == "tess_v1" ? Ul2Variant::TessV1 : Ul2Variant::Reference;
+  o.variant = config::ul2_variant_choices().parse(config.get_string("data.ul2.variant"));
   if (!o.weights.empty() && o.weights.size() != o.objectives.size())
     throw Error(fmt::format("data.ul2.weights has {} value(s) but data.ul2.objectives names {} objective(s)",
                             o.weights.size(), o.objectives.size()));

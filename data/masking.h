@@ -36,6 +36,8 @@
 #include <string>
 #include <vector>
 
+#include "core/config/choices.h"
+
 namespace at {
 class Tensor;
 }
@@ -48,7 +50,7 @@ class Rng;
 
 namespace tess::data {
 
-enum class Ul2Variant { Reference, TessV1 };
+using config::Ul2Variant;  // data.ul2.variant
 
 // One member of the UL2 mixture.
 struct SpanObjective {

@@ -278,9 +278,9 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
   o.generate.batch_size = cfg.get_int("eval.batch_size");
   o.generate.reward_model = cfg.get_string("eval.reward_model");
   o.generate.guidance_scale = cfg.get_float("eval.guidance_scale");
-  o.generate.guidance_read = diffusion::parse_reward_read(cfg.get_string("eval.guidance_read"));
+  o.generate.guidance_read = diffusion::reward_read_choices().parse(cfg.get_string("eval.guidance_read"));
   o.generate.device = cfg.get_string("eval.device");
-  o.generate.stop = {cfg.get_bool("sample.adaptive"), cfg.get_int("sample.stable_steps"), cfg.get_float("sample.margin")};
+  o.generate.stop = diffusion::StopRule::from_config(cfg);
   o.generate.cpu_cache =
       config::cpu_allocator_choices().parse(cfg.get_string("run.cpu_allocator")) == config::CpuAllocator::Caching;
   o.perplexity_model = cfg.get_string("eval.perplexity_model");
@@ -360,7 +360,7 @@ EvalResult evaluate(const EvalOptions& o) {
     settings["guidance_scale"] = g.guidance_scale;
     if (g.guidance_scale > 0) {
       settings["guidance_reward_model"] = g.reward_model.string();
-      settings["guidance_read"] = diffusion::reward_read_name(g.guidance_read);
+      settings["guidance_read"] = diffusion::reward_read_choices().name(g.guidance_read);
     }
     if (g.stop.enabled)
       settings["adaptive"] = {{"stable_steps", g.stop.stable_steps}, {"margin", g.stop.margin}};

@@ -69,4 +69,10 @@ const util::Choices<TooLongPolicy>& too_long_choices() {
   return c;
 }
 
+const util::Choices<Ul2Variant>& ul2_variant_choices() {
+  static const util::Choices<Ul2Variant> c("data.ul2.variant",
+                                           {{Ul2Variant::Reference, "reference"}, {Ul2Variant::TessV1, "tess_v1"}});
+  return c;
+}
+
 }  // namespace tess::config

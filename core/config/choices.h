@@ -43,4 +43,8 @@ const util::Choices<ChatTurns>& chat_turns_choices();
 enum class TooLongPolicy { TruncateRight, TruncatePrompt, Drop };
 const util::Choices<TooLongPolicy>& too_long_choices();
 
+// data.ul2.variant (data/masking.h uses this enum).
+enum class Ul2Variant { Reference, TessV1 };
+const util::Choices<Ul2Variant>& ul2_variant_choices();
+
 }  // namespace tess::config

@@ -4,6 +4,7 @@
 #include "core/config/choices.h"
 #include "core/config/schema.h"
 #include "core/diffusion/diffusion_lm.h"
+#include "core/diffusion/guidance.h"
 #include "core/diffusion/noise_scheduler.h"
 #include "core/diffusion/sampler.h"
 #include "core/model/model_config.h"
@@ -85,7 +86,7 @@ void add_data_masking_chat(Schema& s) {
         "then a member uniformly: prefix_lm 1/3, t5_* 1/6, extreme_* 1/9; prefix: the start token and 1..floor((L-1)/2)-1 "
         "more tokens clean; span counts floored; rows end noised); tess_v1 = tess's first mixture (six at equal chance, "
         "prefix 1..L-2, counts rounded, the last segment clean or empty).")
-      .choices({"reference", "tess_v1"});
+      .choices(ul2_variant_choices().names());
   s.add("data.ul2.weights", std::vector<double>{},
         "Relative chance of each objective, in the order of data.ul2.objectives; empty = data.ul2.variant's mixture.")
       .min(0);
@@ -218,7 +219,7 @@ void add_eval(Schema& s) {
   s.add("eval.guidance_read", "last",
         "Where reward guidance reads the reward: last = the row's last position, as the reference does; first_eos = the "
         "first span position predicted as EOS (where the reward model was trained to score), else the last.")
-      .choices({"last", "first_eos"});
+      .choices(diffusion::reward_read_choices().names());
   s.add("eval.device", "auto",
         "Where the sampler runs: auto (CUDA device 0 when LibTorch sees one), cpu, cuda or cuda:N. Tokens are chosen "
         "on the host; scoring models (reward, perplexity, multiple choice) run on the CPU.");

@@ -18,13 +18,11 @@ RewardGuidance::RewardGuidance(model::RewardModelImpl& reward_model, double scal
   rm_.eval();
 }
 
-RewardRead parse_reward_read(const std::string& name) {
-  if (name == "last") return RewardRead::Last;
-  if (name == "first_eos") return RewardRead::FirstEos;
-  throw Error(fmt::format("reward read position '{}': expected last or first_eos", name));
+const util::Choices<RewardRead>& reward_read_choices() {
+  static const util::Choices<RewardRead> c("reward read position",
+                                           {{RewardRead::Last, "last"}, {RewardRead::FirstEos, "first_eos"}});
+  return c;
 }
-
-const char* reward_read_name(RewardRead read) { return read == RewardRead::Last ? "last" : "first_eos"; }
 
 torch::Tensor reward_read_positions(const torch::Tensor& logits, const SpanIndex& span, int64_t rows, int64_t eos_id,
                                     RewardRead read) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/diffusion/sampler.h"
+#include "core/util/choices.h"
 
 namespace tess::model {
 class RewardModelImpl;
@@ -25,8 +26,7 @@ class RewardModelImpl;
 namespace tess::diffusion {
 
 enum class RewardRead { Last, FirstEos };
-RewardRead parse_reward_read(const std::string& name);  // "last" | "first_eos"; else a tess::Error
-const char* reward_read_name(RewardRead read);
+const util::Choices<RewardRead>& reward_read_choices();  // eval.guidance_read
 
 // Per row of a batch of `rows`, the span position the reward is read at
 // (int64 [rows], on the logits' device) from the step's span logits.

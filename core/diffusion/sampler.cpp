@@ -26,8 +26,12 @@ SamplerOptions SamplerOptions::from_config(const config::Config& cfg) {
   o.temperature = cfg.get_float("eval.temperature");
   o.simplex_value = cfg.get_float("diffusion.simplex_value");
   o.schedule = parse_schedule(cfg.get_string("diffusion.schedule"));
-  o.stop = {cfg.get_bool("sample.adaptive"), cfg.get_int("sample.stable_steps"), cfg.get_float("sample.margin")};
+  o.stop = StopRule::from_config(cfg);
   return o;
+}
+
+StopRule StopRule::from_config(const config::Config& cfg) {
+  return {cfg.get_bool("sample.adaptive"), cfg.get_int("sample.stable_steps"), cfg.get_float("sample.margin")};
 }
 
 SampleBatch SampleBatch::to(c10::Device device) const {
@@ -178,6 +182,23 @@ torch::Tensor Sampler::choose_tokens(const torch::Tensor& logits, util::Rng& rng
   return diffusion::choose_tokens(logits, options_.top_p, options_.temperature, rng);
 }
 
+torch::Tensor Sampler::step_logits(const SampleBatch& batch, const SpanIndex& span, const torch::Tensor& x,
+                                   const torch::Tensor& prev, int64_t t, const GuidanceHook& guidance) {
+  const int64_t n = scheduler_.timesteps();
+  RowSource rows = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
+  DiffusionInputs in{batch.ids, batch.span_mask,
+                     torch::full({batch.ids.size(0)}, static_cast<float>(t) / static_cast<float>(n),
+                                 torch::TensorOptions().dtype(torch::kFloat32).device(batch.ids.device())),
+                     batch.key_mask};
+  auto logits = model_.span_logits(in, span, rows, prev).to(torch::kFloat32);
+  return guidance ? guidance(t, logits, span) : logits;
+}
+
+torch::Tensor Sampler::renoise(const torch::Tensor& tokens, int64_t t, const torch::Tensor& z) const {
+  auto a = torch::full({z.size(0)}, scheduler_.abar_prev(t), z.options());
+  return noisy_simplex_rows(tokens, a, z, options_.simplex_value);
+}
+
 torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const StepCallback& on_step,
                               const GuidanceHook& guidance) {
   torch::NoGradGuard no_grad;
@@ -189,21 +210,13 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
   std::iota(all_rows.begin(), all_rows.end(), 0);
   auto x = gaussian_rows(rng, span.rows, vocab, on.device()) * k;  // x_T = k * noise on the span
   torch::Tensor prev, logits;
-  RowSource rows = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
   for (int64_t step = 0; step < n; ++step) {
     int64_t t = n - 1 - step;
-    DiffusionInputs in{batch.ids, batch.span_mask,
-                       torch::full({batch.ids.size(0)}, static_cast<float>(t) / static_cast<float>(n), on),
-                       batch.key_mask};
-    logits = model_.span_logits(in, span, rows, prev).to(torch::kFloat32);
-    if (guidance) logits = guidance(t, logits, span);
+    logits = step_logits(batch, span, x, prev, t, guidance);
     prev = logits;  // self-conditioning input of the next step (guided, as in the reference)
     auto tokens = choose_tokens(logits, rng);
     if (on_step) on_step(StepInfo{step, t, logits, tokens, span, all_rows});
-    if (t > 0) {
-      auto a = torch::full({span.rows}, scheduler_.abar_prev(t), on);
-      x = noisy_simplex_rows(tokens, a, gaussian_rows(rng, span.rows, vocab, on.device()), k);
-    }
+    if (t > 0) x = renoise(tokens, t, gaussian_rows(rng, span.rows, vocab, on.device()));
   }
   auto out = batch.ids.clone();
   out.view(-1).index_copy_(0, span.flat, logits.argmax(-1));
@@ -227,36 +240,33 @@ AnswerCheck check_answer(const torch::Tensor& now, const torch::Tensor& before, 
 namespace {
 
 // The rows still sampled by sample_rows, each with its own stream: the batch
-// (rows in the input's order), its span index, how many span rows each has,
-// and per row the consecutive steps its argmax held.
+// (rows in the input's order), its span index, where each row's span rows
+// start and how many it has, and per row the consecutive steps its argmax held.
 struct ActiveRows {
   SampleBatch batch;
   SpanIndex span;
-  std::vector<int64_t> input_row, span_rows, stable;
+  std::vector<int64_t> input_row, span_start, span_rows, stable;
 
-  ActiveRows(const SampleBatch& b, size_t n)
-      : batch(b), span(SpanIndex::from_mask(b.span_mask)), input_row(n), stable(n, 0) {
+  explicit ActiveRows(const SampleBatch& b)
+      : batch(b), span(SpanIndex::from_mask(b.span_mask)), input_row(static_cast<size_t>(b.ids.size(0))),
+        stable(input_row.size(), 0) {
     std::iota(input_row.begin(), input_row.end(), 0);
     count_span_rows();
   }
   void count_span_rows() {
     auto c = batch.span_mask.sum(1).cpu();
     span_rows.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+    span_start.assign(span_rows.size(), 0);
+    std::partial_sum(span_rows.begin(), span_rows.end() - 1, span_start.begin() + 1);
   }
   // Row i's span rows in [N, ...] span tensors.
-  torch::Tensor of(const torch::Tensor& t, size_t i) const {
-    int64_t start = std::accumulate(span_rows.begin(), span_rows.begin() + static_cast<std::ptrdiff_t>(i), int64_t{0});
-    return t.narrow(0, start, span_rows[i]);
-  }
+  torch::Tensor of(const torch::Tensor& t, size_t i) const { return t.narrow(0, span_start[i], span_rows[i]); }
   // Keeps the rows `keep` (ascending); span tensors in `span_tensors` follow.
   void keep_only(const std::vector<size_t>& keep, std::vector<torch::Tensor*> span_tensors) {
     std::vector<int64_t> rows_kept, span_kept;
-    int64_t start = 0;
-    for (size_t i = 0, next = 0; i < input_row.size(); start += span_rows[i], ++i) {
-      if (next >= keep.size() || keep[next] != i) continue;
-      ++next;
+    for (size_t i : keep) {
       rows_kept.push_back(static_cast<int64_t>(i));
-      for (int64_t r = 0; r < span_rows[i]; ++r) span_kept.push_back(start + r);
+      for (int64_t r = 0; r < span_rows[i]; ++r) span_kept.push_back(span_start[i] + r);
     }
     auto device = batch.ids.device();
     auto rk = torch::tensor(rows_kept, torch::kInt64).to(device), sk = torch::tensor(span_kept, torch::kInt64).to(device);
@@ -288,7 +298,7 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
   const double k = options_.simplex_value;
   const auto& stop = options_.stop;
   auto on = torch::TensorOptions().dtype(torch::kFloat32).device(batch.ids.device());
-  ActiveRows active(batch, rows);
+  ActiveRows active(batch);
   SampleResult out{batch.ids.clone(), std::vector<int64_t>(rows, n)};
   // Per row, from its own stream, in row order.
   auto per_row = [&](const std::function<torch::Tensor(size_t)>& f) {
@@ -309,12 +319,7 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
   GuidanceHook guidance = guidance_for ? guidance_for(active.batch) : GuidanceHook{};
   for (int64_t step = 0; step < n; ++step) {
     int64_t t = n - 1 - step;
-    RowSource source = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
-    DiffusionInputs in{active.batch.ids, active.batch.span_mask,
-                       torch::full({active.batch.ids.size(0)}, static_cast<float>(t) / static_cast<float>(n), on),
-                       active.batch.key_mask};
-    logits = model_.span_logits(in, active.span, source, prev).to(torch::kFloat32);
-    if (guidance) logits = guidance(t, logits, active.span);
+    logits = step_logits(active.batch, active.span, x, prev, t, guidance);
     prev = logits;
     auto tokens = per_row([&](size_t i) {
       return choose_tokens(active.of(logits, i), streams[static_cast<size_t>(active.input_row[i])]);
@@ -343,8 +348,7 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
         if (guidance_for) guidance = guidance_for(active.batch);
       }
     }
-    auto a = torch::full({active.span.rows}, scheduler_.abar_prev(t), on);
-    x = noisy_simplex_rows(tokens, a, per_row(noise), k);
+    x = renoise(tokens, t, per_row(noise));
   }
   auto answer = logits.argmax(-1);
   for (size_t i = 0; i < active.input_row.size(); ++i) finish(i, active.of(answer, i), n);

@@ -37,6 +37,7 @@ struct StopRule {
   int64_t stable_steps = 2;
   double margin = 0.5;
   int64_t end_id = -1, pad_id = -1;  // -1: none (the whole span is the answer)
+  static StopRule from_config(const config::Config& cfg);  // sample.*; the caller sets end_id and pad_id
 };
 
 // One row's step under adaptive stopping, on the host: whether its answer
@@ -122,6 +123,13 @@ class Sampler {
                                                         int64_t eos_id, int64_t pad_id);
 
  private:
+  // One denoising step's span logits at t (fp32, after guidance) from the
+  // noisy simplex rows x and the previous step's logits.
+  torch::Tensor step_logits(const SampleBatch& batch, const SpanIndex& span, const torch::Tensor& x,
+                            const torch::Tensor& prev, int64_t t, const GuidanceHook& guidance);
+  // The chosen tokens' simplex re-noised with z to the level of step t - 1.
+  torch::Tensor renoise(const torch::Tensor& tokens, int64_t t, const torch::Tensor& z) const;
+
   DiffusionLMImpl& model_;
   SamplerOptions options_;
   NoiseScheduler scheduler_;

@@ -53,7 +53,6 @@ HostSyncCounter::~HostSyncCounter() {
 
 int64_t HostSyncCounter::count() const { return static_cast<int64_t>(tally.ops.size()); }
 std::vector<std::string> HostSyncCounter::ops() const { return tally.ops; }
-void HostSyncCounter::reset() { tally.ops.clear(); }
 
 CpuOnlyCheck::CpuOnlyCheck() {
   if (tally.active) ++tally.cpu_only_depth;

@@ -6,7 +6,6 @@
 // (train/train_step.h), through read_to_host(). HostSyncCounter counts them
 // on a CPU too, which is how the tests keep the step at one.
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,8 +16,8 @@ namespace tess::util {
 // The values of a small tensor as host doubles (one device->host copy).
 std::vector<double> read_to_host(const at::Tensor& t);
 
-// While alive, counts on the calling thread (and the autograd work it
-// starts) the ops that would make the host wait for a device: .item()
+// While alive, counts on the calling thread (where a CPU backward runs too)
+// the ops that would make the host wait for a device: .item()
 // (aten::_local_scalar_dense), nonzero, masked_select, unique and
 // read_to_host. Ops inside a CpuOnlyCheck are not counted.
 class HostSyncCounter {
@@ -30,7 +29,6 @@ class HostSyncCounter {
 
   int64_t count() const;
   std::vector<std::string> ops() const;  // the counted ops' names, in order
-  void reset();
 
  private:
   uint64_t handle_ = 0;

@@ -31,7 +31,7 @@ struct GenerateArgs {
 };
 
 int generate(GenerateArgs a) {
-  a.opt.guidance_read = diffusion::parse_reward_read(a.guidance_read);
+  a.opt.guidance_read = diffusion::reward_read_choices().parse(a.guidance_read);
   std::vector<eval::GenerationPrompt> prompts;
   if (!a.input.empty()) {
     prompts = eval::read_prompts(a.input);
@@ -135,7 +135,7 @@ void add_generate_command(CLI::App& app, Action& action) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--guidance-read", args->guidance_read,
                   "Where guidance reads the reward: last (the reference) or first_eos (where the reward model scores)")
-      ->check(CLI::IsMember({"last", "first_eos"}))
+      ->check(CLI::IsMember(diffusion::reward_read_choices().names()))
       ->capture_default_str();
   cmd->callback([&action, args, cmd] {
     if (cmd->count("--prompt") == 0 && cmd->count("--input") == 0)

@@ -220,6 +220,6 @@ TEST_CASE("guidance reads the reward at the last position (the reference) or at 
   auto eos = reward_read_positions(logits, span, 2, 2, RewardRead::FirstEos);
   CHECK(torch::equal(last, torch::tensor({6, 6}, torch::kInt64)));
   CHECK(torch::equal(eos, torch::tensor({4, 6}, torch::kInt64)));
-  CHECK(parse_reward_read("last") == RewardRead::Last);
-  CHECK_THROWS_WITH(parse_reward_read("eos"), Catch::Contains("expected last or first_eos"));
+  CHECK(reward_read_choices().parse("last") == RewardRead::Last);
+  CHECK_THROWS_WITH(reward_read_choices().parse("eos"), Catch::Contains("expected last or first_eos"));
 }
