@@ -128,7 +128,7 @@ int chat(const ChatArgs& a) {
   data::ChatOptions o;
   o.seq_len = a.seq_len;
   o.system_message = a.system_message;
-  o.turns = a.turns == "all" ? data::ChatTurns::All : data::ChatTurns::First;
+  o.turns = config::chat_turns_choices().parse(a.turns);
   o.too_long = config::too_long_choices().parse(a.too_long);
   o.skip_bad = a.skip_bad;
   std::vector<std::filesystem::path> files(a.inputs.begin(), a.inputs.end());
@@ -154,7 +154,7 @@ int chat(const ChatArgs& a) {
     report = ds.report();
     for (int64_t i = 0; i < ds.size() && i < a.show; ++i) shown.push_back(ds.sequence(i));
   }
-  const auto policy = config::too_long_choices().parse(a.too_long);
+  const bool cut_right = o.too_long == config::TooLongPolicy::TruncateRight;
   std::cout << fmt::format(
       "{}: {} record(s), {} example(s) of {} tokens\n"
       "truncated ({}): {}\n"
@@ -163,10 +163,9 @@ int chat(const ChatArgs& a) {
       "bad lines skipped: {}\n"
       "system messages left out: {}\n",
       a.preferences ? "preference pairs" : "chat data", report.records, report.examples, a.seq_len,
-      policy == config::TooLongPolicy::TruncateRight ? "cut at the sequence length" : "prompt cut from the left",
-      report.truncated,
-      policy == config::TooLongPolicy::TruncateRight ? "no answer token left" : "policy drop", report.dropped_too_long, report.dropped_response_too_long, report.bad_lines,
-      report.system_left_out);
+      cut_right ? "cut at the sequence length" : "prompt cut from the left", report.truncated,
+      cut_right ? "no answer token left" : "policy drop", report.dropped_too_long, report.dropped_response_too_long,
+      report.bad_lines, report.system_left_out);
   for (const auto& b : report.first_bad) std::cout << "  bad: " << b << '\n';
   if (report.examples > 0) {
     const double n = static_cast<double>(report.examples) * (a.preferences ? 2.0 : 1.0);
@@ -194,7 +193,7 @@ void add_chat(CLI::App& cmd, Action& action) {
   c->add_flag("--system-message", args->system_message,
               "Render a leading system message as <|system|>\\n{system}\\n (data.chat.system_message)");
   c->add_option("--turns", args->turns, "first user/assistant pair, or all turns with the last answer as the span (data.chat.turns)")
-      ->check(CLI::IsMember({"first", "all"}))
+      ->check(CLI::IsMember(config::chat_turns_choices().names()))
       ->capture_default_str();
   c->add_option("--too-long", args->too_long,
                 "Examples longer than L: cut the sequence at L (the reference), cut the prompt from the left, or drop "
