@@ -177,10 +177,11 @@ Batch make_batch(const Examples& examples, const std::vector<int64_t>& indices, 
   return out;
 }
 
-std::vector<Batch> validation_batches(const Examples& examples, int64_t batch_size, int64_t count, bool eval_spans) {
+std::vector<Batch> validation_batches(const Examples& examples, int64_t batch_size, int64_t count,
+                                      std::optional<config::Ul2Variant> eval_spans) {
   std::vector<Batch> out;
   SpanMaskSource spans;
-  if (eval_spans) spans = [](int64_t b, int64_t l) { return SpanMasker::eval_batch(b, l); };
+  if (eval_spans) spans = [v = *eval_spans](int64_t b, int64_t l) { return SpanMasker::eval_batch(b, l, v); };
   for (int64_t start = 0; start < examples.size() && static_cast<int64_t>(out.size()) < count; start += batch_size) {
     std::vector<int64_t> indices;
     for (int64_t i = start; i < std::min(start + batch_size, examples.size()); ++i) indices.push_back(i);

@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,7 +89,9 @@ Batch make_batch(const Examples& examples, const std::vector<int64_t>& indices, 
 
 // Validation: the first `count` batches of `batch_size` examples in order,
 // with SpanMasker::eval_batch masks when `eval_spans` (else the examples').
-std::vector<Batch> validation_batches(const Examples& examples, int64_t batch_size, int64_t count, bool eval_spans);
+// With `eval_spans`, SpanMasker::eval_batch masks of that UL2 variant; without, the examples' own masks.
+std::vector<Batch> validation_batches(const Examples& examples, int64_t batch_size, int64_t count,
+                                      std::optional<config::Ul2Variant> eval_spans);
 
 // ---------------------------------------------------------------------------
 // Micro-batch slots and their random streams.

@@ -290,14 +290,15 @@ SpanMaskBatch SpanMasker::train_batch(int64_t batch, int64_t length, util::Rng& 
   return batch_for(index, batch, length, rng);
 }
 
-SpanMaskBatch SpanMasker::eval_batch(int64_t batch, int64_t length) {
+SpanMaskBatch SpanMasker::eval_batch(int64_t batch, int64_t length, Ul2Variant variant) {
   check_length(length, 2);
   SpanMaskBatch out;
   out.objective = "eval_prefix";
   out.batch = batch;
   out.length = length;
   out.mask.resize(static_cast<size_t>(batch * length));
-  for (int64_t b = 0; b < batch; ++b) prefix_mask(length, length / 2, out.mask.data() + b * length);
+  int64_t prefix = variant == Ul2Variant::Reference ? 1 + (length - 1) / 2 : length / 2;
+  for (int64_t b = 0; b < batch; ++b) prefix_mask(length, prefix, out.mask.data() + b * length);
   return out;
 }
 

@@ -112,8 +112,10 @@ class SpanMasker {
   SpanMaskBatch train_batch(int64_t batch, int64_t length, util::Rng& rng) const;
   // Same with a fixed objective (index into options().objectives).
   SpanMaskBatch batch_for(int objective_index, int64_t batch, int64_t length, util::Rng& rng) const;
-  // Evaluation masks: first floor(length / 2) tokens clean, the rest noised.
-  static SpanMaskBatch eval_batch(int64_t batch, int64_t length);
+  // Evaluation masks: a fixed clean prefix, the rest noised. The prefix is
+  // the reference's 1 + floor((length - 1) / 2) for the reference variant and
+  // floor(length / 2) for tess_v1 (they differ by one token at odd lengths).
+  static SpanMaskBatch eval_batch(int64_t batch, int64_t length, Ul2Variant variant = Ul2Variant::Reference);
 
   // ---- single rows (out has `length` entries) ----
   // First `prefix` tokens clean, the rest noised; 1 <= prefix <= length - 1.

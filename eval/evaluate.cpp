@@ -117,24 +117,53 @@ json perplexity_metric(const fs::path& model_dir, const std::vector<GenerationPr
           {"perplexity_tokens", tokens}};
 }
 
-// `rm_dir` passed check_metric_inputs (a reward model with the model's tokenizer).
-json reward_metric(const fs::path& rm_dir, const data::Tokenizer& tok, const std::vector<GenerationPrompt>& prompts,
-                   const std::vector<Generation>& gens, int64_t batch) {
+// The reward model's score of each (prompt, answer, EOS), read at the EOS.
+// `rm_dir` passed check_metric_inputs (a reward model with the model's
+// tokenizer). `same_tokenizer`: the answers' own tokens are scored, else their
+// text is re-encoded.
+std::vector<double> reward_scores(const fs::path& rm_dir, const data::Tokenizer& tok,
+                                  const std::vector<GenerationPrompt>& prompts, const std::vector<Generation>& gens,
+                                  int64_t batch, bool same_tokenizer) {
   torch::NoGradGuard no_grad;
   auto rm = model::load_reward_model(rm_dir, std::string("float32"));
   rm->eval();
   int64_t pad = tok.pad_id() >= 0 ? tok.pad_id() : tok.eos_id();
-  double sum = 0;
+  std::vector<double> scores;
   for (size_t start = 0; start < gens.size(); start += static_cast<size_t>(batch)) {
     std::vector<std::vector<int64_t>> rows;
     std::vector<int64_t> at;
     for (size_t i = start; i < std::min(gens.size(), start + static_cast<size_t>(batch)); ++i) {
-      rows.push_back(sequence_of(tok, prompts[i], gens[i], true).ids);
+      rows.push_back(sequence_of(tok, prompts[i], gens[i], same_tokenizer).ids);
       at.push_back(static_cast<int64_t>(rows.back().size()) - 1);  // the EOS
     }
-    sum += rm->forward(pad_rows(rows, pad), torch::tensor(at, torch::kInt64)).sum().item<double>();
+    auto s = rm->forward(pad_rows(rows, pad), torch::tensor(at, torch::kInt64)).to(torch::kFloat64).contiguous();
+    scores.insert(scores.end(), s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
   }
+  return scores;
+}
+
+json reward_metric(const fs::path& rm_dir, const data::Tokenizer& tok, const std::vector<GenerationPrompt>& prompts,
+                   const std::vector<Generation>& gens, int64_t batch) {
+  auto scores = reward_scores(rm_dir, tok, prompts, gens, batch, true);
+  double sum = 0;
+  for (double x : scores) sum += x;
   return {{"reward", sum / static_cast<double>(gens.size())}, {"reward_model", rm_dir.string()}};
+}
+
+// A task's judge (alpaca_eval): the reward model scores each response's text
+// as an answer to its prompt, re-encoded, so model outputs and reference
+// outputs are judged alike, with the reward model's own tokenizer.
+tasks::Judge reward_judge(const fs::path& rm_dir, int64_t batch) {
+  return [=](const std::vector<std::string>& prompts, const std::vector<std::string>& responses) {
+    auto tok = data::load_tokenizer(rm_dir);
+    std::vector<GenerationPrompt> ps(prompts.size());
+    std::vector<Generation> gs(responses.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      ps[i].prompt.user = prompts[i];
+      gs[i].output = responses[i];
+    }
+    return reward_scores(rm_dir, *tok, ps, gs, batch, false);
+  };
 }
 
 // ---- multiple choice ------------------------------------------------------------------
@@ -216,22 +245,29 @@ class DiffusionChoiceScorer : public ChoiceScorer {
   uint64_t seed_;
 };
 
-json multiple_choice_metric(const EvalOptions& o, const std::vector<data::EvalRecord>& records) {
+// The index of the most likely choice of each record.
+std::vector<int64_t> rank_choices(const EvalOptions& o, const std::vector<data::EvalRecord>& records) {
   torch::NoGradGuard no_grad;
   std::unique_ptr<ChoiceScorer> scorer;
   if (o.generate.ar) scorer = std::make_unique<ArChoiceScorer>(o.model);
   else scorer = std::make_unique<DiffusionChoiceScorer>(o.model, o.choice_samples, o.generate.seed);
   std::optional<util::Progress> bar;
   if (o.progress) bar.emplace("multiple choice ", static_cast<int64_t>(records.size()));
-  int64_t correct = 0, total = 0;
+  std::vector<int64_t> best;
   for (const auto& r : records) {
     auto scores = scorer->score(r);
-    auto best = std::max_element(scores.begin(), scores.end()) - scores.begin();
-    correct += best == r.choice_answer;
-    ++total;
+    best.push_back(std::max_element(scores.begin(), scores.end()) - scores.begin());
     if (bar) bar->advance();
   }
   if (bar) bar->finish();
+  return best;
+}
+
+json multiple_choice_metric(const EvalOptions& o, const std::vector<data::EvalRecord>& records) {
+  auto best = rank_choices(o, records);
+  int64_t correct = 0;
+  for (size_t i = 0; i < records.size(); ++i) correct += best[i] == records[i].choice_answer;
+  auto total = static_cast<int64_t>(records.size());
   return {{"multiple_choice", static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(total, 1))},
           {"multiple_choice_n", total}};
 }
@@ -281,11 +317,18 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
   o.generate.guidance_read = diffusion::reward_read_choices().parse(cfg.get_string("eval.guidance_read"));
   o.generate.device = cfg.get_string("eval.device");
   o.generate.stop = diffusion::StopRule::from_config(cfg);
+  o.generate.cache_refresh = cfg.get_int("sample.cache_refresh");
   o.generate.cpu_cache =
       config::cpu_allocator_choices().parse(cfg.get_string("run.cpu_allocator")) == config::CpuAllocator::Caching;
   o.perplexity_model = cfg.get_string("eval.perplexity_model");
   o.limit = cfg.get_int("eval.limit");
   o.choice_samples = cfg.get_int("eval.choice_samples");
+  o.task = cfg.get_string("eval.task");
+  if (!o.task.empty()) tasks::find_task(o.task);  // a typo fails here, naming the known tasks
+  o.task_options.shots = cfg.get_int("eval.shots");
+  o.task_options.prompts = cfg.get_string("eval.task_prompts");
+  o.task_options.reference_outputs = cfg.get_string("eval.reference_outputs");
+  o.task_options.likelihood = cfg.get_string("eval.mmlu_mode") == "likelihood";
   plan.sweep = cfg.get_string("eval.sweep");
   plan.output = cfg.get_string("eval.output");
   plan.samples = cfg.get_string("eval.samples");
@@ -312,12 +355,15 @@ void check_metric_inputs(const EvalOptions& o, const std::vector<data::EvalRecor
     if (o.perplexity_model.empty()) throw Error("the perplexity metric needs --perplexity-model DIR (an AR model)");
     model_dir(o.perplexity_model, "--perplexity-model");
   }
-  if (wants("reward")) {
+  if (wants("reward") || wants("judge")) {
     auto rm = reward_metric_model(o);
-    if (rm.empty()) throw Error("the reward metric needs --reward-model DIR");
+    if (rm.empty())
+      throw Error(wants("judge") ? fmt::format("--task {} is judged by a reward model: give --reward-model DIR", o.task)
+                                 : std::string("the reward metric needs --reward-model DIR"));
     model_dir(rm, "--reward-model");
     model::require_reward_model(rm);
-    check_same_tokenizer(*data::load_tokenizer(o.model), o.model, rm);
+    // The reward metric scores the generated ids; a judge re-encodes text with its own tokenizer.
+    if (wants("reward")) check_same_tokenizer(*data::load_tokenizer(o.model), o.model, rm);
   }
   if (wants("multiple_choice"))
     for (const auto& r : records)
@@ -328,18 +374,49 @@ void check_metric_inputs(const EvalOptions& o, const std::vector<data::EvalRecor
 
 }  // namespace
 
+namespace {
+
+data::EvalRecord as_record(const tasks::TaskItem& it) {
+  data::EvalRecord r;
+  r.prompt.user = it.prompt;
+  r.reference = it.reference;
+  r.task = it.group;
+  r.line = it.line;
+  r.choices = it.choices;
+  r.choice_answer = it.answer_index;
+  return r;
+}
+
+}  // namespace
+
 EvalResult evaluate(const EvalOptions& o) {
   for (const auto& m : o.metrics)
     if (std::find(metric_names().begin(), metric_names().end(), m) == metric_names().end())
       throw Error(fmt::format("unknown metric '{}' (expected one of: {})", m, fmt::join(metric_names(), ", ")));
-  auto wants = [&](const char* m) { return std::find(o.metrics.begin(), o.metrics.end(), m) != o.metrics.end(); };
+  const tasks::Task* task = o.task.empty() ? nullptr : &tasks::find_task(o.task);
+  // A task's own scorer replaces exact_match and multiple_choice; "judge" is
+  // its reward-model judge (alpaca_eval).
+  auto wants = [&](const char* m) {
+    if (std::string(m) == "judge") return task && task->needs_judge();
+    if (task && (std::string(m) == "exact_match" || std::string(m) == "multiple_choice")) return false;
+    return std::find(o.metrics.begin(), o.metrics.end(), m) != o.metrics.end();
+  };
   data::ChatOptions co;
   co.progress = false;
   if (!fs::exists(o.data)) throw Error(fmt::format("eval data {} does not exist", o.data.string()));
-  auto records = data::read_eval_records(o.data, co);
+  std::vector<tasks::TaskItem> items;
+  std::vector<data::EvalRecord> records;
+  if (task) {
+    items = task->load(o.data, o.task_options);
+    if (o.limit > 0 && static_cast<int64_t>(items.size()) > o.limit) items.resize(static_cast<size_t>(o.limit));
+    for (const auto& it : items) records.push_back(as_record(it));
+  } else {
+    records = data::read_eval_records(o.data, co);
+  }
   if (records.empty()) throw Error(fmt::format("eval data {} holds no records", o.data.string()));
   if (o.limit > 0 && static_cast<int64_t>(records.size()) > o.limit) records.resize(static_cast<size_t>(o.limit));
   check_metric_inputs(o, records, wants);
+  bool ranks = task && task->ranks_choices(o.task_options);
 
   EvalResult result;
   const auto& g = o.generate;
@@ -364,10 +441,21 @@ EvalResult evaluate(const EvalOptions& o) {
     }
     if (g.stop.enabled)
       settings["adaptive"] = {{"stable_steps", g.stop.stable_steps}, {"margin", g.stop.margin}};
+    if (g.cache_refresh > 0) settings["cache_refresh"] = g.cache_refresh;
+  }
+  if (task) {
+    settings["task"] = task->name();
+    if (o.task_options.shots >= 0) settings["shots"] = o.task_options.shots;
+    if (task->name() == "mmlu") settings["mmlu_mode"] = ranks ? "likelihood" : "generation";
+    if (task->needs_judge()) settings["judge"] = reward_metric_model(o).string();
   }
   json metrics = json::object();
 
-  bool generate = wants("exact_match") || wants("perplexity") || wants("diversity") || wants("reward") || wants("speed");
+  // A task generates unless it ranks choices (then nothing is generated, and
+  // the generation metrics have nothing to measure).
+  bool generate = task ? !ranks
+                       : wants("exact_match") || wants("perplexity") || wants("diversity") || wants("reward") ||
+                             wants("speed");
   if (generate) {
     std::vector<GenerationPrompt> prompts;
     for (const auto& r : records) {
@@ -409,11 +497,14 @@ EvalResult evaluate(const EvalOptions& o) {
       metrics["tokens_per_s"] = static_cast<double>(span_tokens) / std::max(seconds, 1e-9);
       int64_t answer_tokens = 0;
       for (const auto& x : gens) answer_tokens += static_cast<int64_t>(x.tokens.size());
-      metrics["answer_tokens"] = answer_tokens;
+      metrics["answer_tokens"] = answer_tokens;  // up to the first EOS: the same count for both decoders
+      metrics["answer_tokens_per_s"] = static_cast<double>(answer_tokens) / std::max(seconds, 1e-9);
       if (!g.ar) {  // denoising steps taken per prompt (eval.steps unless sample.adaptive stops earlier)
         double steps = 0;
         for (const auto& x : gens) steps += static_cast<double>(x.steps);
         metrics["mean_steps"] = steps / static_cast<double>(std::max<size_t>(gens.size(), 1));
+        metrics["full_passes"] = gen.passes().full;            // batched model passes over whole sequences
+        metrics["span_only_passes"] = gen.passes().span_only;  // between prompt-cache refreshes
       }
     }
     if (wants("perplexity")) {
@@ -428,6 +519,25 @@ EvalResult evaluate(const EvalOptions& o) {
     if (!g.ar) settings["choice_samples"] = o.choice_samples;
     metrics.update(multiple_choice_metric(o, records));
   }
+  if (task) {
+    std::vector<std::string> outputs;
+    if (ranks) {  // the chosen choice is the output (and what --samples writes)
+      if (!g.ar) settings["choice_samples"] = o.choice_samples;
+      auto best = rank_choices(o, records);
+      for (size_t i = 0; i < records.size(); ++i) {
+        Generation x;
+        x.prompt = records[i].prompt.user;
+        x.output = records[i].choices[static_cast<size_t>(best[i])];
+        x.task = records[i].task;
+        x.answer = records[i].reference;
+        result.generations.push_back(std::move(x));
+      }
+    }
+    for (const auto& x : result.generations) outputs.push_back(x.output);
+    tasks::Judge judge;
+    if (task->needs_judge()) judge = reward_judge(reward_metric_model(o), std::max<int64_t>(g.batch_size, 1));
+    metrics["task"] = task->score(items, outputs, judge);
+  }
   result.report = {{"settings", settings}, {"metrics", metrics}};
   return result;
 }
@@ -439,7 +549,8 @@ Sweep parse_sweep(const std::string& text) {
   if (eq == std::string::npos) throw Error(fmt::format("--sweep '{}': expected name=v1,v2,... (e.g. steps=8,16,32)", text));
   Sweep s;
   s.name = text.substr(0, eq);
-  static const std::vector<std::string> names = {"steps", "guidance_scale", "top_p", "length"};
+  static const std::vector<std::string> names = {"steps",        "guidance_scale", "top_p",        "length",
+                                                 "stable_steps", "margin",         "cache_refresh"};
   if (std::find(names.begin(), names.end(), s.name) == names.end())
     throw Error(fmt::format("--sweep: cannot sweep '{}' (expected one of: {})", s.name, fmt::join(names, ", ")));
   std::stringstream ss(text.substr(eq + 1));
@@ -463,8 +574,15 @@ void apply_sweep_value(EvalOptions& o, const std::string& name, double v) {
     if (v < 1 || v != std::floor(v)) throw Error(fmt::format("--sweep {}: {} is not a positive integer", what, v));
     return static_cast<int64_t>(v);
   };
+  auto adaptive = [&] {
+    if (!o.generate.stop.enabled)
+      throw Error(fmt::format("--sweep {} sets adaptive stopping: add --adaptive (sample.adaptive: true)", name));
+  };
   if (name == "steps") o.generate.steps = whole("steps");
   else if (name == "length") o.generate.length = whole("length");
+  else if (name == "stable_steps") adaptive(), o.generate.stop.stable_steps = whole("stable_steps");
+  else if (name == "margin") adaptive(), o.generate.stop.margin = v;
+  else if (name == "cache_refresh") o.generate.cache_refresh = v == 0 ? 0 : whole("cache_refresh");
   else if (name == "guidance_scale") o.generate.guidance_scale = v;
   else if (name == "top_p") o.generate.top_p = v;
   else throw Error(fmt::format("--sweep: cannot sweep '{}'", name));
@@ -548,6 +666,27 @@ std::string format_reports(const std::vector<json>& reports, const std::string& 
       per.push_back(row);
     }
     out += "\nexact match per task\n" + render(per);
+  }
+  // A benchmark's scores (--task): one column per number of its block.
+  std::vector<std::string> task_cols;
+  std::string task_name;
+  for (const auto& r : reports)
+    if (r["metrics"].contains("task")) {
+      task_name = r["settings"].value("task", std::string("task"));
+      for (const auto& [k, v] : r["metrics"]["task"].items())
+        if (v.is_number() && std::find(task_cols.begin(), task_cols.end(), k) == task_cols.end()) task_cols.push_back(k);
+    }
+  if (!task_cols.empty()) {
+    std::vector<std::vector<std::string>> table = {{head[0]}};
+    for (const auto& c : task_cols) table[0].push_back(c);
+    for (const auto& r : reports) {
+      std::vector<std::string> row = {label_key.empty() ? r["settings"]["model"].get<std::string>()
+                                                        : cell(r["settings"].value(label_key, json("-")))};
+      const auto& t = r["metrics"].value("task", json::object());
+      for (const auto& c : task_cols) row.push_back(t.contains(c) ? cell(t[c]) : "-");
+      table.push_back(row);
+    }
+    out += "\n" + task_name + "\n" + render(table);
   }
   return out;
 }

@@ -14,6 +14,10 @@
 //   diversity        dist-1/2/3 over all answers
 //   reward           mean reward-model score of (prompt, answer), read at EOS
 //   speed            generated span tokens per second (wall time of sampling)
+// With `task` (eval/tasks: gsm8k, squad, triviaqa, ifeval, bbh, mmlu,
+// alpaca_eval) the data file is that benchmark's public JSONL, the prompts are
+// built as the reference builds them, and the benchmark's own scorer fills a
+// "task" block of the metrics, in place of exact_match and multiple_choice.
 // A report is one JSON object: the settings that produced it and the metrics.
 #include <cstdint>
 #include <filesystem>
@@ -24,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/generate.h"
+#include "eval/tasks/task.h"
 #include "eval/text_metrics.h"
 
 namespace tess::config {
@@ -44,6 +49,8 @@ struct EvalOptions {
   std::filesystem::path reward_model;         // for `reward` (default: generate.reward_model)
   int64_t limit = 0;                          // only the first N records; 0 = all
   int64_t choice_samples = 8;                 // diffusion multiple_choice: noise draws per choice
+  std::string task;                           // a benchmark of eval/tasks; "" = eval records
+  tasks::TaskOptions task_options;
   bool progress = true;
 };
 
@@ -66,7 +73,8 @@ struct EvalPlan {
   static EvalPlan from_config(const config::Config& cfg);
 };
 
-// The sweep grid of `--sweep name=v1,v2,...` (steps | guidance_scale | top_p | length).
+// The sweep grid of `--sweep name=v1,v2,...` (steps | guidance_scale | top_p |
+// length | stable_steps, margin (with adaptive stopping) | cache_refresh).
 struct Sweep {
   std::string name;
   std::vector<double> values;

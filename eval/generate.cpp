@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -291,6 +292,11 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
       throw Error(fmt::format("--margin must be in [0, 1], got {}", opt_.stop.margin));
   }
 
+  if (opt_.cache_refresh < 0)
+    throw Error(fmt::format("--cache-refresh must be >= 0 (0 = off), got {}", opt_.cache_refresh));
+  if (opt_.cache_refresh > 0 && opt_.ar)
+    throw Error("the prompt cache (--cache-refresh) is the diffusion sampler's; --ar decoding has its own KV cache");
+
   tok_ = data::load_tokenizer(model_dir);
   const model::ModelConfig* config = nullptr;
   // Each sampler refuses the other kind of model: it would run, and print garbage.
@@ -392,29 +398,11 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   int64_t pad = tok_->pad_id() >= 0 ? tok_->pad_id() : eos;
   auto ids = encode(prompts);
   auto batch = diffusion::SampleBatch::from_prompts(ids, opt_.length, pad).to(device_);
-  diffusion::SamplerOptions so;
-  so.steps = opt_.steps;
-  so.top_p = opt_.top_p;
-  so.temperature = opt_.temperature;
-  so.simplex_value = lm_->noise.simplex_value;  // the k and schedule the model was trained with
-  so.schedule = diffusion::parse_schedule(lm_->noise.schedule);
-  so.stop = opt_.stop;
+  auto so = sampler_options();
   so.stop.end_id = eos;
   so.stop.pad_id = pad;
   diffusion::Sampler sampler(*lm_, so);
-
-  // Reward guidance, and model vocabulary rows beyond the tokenizer's are never chosen.
-  int64_t tv = tok_->vocab_size(), mv = lm_->decoder->config().vocab_size;
-  auto guidance_for = [&](const diffusion::SampleBatch& rows) -> diffusion::GuidanceHook {
-    diffusion::GuidanceHook reward;
-    if (guidance_) reward = guidance_->hook(rows);
-    if (tv >= mv && !reward) return {};
-    return [tv, mv, reward](int64_t t, const torch::Tensor& logits, const diffusion::SpanIndex& span) {
-      auto l = reward ? reward(t, logits, span) : logits.clone();
-      if (tv < mv) l.narrow(1, tv, mv - tv).fill_(-std::numeric_limits<float>::infinity());
-      return l;
-    };
-  };
+  auto guidance_for = [&](const diffusion::SampleBatch& rows) { return guidance_hook(rows); };
   diffusion::StepCallback cb;
   std::vector<std::string> texts(prompts.size());  // a row that stopped keeps its last text
   if (on_step) {
@@ -434,17 +422,142 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   }
   auto first_prompt = prompts_answered_;
   prompts_answered_ += static_cast<int64_t>(prompts.size());
+  auto add_passes = [&] {
+    passes_.full += sampler.passes().full;
+    passes_.span_only += sampler.passes().span_only;
+  };
   if (!opt_.stop.enabled) {
     auto sampled = sampler.sample(batch, *rng_, cb, guidance_for(batch));
+    add_passes();
     return results(prompts, diffusion::Sampler::span_outputs(sampled, batch, eos, pad), now_s() - t0, opt_.steps);
   }
   std::vector<util::Rng> streams;
   for (size_t i = 0; i < prompts.size(); ++i)
     streams.emplace_back(opt_.seed, fmt::format("generate.prompt.{}", first_prompt + static_cast<int64_t>(i)));
   auto sampled = sampler.sample_rows(batch, streams, cb, guidance_for);
+  add_passes();
   auto out = results(prompts, diffusion::Sampler::span_outputs(sampled.ids, batch, eos, pad), now_s() - t0, opt_.steps);
   for (size_t i = 0; i < out.size(); ++i) out[i].steps = sampled.steps[i];
   return out;
+}
+
+diffusion::SamplerOptions Generator::sampler_options() const {
+  diffusion::SamplerOptions so;
+  so.steps = opt_.steps;
+  so.top_p = opt_.top_p;
+  so.temperature = opt_.temperature;
+  so.simplex_value = lm_->noise.simplex_value;  // the k and schedule the model was trained with
+  so.schedule = diffusion::parse_schedule(lm_->noise.schedule);
+  so.stop = opt_.stop;
+  so.cache_refresh = opt_.cache_refresh;
+  return so;
+}
+
+diffusion::GuidanceHook Generator::guidance_hook(const diffusion::SampleBatch& rows) const {
+  int64_t tv = tok_->vocab_size(), mv = lm_->decoder->config().vocab_size;
+  diffusion::GuidanceHook reward;
+  if (guidance_) reward = guidance_->hook(rows);
+  if (tv >= mv && !reward) return {};
+  return [tv, mv, reward](int64_t t, const torch::Tensor& logits, const diffusion::SpanIndex& span) {
+    auto l = reward ? reward(t, logits, span) : logits.clone();
+    if (tv < mv) l.narrow(1, tv, mv - tv).fill_(-std::numeric_limits<float>::infinity());
+    return l;
+  };
+}
+
+namespace {
+
+// "a <span:3> b" -> pieces of text and span lengths, in order.
+struct InfillPiece {
+  std::string text;
+  int64_t span = 0;  // > 0: a span of that many tokens
+};
+
+std::vector<InfillPiece> parse_infill(const std::string& text) {
+  std::vector<InfillPiece> out;
+  size_t at = 0;
+  while (true) {
+    auto open = text.find("<span:", at);
+    if (open == std::string::npos) break;
+    auto close = text.find('>', open);
+    if (close == std::string::npos) throw Error(fmt::format("--infill: '<span:' at character {} has no '>'", open));
+    auto number = text.substr(open + 6, close - open - 6);
+    int64_t n = 0;
+    try {
+      size_t used = 0;
+      n = std::stoll(number, &used);
+      if (used != number.size()) n = 0;
+    } catch (const std::exception&) {
+      n = 0;
+    }
+    if (n < 1)
+      throw Error(fmt::format("--infill: <span:{}> at character {}: expected a positive token count, e.g. <span:20>",
+                              number, open));
+    if (open > at) out.push_back({text.substr(at, open - at), 0});
+    out.push_back({"", n});
+    at = close + 1;
+  }
+  if (at < text.size()) out.push_back({text.substr(at), 0});
+  if (std::none_of(out.begin(), out.end(), [](const InfillPiece& p) { return p.span > 0; }))
+    throw Error("--infill: the text has no <span:N> to fill (e.g. \"The capital of France is <span:4>.\")");
+  return out;
+}
+
+}  // namespace
+
+Generation Generator::infill(const std::string& text, const StepObserver& on_step) {
+  if (opt_.ar) throw Error("--infill fills spans inside a text with the diffusion sampler; it does not apply to --ar");
+  double t0 = now_s();
+  std::vector<int64_t> ids;
+  std::vector<bool> span;
+  if (tok_->bos_id() >= 0) ids.push_back(tok_->bos_id()), span.push_back(false);
+  for (const auto& piece : parse_infill(text)) {
+    if (piece.span > 0) {
+      ids.insert(ids.end(), static_cast<size_t>(piece.span), tok_->eos_id());  // placeholders, never read
+      span.insert(span.end(), static_cast<size_t>(piece.span), true);
+    } else {
+      for (auto id : tok_->encode(piece.text)) ids.push_back(id), span.push_back(false);
+    }
+  }
+  auto l = static_cast<int64_t>(ids.size());
+  if (l > max_positions_)
+    throw Error(fmt::format("--infill: the text and its spans are {} tokens, more than the model's {} positions", l,
+                            max_positions_));
+  diffusion::SampleBatch batch;
+  batch.ids = torch::tensor(ids, torch::kInt64).view({1, l});
+  batch.span_mask = torch::zeros({1, l}, torch::kBool);
+  for (int64_t j = 0; j < l; ++j)
+    if (span[static_cast<size_t>(j)]) batch.span_mask[0][j] = true;
+  batch = batch.to(device_);
+  auto so = sampler_options();  // no end token: every span is filled whole
+  diffusion::Sampler sampler(*lm_, so);
+  auto whole = [&](const torch::Tensor& row_ids) {
+    auto host = row_ids.cpu().contiguous();
+    const int64_t* p = host.data_ptr<int64_t>();
+    std::vector<int64_t> body(p + (tok_->bos_id() >= 0 ? 1 : 0), p + l);
+    return decode(body);
+  };
+  diffusion::StepCallback cb;
+  if (on_step) {
+    cb = [&](const diffusion::StepInfo& s) {
+      auto now = batch.ids.clone();
+      now.view(-1).index_copy_(0, s.span.flat, s.tokens);
+      on_step(StepView{s.step, opt_.steps, s.t, {whole(now[0])}});
+    };
+  }
+  std::vector<util::Rng> streams;
+  streams.emplace_back(opt_.seed, fmt::format("generate.prompt.{}", prompts_answered_++));
+  auto sampled = sampler.sample_rows(batch, streams, cb, [&](const diffusion::SampleBatch& rows) { return guidance_hook(rows); });
+  passes_.full += sampler.passes().full;
+  passes_.span_only += sampler.passes().span_only;
+  Generation g;
+  g.prompt = text;
+  g.output = whole(sampled.ids[0]);
+  auto filled = sampled.ids.masked_select(batch.span_mask).cpu();
+  g.tokens.assign(filled.data_ptr<int64_t>(), filled.data_ptr<int64_t>() + filled.numel());
+  g.steps = sampled.steps[0];
+  g.seconds = now_s() - t0;
+  return g;
 }
 
 std::vector<Generation> Generator::ar_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step) {
@@ -472,7 +585,14 @@ std::vector<std::vector<int64_t>> Generator::encode(const std::vector<Generation
   std::vector<std::vector<int64_t>> ids;
   for (const auto& p : prompts) {
     if (p.prompt.user.empty()) throw Error("empty prompt");
-    auto e = data::encode_prompt(*tok_, p.prompt);
+    std::vector<int32_t> e;
+    if (opt_.raw) {
+      if (tok_->bos_id() >= 0) e.push_back(tok_->bos_id());
+      auto text = tok_->encode(p.prompt.user);
+      e.insert(e.end(), text.begin(), text.end());
+    } else {
+      e = data::encode_prompt(*tok_, p.prompt);
+    }
     if (static_cast<int64_t>(e.size()) + opt_.length > max_positions_)
       throw Error(fmt::format("the prompt{} has {} tokens: with --length {} that is {} positions, more than the "
                               "model's {} (max_position_embeddings)",

@@ -61,6 +61,12 @@ struct GenerateOptions {
   // its own stream ("generate.prompt.<n>", n counting the prompts this
   // generator answered), so its answer does not depend on its batch.
   diffusion::StopRule stop;
+  // The approximate prompt cache (sample.cache_refresh, diffusion only): a
+  // full pass every `cache_refresh` steps, span-only passes between; 0 = off.
+  int64_t cache_refresh = 0;
+  // Plain text continuation: the prompt is <s> + its text, without the chat
+  // template (a base or stage-1 model continues text; paper Table 1 style).
+  bool raw = false;
 };
 
 // One prompt to answer, with what is copied through to the JSONL output.
@@ -128,9 +134,20 @@ class Generator {
   const data::Tokenizer& tokenizer() const { return *tok_; }
   const GenerateOptions& options() const { return opt_; }
 
+  // Fills the spans marked `<span:N>` (N tokens each) inside `text` (paper
+  // Table 1 style): <s>, then the text's pieces encoded one by one around the
+  // spans, every span denoised together (diffusion models only). The output
+  // is the whole text with the spans filled; `tokens` are the spans' tokens.
+  Generation infill(const std::string& text, const StepObserver& on_step = {});
+  // Diffusion model passes run so far: full ones and span-only ones (prompt cache).
+  const diffusion::PassCount& passes() const { return passes_; }
+
  private:
   std::vector<Generation> diffusion_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
   std::vector<Generation> ar_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
+  diffusion::SamplerOptions sampler_options() const;  // GenerateOptions + the model's noise settings
+  // Reward guidance (when loaded) and model vocabulary rows beyond the tokenizer's never chosen.
+  diffusion::GuidanceHook guidance_hook(const diffusion::SampleBatch& rows) const;
   // The prompts' chat-templated ids (an empty prompt, or one that with the
   // span exceeds the model's positions, is an error).
   std::vector<std::vector<int64_t>> encode(const std::vector<GenerationPrompt>& prompts) const;
@@ -148,6 +165,7 @@ class Generator {
   std::unique_ptr<util::Rng> rng_;
   c10::Device device_{c10::kCPU};
   int64_t prompts_answered_ = 0;
+  diffusion::PassCount passes_;
   int64_t max_positions_ = 0;  // the model's max_position_embeddings
   model::RewardModel reward_model_{nullptr};
   std::unique_ptr<diffusion::RewardGuidance> guidance_;

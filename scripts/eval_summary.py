@@ -15,6 +15,7 @@ from pathlib import Path
 # Per example: (label, report file) rows and the training runs whose losses are listed.
 EXAMPLES = {
     "quickstart": ([("(a) adapted + tuned", "adapted.json"), ("(a) + reward guidance", "adapted_guided.json"),
+                    ("(a) adaptive stop + prompt cache", "adapted_adaptive.json"),
                     ("(b) tuned from scratch", "scratch.json"), ("(c) AR tuned", "ar.json")],
                    ["ar", "adaptation", "instruction", "instruction_scratch", "ar_instruction", "reward"]),
     "smollm2": ([("(a) SmolLM2 adapted + tuned", "adapted.json"), ("(b) same shape, tuned from scratch", "scratch.json"),
@@ -64,9 +65,11 @@ def main(out, example, markdown):
         for r in reports(ev / file):
             s, m = r["settings"], r["metrics"]
             steps = str(s["steps"]) if s.get("kind") != "ar" and "steps" in s else "AR"
+            if "adaptive" in s and "mean_steps" in m:  # a budget: show the steps taken
+                steps = f"<={s['steps']} (mean {m['mean_steps']:.1f})"
             m = dict(m)
             m["contains"] = contains_rate(ev / file.replace(".json", "_samples.jsonl"),
-                                          None if steps == "AR" else s["steps"])
+                                          None if steps == "AR" or "adaptive" in s else s["steps"])
             rows.append((label, steps, m))
     tasks = sorted({t for _, _, m in rows for t in m.get("exact_match_by_task", {})})
     head = ["model", "steps", "exact", *tasks, "contains", "reward", "dist-2", "tok/s"]

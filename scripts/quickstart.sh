@@ -37,13 +37,13 @@ mkdir -p "$DATA" "$EVAL"
 # --tiny overrides them.
 if [ "$TINY" = 1 ]; then
   DOCS=2000; TRAIN=600; TEST=12; PREFS=100; VOCAB=1000
-  SWEEP=2,8; GUIDED_STEPS=8; SPAN=16
+  SWEEP=2,8; GUIDED_STEPS=8; ADAPTIVE_STEPS=8; SPAN=16
   EVAL_SET=(--length "$SPAN")
   STEP_SET=(--set train.max_steps=12 --set checkpoint.resume=none --set checkpoint.overwrite=true)
   REWARD_SET=(--set train.max_steps=6 --set checkpoint.resume=none --set checkpoint.overwrite=true)
 else
   DOCS=0; TRAIN=6000; TEST=300; PREFS=2000; VOCAB=2000
-  SWEEP=4,16,32; GUIDED_STEPS=16; SPAN=48  # SPAN as eval.span_length in _common.yaml
+  SWEEP=4,16,32; GUIDED_STEPS=16; ADAPTIVE_STEPS=32; SPAN=48  # SPAN as eval.span_length in _common.yaml
   EVAL_SET=()
   STEP_SET=(--set checkpoint.resume=none --set checkpoint.overwrite=true)
   REWARD_SET=(--set checkpoint.resume=none --set checkpoint.overwrite=true)
@@ -81,6 +81,9 @@ echo "== 9/9 answer the $TEST held-out prompts per task and score them"
   --output "$EVAL/adapted.json" --samples "$EVAL/adapted_samples.jsonl"
 "$TESS" eval "$CONFIGS/instruction.yaml" "${EVAL_SET[@]}" --steps "$GUIDED_STEPS" --guidance-scale "$GUIDANCE" \
   --output "$EVAL/adapted_guided.json" --samples "$EVAL/adapted_guided_samples.jsonl"
+# The fast sampler: adaptive stopping within the step budget, prompt cache refreshed every 4 steps.
+"$TESS" eval "$CONFIGS/instruction.yaml" "${EVAL_SET[@]}" --steps "$ADAPTIVE_STEPS" --adaptive --cache-refresh 4 \
+  --output "$EVAL/adapted_adaptive.json" --samples "$EVAL/adapted_adaptive_samples.jsonl"
 "$TESS" eval "$CONFIGS/instruction_scratch.yaml" "${EVAL_SET[@]}" --sweep "steps=$SWEEP" --output "$EVAL/scratch.json"
 "$TESS" eval "$CONFIGS/ar_instruction.yaml" "${EVAL_SET[@]}" --output "$EVAL/ar.json" \
   --samples "$EVAL/ar_samples.jsonl"

@@ -56,8 +56,11 @@ std::vector<Param> parameter_list(const PlanInputs& in) {
   for (int64_t l = 0; l < m.num_hidden_layers; ++l) {
     auto p = fmt::format("model.layers.{}.", l);
     out.push_back({p + "self_attn.q_proj.weight", hq * h, true, true});
+    if (m.qkv_bias()) out.push_back({p + "self_attn.q_proj.bias", hq, false, true});  // Qwen2
     out.push_back({p + "self_attn.k_proj.weight", hkv * h, true, true});
+    if (m.qkv_bias()) out.push_back({p + "self_attn.k_proj.bias", hkv, false, true});
     out.push_back({p + "self_attn.v_proj.weight", hkv * h, true, true});
+    if (m.qkv_bias()) out.push_back({p + "self_attn.v_proj.bias", hkv, false, true});
     out.push_back({p + "self_attn.o_proj.weight", h * hq, true, true});
     out.push_back({p + "mlp.gate_proj.weight", i * h, true, true});
     out.push_back({p + "mlp.up_proj.weight", i * h, true, true});
@@ -448,7 +451,8 @@ PlanInputs plan_inputs(const config::Config& cfg, const PlanOptions& options) {
   } else if (!path.empty()) {
     if (!fs::exists(fs::path(path) / "config.json"))
       throw Error(fmt::format("model.path '{}' (set at {}) has no config.json here; pass --model-preset NAME (tiny, "
-                              "tinyllama-1.1b, mistral-7b-v0.1, llama-3-8b) to plan with a known shape",
+                              "tinyllama-1.1b, mistral-7b-v0.1, llama-3-8b, llama-3.2-1b, qwen2.5-0.5b) to plan "
+                              "with a known shape",
                               path, cfg.origin("model.path").where));
     in.model = model::ModelConfig::from_json_file(fs::path(path) / "config.json");
     in.model_source = (fs::path(path) / "config.json").string();
@@ -485,10 +489,14 @@ PlanInputs plan_inputs(const config::Config& cfg, const PlanOptions& options) {
                                 cfg.origin("model.vocab_size").where, v_model, tok->vocab_size()));
       in.model.vocab_size = v_tok;
     } else {
+      if (v_model > v_tok && !model::ModelConfig::vocab_padding_ok(v_model, v_tok))
+        throw Error(fmt::format("{}: the model's vocabulary ({}) does not match its tokenizer ({}; padding rows beyond "
+                                "the tokenizer reach at most the next multiple of 1024): another tokenizer?",
+                                in.model_source, v_model, v_tok));
       if (v_model > v_tok)
-        throw Error(fmt::format("{}: the model's vocabulary ({}) does not match its tokenizer ({})", in.model_source,
-                                v_model, v_tok));
-      in.model.vocab_size = v_tok;  // the trainer grows the embeddings to the tokenizer
+        in.assumptions.push_back(fmt::format("{} padding rows beyond the tokenizer's {} tokens kept: V {}",
+                                             v_model - v_tok, v_tok, v_model));
+      in.model.vocab_size = std::max(v_model, v_tok);  // the trainer grows the embeddings to the tokenizer, keeps padding
     }
   } else {
     std::string where = !tok_path.empty()                ? fmt::format("{} is not here", tok_path)

@@ -50,7 +50,9 @@ void add_model(Schema& s) {
   s.add("model.sliding_window", 0, "Sliding-window attention span (Mistral); 0 = full attention.").min(0);
   s.add("model.tie_word_embeddings", false, "Share the input embedding and the LM head of a fresh model.");
   s.add("model.dtype", "float32", "Parameter dtype.").choices({"float32", "bfloat16"});
-  s.add("model.attention", "auto", "Attention mask; auto = causal for stage ar, bidirectional for diffusion stages.")
+  s.add("model.attention", "auto",
+        "Attention mask; auto = causal for stage ar, bidirectional for diffusion stages (causal there is the paper's "
+        "ablation, saved with the model).")
       .choices(attention_setting_choices().names());
   s.add("model.activation_checkpointing", false, "Recompute each layer's activations in backward to save memory.");
   s.add("model.add_pad_token", true, "Add a [PAD] token (and grow the embeddings) when the tokenizer has none, as the reference does.");
@@ -128,6 +130,9 @@ void add_diffusion(Schema& s) {
       .choices(diffusion::self_condition_choices().names());
   s.add("diffusion.self_condition_prob", 0.5, "Chance per batch that training runs the no-grad self-conditioning pass.").range(0, 1);
   s.add("diffusion.embedding_grad", false, "Let gradients flow into E through the softmax(x_t) @ E input projection (the reference detaches it).");
+  s.add("diffusion.shift_labels", true,
+        "Shifted labels: the hidden state at j - 1 predicts the token at j, so the pretrained LM head is reused (the "
+        "recipe). false = the paper's ablation: position j predicts its own token. Saved with the model.");
   s.add("diffusion.loss_normalization", "global_tokens", "Average the loss over all span tokens of the optimizer step (global) or per micro-batch as the reference does.")
       .choices(loss_normalization_choices().names());
 }
@@ -204,8 +209,23 @@ void add_eval(Schema& s) {
   s.add("eval.seed", 0, "Seed of the generate stream (and of multiple_choice noise).").min(0);
   s.add("eval.limit", 0, "Evaluate only the first N records; 0 = all.").min(0);
   s.add("eval.choice_samples", 8, "Diffusion multiple_choice: noise draws per choice.").min(1);
+  s.add("eval.task", "",
+        "A benchmark read from its public JSONL format (eval.data), prompted and scored as the reference does "
+        "(docs/evaluation.md); its scores replace exact_match and multiple_choice. Empty = eval records.")
+      .choices({"", "gsm8k", "squad", "triviaqa", "ifeval", "bbh", "mmlu", "alpaca_eval"});
+  s.add("eval.shots", -1, "Few-shot exemplars of eval.task; -1 = the reference's (gsm8k 8, squad 3, triviaqa 2, bbh 3, mmlu 0).")
+      .min(-1);
+  s.add("eval.task_prompts", "", "bbh: the directory of BBH's chain-of-thought prompts, cot-prompts/<task>.txt.");
+  s.add("eval.mmlu_mode", "generation",
+        "mmlu: generation = the answer's first letter (the reference); likelihood = the most likely letter under the "
+        "model (AR log-likelihood, diffusion loss estimate over eval.choice_samples draws).")
+      .choices({"generation", "likelihood"});
+  s.add("eval.reference_outputs", "",
+        "alpaca_eval: JSONL {\"instruction\", \"output\"} the model's outputs are judged against (eval.reward_model "
+        "judges); empty = the data records' own \"output\".");
   s.add("eval.perplexity_model", "", "AR model directory for the perplexity metric.");
-  s.add("eval.sweep", "", "A grid over one setting, e.g. steps=8,16,32,64,100 (also guidance_scale, top_p, length); empty = one run.");
+  s.add("eval.sweep", "", "A grid over one setting, e.g. steps=8,16,32,64,100 (also guidance_scale, top_p, length, cache_refresh, and "
+        "with sample.adaptive stable_steps and margin); empty = one run.");
   s.add("eval.output", "", "JSON report file (with a sweep also an .svg plot beside it); empty = table only.");
   s.add("eval.samples", "", "JSONL file of the generated answers; empty = not written.");
   s.add("eval.plot", "", "SVG plot of each metric against the swept setting; empty = beside eval.output.");
@@ -226,7 +246,9 @@ void add_eval(Schema& s) {
 }
 
 void add_sample(Schema& s) {
-  s.section("sample", "The diffusion sampler's adaptive stopping (tess generate and tess eval; their flags override it).");
+  s.section("sample",
+            "The diffusion sampler's adaptive stopping and prompt cache (tess generate and tess eval; their flags "
+            "override it).");
   s.add("sample.adaptive", false,
         "Stop a row once its span has settled (sample.stable_steps, sample.margin); eval.steps is the budget. Each "
         "prompt then draws from a stream of its own, so its answer does not depend on the prompts batched with it. "
@@ -236,6 +258,11 @@ void add_sample(Schema& s) {
   s.add("sample.margin", 0.5,
         "Adaptive stopping: the smallest top-1 minus top-2 probability over the row's span positions must reach this.")
       .range(0, 1);
+  s.add("sample.cache_refresh", 0,
+        "Approximate prompt cache: run the whole sequence every N steps (and at the first), in between only the span "
+        "and the position before it, attending to the keys/values the last full pass recorded. 0 = off; 1 = a full "
+        "pass every step, the same logits as off.")
+      .min(0);
 }
 
 void add_log(Schema& s) {

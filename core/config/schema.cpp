@@ -143,7 +143,7 @@ std::string KeySpec::check(const Value& value) const {
 std::string KeySpec::allowed_text() const {
   if (!choices.empty()) {
     std::string out = "one of ";
-    for (size_t i = 0; i < choices.size(); ++i) out += (i ? ", " : "") + choices[i];
+    for (size_t i = 0; i < choices.size(); ++i) out += (i ? ", " : "") + (choices[i].empty() ? "\"\"" : choices[i]);
     return out;
   }
   std::string lo = min ? fmt::format("{} {}", min_exclusive ? ">" : ">=", format_bound(*min)) : "";

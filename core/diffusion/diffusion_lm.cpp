@@ -47,6 +47,36 @@ SpanIndex SpanIndex::from_positions(const torch::Tensor& positions, int64_t leng
   return s;
 }
 
+PromptCache::PromptCache(const torch::Tensor& span_mask, int64_t refresh_every, const DiffusionLayout& layout)
+    : refresh_every_(refresh_every) {
+  if (refresh_every < 1) throw Error(fmt::format("prompt cache refresh interval must be >= 1, got {}", refresh_every));
+  // Every pass a full one: at r = 1 nothing to prepare; under causal attention
+  // the context never sees the span, but AttentionMemory is bidirectional only.
+  if (refresh_every == 1 || layout.attention == model::Attention::Causal) return;
+  auto span = span_mask.to(torch::kBool);
+  int64_t b = span.size(0), l = span.size(1);
+  // Active: a span position, or (shifted) one whose hidden state predicts the next span position.
+  auto active = span.clone();
+  if (layout.shift_labels) active.narrow(1, 0, l - 1).logical_or_(span.narrow(1, 1, l - 1));
+  auto counts = active.sum(1).cpu();
+  int64_t a = counts[0].item<int64_t>();
+  usable_ = a > 0 && (counts == a).all().item<bool>();
+  if (!usable_) return;
+  positions_ = active.nonzero().select(1, 1).view({b, a}).contiguous();  // row-major: ascending per row
+  column_ = torch::full({b, l}, -1, positions_.options());
+  column_.scatter_(1, positions_, torch::arange(a, positions_.options()).expand({b, a}).contiguous());
+}
+
+bool PromptCache::refreshes(int64_t step) const { return !usable_ || step % refresh_every_ == 0; }
+
+void PromptCache::keep_rows(const torch::Tensor& rows) {
+  if (!usable_) return;
+  auto r = rows.to(positions_.device());
+  positions_ = positions_.index_select(0, r);
+  column_ = column_.index_select(0, r);
+  memory_.keep_rows(r);
+}
+
 DiffusionLMImpl::DiffusionLMImpl(model::Decoder dec, SelfCondition mode, bool embedding_grad, uint64_t seed)
     : mode_(mode), embedding_grad_(embedding_grad) {
   decoder = register_module("decoder", std::move(dec));
@@ -86,7 +116,7 @@ DiffusionLMImpl::PrevSource DiffusionLMImpl::prev_from_logits(const torch::Tenso
 }
 
 torch::Tensor DiffusionLMImpl::hidden(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
-                                      const PrevSource& prev) {
+                                      const PrevSource& prev, PromptCache* cache) {
   int64_t b = in.ids.size(0), l = in.ids.size(1);
   auto embeds = decoder->embed(in.ids);  // exact word embeddings: the clean context
   int64_t h = embeds.size(2);
@@ -119,15 +149,36 @@ torch::Tensor DiffusionLMImpl::hidden(const DiffusionInputs& in, const SpanIndex
     embeds = embeds.reshape({b * l, h}).index_copy(0, span.flat, span_embeds.to(embeds.scalar_type())).view({b, l, h});
   }
   model::ForwardOptions opt;
-  opt.attention = model::Attention::Bidirectional;
+  opt.attention = layout.attention;
   opt.key_mask = in.key_mask;
+  if (cache && cache->usable_) {
+    opt.memory = &cache->memory_;
+    if (cache->partial()) {
+      opt.positions = cache->positions_.to(embeds.device());
+      embeds = embeds.gather(1, opt.positions.unsqueeze(2).expand({b, opt.positions.size(1), h}));
+      ++cache->partial_passes_;
+    } else {
+      cache->memory_.clear();
+      ++cache->full_passes_;
+    }
+  } else if (cache) {
+    ++cache->full_passes_;
+  }
   return decoder->hidden_states(embeds, opt);
+}
+
+torch::Tensor DiffusionLMImpl::predictor_pos(const torch::Tensor& pos) const {
+  return layout.shift_labels ? (pos - 1).clamp_min(0) : pos;
+}
+
+torch::Tensor DiffusionLMImpl::predicted(const torch::Tensor& pos) const {
+  return layout.shift_labels ? (pos > 0).to(torch::kFloat32) : torch::ones(pos.sizes(), pos.options().dtype(torch::kFloat32));
 }
 
 torch::Tensor DiffusionLMImpl::predictor_rows(const torch::Tensor& hs, const SpanIndex& span) {
   int64_t b = hs.size(0), l = hs.size(1);
   // Shifted labels: the hidden state at j - 1 predicts the token at j.
-  auto source = span.batch * l + (span.pos - 1).clamp_min(0);
+  auto source = span.batch * l + predictor_pos(span.pos);
   return hs.reshape({b * l, hs.size(2)}).index_select(0, source);
 }
 
@@ -138,12 +189,20 @@ torch::Tensor DiffusionLMImpl::predictor_states(const DiffusionInputs& in, const
 
 torch::Tensor DiffusionLMImpl::head(const torch::Tensor& states, const torch::Tensor& pos) {
   auto logits = decoder->logits(states);
+  if (!layout.shift_labels) return logits;
   return logits * (pos > 0).to(logits.scalar_type()).unsqueeze(1);  // nothing predicts position 0
 }
 
 torch::Tensor DiffusionLMImpl::span_logits(const DiffusionInputs& in, const SpanIndex& span,
-                                           const RowSource& noisy_rows, const torch::Tensor& prev) {
-  return head(predictor_states(in, span, noisy_rows, prev), span.pos);
+                                           const RowSource& noisy_rows, const torch::Tensor& prev,
+                                           PromptCache* cache) {
+  bool partial = cache && cache->partial();
+  auto states = hidden(in, span, noisy_rows, prev_from_logits(prev), cache);  // partial: [B, A, H]
+  if (!partial) return head(predictor_rows(states, span), span.pos);
+  // The predicting position of each span token, as a column of the active positions.
+  auto column = cache->column_.to(span.pos.device()).index({span.batch, predictor_pos(span.pos)});
+  auto rows = states.reshape({-1, states.size(2)}).index_select(0, span.batch * states.size(1) + column);
+  return head(rows, span.pos);
 }
 
 torch::Tensor DiffusionLMImpl::span_loss(const DiffusionInputs& in, const SpanIndex& span,
@@ -158,13 +217,14 @@ torch::Tensor DiffusionLMImpl::span_loss(const DiffusionInputs& in, const SpanIn
     };
   }
   auto states = predictor_rows(hidden(in, span, noisy_rows, prev), span);
-  auto counted = (span.pos > 0).to(torch::kFloat32);
+  auto counted = predicted(span.pos);
   return model::lm_head_cross_entropy(states, decoder->lm_head_weight(), labels, counted);
 }
 
 torch::Tensor DiffusionLMImpl::full_logits(const DiffusionInputs& in, const SpanIndex& span,
                                            const RowSource& noisy_rows, const torch::Tensor& prev) {
   auto logits = decoder->logits(hidden(in, span, noisy_rows, prev_from_logits(prev)));
+  if (!layout.shift_labels) return logits;
   auto zero = torch::zeros_like(logits.narrow(1, 0, 1));
   return torch::cat({zero, logits.narrow(1, 0, logits.size(1) - 1)}, 1);
 }
@@ -197,6 +257,23 @@ NoiseSettings read_noise_settings(const std::map<std::string, std::string>& extr
   return n;
 }
 
+DiffusionLayout read_layout(const std::map<std::string, std::string>& extra, const std::string& source) {
+  DiffusionLayout layout;
+  if (auto it = extra.find("diffusion_attention"); it != extra.end()) {
+    auto j = nlohmann::json::parse(it->second, nullptr, false);
+    if (!j.is_string() || (j != "causal" && j != "bidirectional"))
+      throw Error(fmt::format("{}: diffusion_attention must be \"causal\" or \"bidirectional\", got {}", source,
+                              it->second));
+    layout.attention = model::parse_attention(j.get<std::string>());
+  }
+  if (auto it = extra.find("shift_labels"); it != extra.end()) {
+    auto j = nlohmann::json::parse(it->second, nullptr, false);
+    if (!j.is_boolean()) throw Error(fmt::format("{}: shift_labels must be true or false, got {}", source, it->second));
+    layout.shift_labels = j.get<bool>();
+  }
+  return layout;
+}
+
 DiffusionLM load_diffusion_lm(const std::filesystem::path& dir, std::optional<SelfCondition> mode_override,
                               bool embedding_grad, std::optional<std::string> dtype, uint64_t seed) {
   model::LoadOptions lo;
@@ -214,13 +291,19 @@ DiffusionLM load_diffusion_lm(const std::filesystem::path& dir, std::optional<Se
   DiffusionLM lm(loaded.decoder, mode, embedding_grad, seed);
   lm->load_extra_tensors(std::move(loaded.extra_tensors));
   lm->noise = read_noise_settings(extra, (dir / "config.json").string());
+  lm->layout = read_layout(extra, (dir / "config.json").string());
   return lm;
 }
 
 model::HfModelImage diffusion_lm_image(DiffusionLMImpl& model) {
   auto image = model::hf_model_image(*model.decoder, model.extra_tensors());
   auto& config = image.config;
-  config.attention = model::Attention::Bidirectional;
+  config.attention = model.layout.attention;
+  // Written only for an ablation, so that the reference's layout leaves config.json as before.
+  if (model.layout.attention == model::Attention::Causal) config.extra["diffusion_attention"] = "\"causal\"";
+  else config.extra.erase("diffusion_attention");
+  if (!model.layout.shift_labels) config.extra["shift_labels"] = "false";
+  else config.extra.erase("shift_labels");
   config.extra["self_condition"] = fmt::format("\"{}\"", self_condition_name(model.self_condition()));
   config.extra["simplex_value"] = nlohmann::json(model.noise.simplex_value).dump();
   config.extra["noise_schedule"] = nlohmann::json(model.noise.schedule).dump();

@@ -7,6 +7,8 @@
 // and at context positions the exact word embedding E[id]. Attention is
 // bidirectional. Output is shifted: the logits of position j come from the
 // hidden state at j - 1 (row 0 is zero), so the pretrained LM head is reused.
+// Both are the reference's; the paper's ablations (causal attention,
+// unshifted labels) are a DiffusionLayout, saved with the model.
 //
 // Everything in vocabulary space happens only on span rows and in chunks of
 // rows: the noisy simplex rows are produced by a RowSource when they are
@@ -56,6 +58,15 @@ struct DiffusionInputs {
   torch::Tensor key_mask;   // optional bool [B, L]: false = padding nobody attends to
 };
 
+// The paper's ablations of the recipe (model.attention: causal and
+// diffusion.shift_labels: false in a diffusion stage). Unshifted, the hidden
+// state at j predicts the token at j itself (position 0 too).
+struct DiffusionLayout {
+  model::Attention attention = model::Attention::Bidirectional;
+  bool shift_labels = true;
+  bool operator==(const DiffusionLayout& o) const { return attention == o.attention && shift_labels == o.shift_labels; }
+};
+
 // The noise a diffusion model was trained with: sampling and likelihood
 // scoring must use the same simplex value k and schedule, so they travel with
 // the weights (config.json keys "simplex_value", "noise_schedule",
@@ -71,7 +82,42 @@ struct NoiseSettings {
 };
 
 // From an HF config's extra keys (ModelConfig::extra); `source` names the file in errors.
+// "diffusion_attention" ("causal"; absent = bidirectional) and "shift_labels" (absent = true).
+DiffusionLayout read_layout(const std::map<std::string, std::string>& config_extra, const std::string& source);
 NoiseSettings read_noise_settings(const std::map<std::string, std::string>& config_extra, const std::string& source);
+
+// The sampler's approximate prompt cache (sample.cache_refresh = r). Context
+// positions enter with clean embeddings that never change; only through
+// bidirectional attention do their deeper states drift as the span changes.
+// A refresh pass runs the whole sequence and records every layer's keys and
+// values; the passes between refreshes run the layers over the "active"
+// positions only -- the span and the positions whose hidden states predict
+// it (the shift: the last context position) -- attending to the recorded
+// keys/values of the rest. The first pass and every r-th one refresh, so
+// r = 1 is today's sampler exactly. Batches whose rows have different
+// numbers of active positions run full passes only (usable() is false).
+class PromptCache {
+ public:
+  // Causal attention (an ablation) makes every pass a full one.
+  PromptCache(const torch::Tensor& span_mask, int64_t refresh_every, const DiffusionLayout& layout = {});
+  bool usable() const { return usable_; }
+  // Before step `step`'s pass: whether that pass recomputes everything.
+  bool refreshes(int64_t step) const;
+  void begin_step(int64_t step) { refresh_ = refreshes(step); }
+  void keep_rows(const torch::Tensor& rows);  // int64: the batch rows that remain (adaptive stopping)
+  int64_t full_passes() const { return full_passes_; }
+  int64_t partial_passes() const { return partial_passes_; }
+
+ private:
+  friend class DiffusionLMImpl;
+  bool partial() const { return usable_ && !refresh_ && memory_.recorded(); }
+  model::AttentionMemory memory_;
+  torch::Tensor positions_;  // int64 [B, A]: the active positions of each row, ascending
+  torch::Tensor column_;     // int64 [B, L]: a position's column in positions_, -1 if not active
+  int64_t refresh_every_;
+  bool usable_ = false, refresh_ = true;
+  int64_t full_passes_ = 0, partial_passes_ = 0;
+};
 
 class DiffusionLMImpl : public torch::nn::Module {
  public:
@@ -80,9 +126,10 @@ class DiffusionLMImpl : public torch::nn::Module {
   // Logits of every span token, [N, V] in span-row order (the row of a token
   // at position 0 is zero: nothing predicts it). `prev` holds the previous
   // prediction for the same rows ([N, V] logits) or is undefined (= zeros,
-  // i.e. uniform probabilities).
+  // i.e. uniform probabilities). With a prompt cache the pass records into
+  // it or reuses it, as the cache says.
   torch::Tensor span_logits(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
-                            const torch::Tensor& prev = {});
+                            const torch::Tensor& prev = {}, PromptCache* cache = nullptr);
 
   // Summed cross-entropy of the span tokens against `labels` [N] (a token at
   // position 0 is not counted: nothing predicts it), through the fused,
@@ -106,12 +153,18 @@ class DiffusionLMImpl : public torch::nn::Module {
   torch::Tensor full_logits(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
                             const torch::Tensor& prev = {});
 
+  // Which span tokens (at positions `pos`) a prediction exists for, as fp32
+  // 0/1 weights: shifted, not one at position 0 (the stages' data never puts
+  // position 0 in a span, so their token counts agree either way).
+  torch::Tensor predicted(const torch::Tensor& pos) const;
+
   // Rows of vocabulary-space work per chunk (memory vs. kernel efficiency).
   static constexpr int64_t kRowChunk = 512;
 
   model::Decoder decoder{nullptr};
   torch::nn::Linear timestep_embed{nullptr};  // Linear(1 -> hidden, no bias), HF name "timestep_embed"
   NoiseSettings noise;  // what training used; saved with the model
+  DiffusionLayout layout;  // the reference's unless an ablation; saved with the model
   SelfCondition self_condition() const { return mode_; }
   bool embedding_grad() const { return embedding_grad_; }
 
@@ -129,11 +182,16 @@ class DiffusionLMImpl : public torch::nn::Module {
   // empty = none (uniform probabilities).
   using PrevSource = std::function<torch::Tensor(int64_t start, int64_t count)>;
   static PrevSource prev_from_logits(const torch::Tensor& prev);
+  // Hidden states [B, L, H], or [B, A, H] of the active positions on a
+  // prompt cache's partial pass.
   torch::Tensor hidden(const DiffusionInputs& in, const SpanIndex& span, const RowSource& noisy_rows,
-                       const PrevSource& prev);
+                       const PrevSource& prev, PromptCache* cache = nullptr);
   torch::Tensor predictor_rows(const torch::Tensor& hidden, const SpanIndex& span);
-  // The LM head on predicting rows at positions `pos`, zero where pos = 0.
+  // The position whose hidden state predicts the token at `pos`: pos - 1 (clamped at 0) when shifted, else pos.
+  torch::Tensor predictor_pos(const torch::Tensor& pos) const;
+  // The LM head on predicting rows at positions `pos`; shifted, zero where pos = 0.
   torch::Tensor head(const torch::Tensor& states, const torch::Tensor& pos);
+
   SelfCondition mode_;
   bool embedding_grad_;
   bool timestep_embed_loaded_ = false;

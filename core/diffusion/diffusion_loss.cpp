@@ -40,8 +40,8 @@ torch::Tensor gaussian_rows(util::Rng& rng, int64_t rows, int64_t vocab, c10::De
 }
 
 std::pair<torch::Tensor, int64_t> span_cross_entropy(const torch::Tensor& span_logits, const torch::Tensor& labels,
-                                                     const SpanIndex& span) {
-  auto counted = span.pos > 0;
+                                                     const SpanIndex& span, bool shift_labels) {
+  auto counted = shift_labels ? span.pos > 0 : torch::ones_like(span.pos, torch::kBool);
   // fp32 at least (fp64 stays fp64, for gradient checks).
   auto logits = span_logits.scalar_type() == torch::kFloat64 ? span_logits : span_logits.to(torch::kFloat32);
   auto ce = torch::nn::functional::cross_entropy(
@@ -67,7 +67,7 @@ torch::Tensor scaled_time(const torch::Tensor& t, int64_t T) {
 DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torch::Tensor& ids,
                                               const torch::Tensor& span_mask, DiffusionStreams streams) const {
   auto span = SpanIndex::from_mask(span_mask);
-  return (*this)(model, ids, span_mask, span, (span.pos > 0).sum().item<int64_t>(), streams);
+  return (*this)(model, ids, span_mask, span, model.predicted(span.pos).sum().item<int64_t>(), streams);
 }
 
 DiffusionLossResult DiffusionLoss::operator()(DiffusionLMImpl& model, const torch::Tensor& ids,
@@ -136,7 +136,7 @@ DiffusionLossResult DiffusionLoss::replay(DiffusionLMImpl& model, const torch::T
   DiffusionLossResult out;
   out.timesteps = timesteps;
   out.self_conditioned = prev.defined();
-  std::tie(out.loss_sum, out.tokens) = span_cross_entropy(logits, labels, span);
+  std::tie(out.loss_sum, out.tokens) = span_cross_entropy(logits, labels, span, model.layout.shift_labels);
   if (full_logits) *full_logits = full;
   return out;
 }

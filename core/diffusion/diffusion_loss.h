@@ -85,8 +85,8 @@ torch::Tensor noisy_simplex_rows(const torch::Tensor& ids, const torch::Tensor& 
 torch::Tensor gaussian_rows(util::Rng& rng, int64_t rows, int64_t vocab, c10::Device device = c10::kCPU);
 
 // Cross-entropy of span rows against the clean ids, summed over rows with a
-// predictor (pos > 0), and their count.
+// predictor (shifted labels: pos > 0; unshifted: every row), and their count.
 std::pair<torch::Tensor, int64_t> span_cross_entropy(const torch::Tensor& span_logits, const torch::Tensor& labels,
-                                                     const SpanIndex& span);
+                                                     const SpanIndex& span, bool shift_labels = true);
 
 }  // namespace tess::diffusion

@@ -27,6 +27,7 @@ SamplerOptions SamplerOptions::from_config(const config::Config& cfg) {
   o.simplex_value = cfg.get_float("diffusion.simplex_value");
   o.schedule = parse_schedule(cfg.get_string("diffusion.schedule"));
   o.stop = StopRule::from_config(cfg);
+  o.cache_refresh = cfg.get_int("sample.cache_refresh");
   return o;
 }
 
@@ -182,15 +183,26 @@ torch::Tensor Sampler::choose_tokens(const torch::Tensor& logits, util::Rng& rng
   return diffusion::choose_tokens(logits, options_.top_p, options_.temperature, rng);
 }
 
+std::optional<PromptCache> Sampler::make_cache(const SampleBatch& batch) const {
+  if (options_.cache_refresh <= 0) return std::nullopt;
+  return PromptCache(batch.span_mask, options_.cache_refresh, model_.layout);
+}
+
+void Sampler::count_passes(const std::optional<PromptCache>& cache, int64_t uncached_passes) {
+  passes_.full += cache ? cache->full_passes() : uncached_passes;
+  passes_.span_only += cache ? cache->partial_passes() : 0;
+}
+
 torch::Tensor Sampler::step_logits(const SampleBatch& batch, const SpanIndex& span, const torch::Tensor& x,
-                                   const torch::Tensor& prev, int64_t t, const GuidanceHook& guidance) {
+                                   const torch::Tensor& prev, int64_t t, const GuidanceHook& guidance,
+                                   PromptCache* cache) {
   const int64_t n = scheduler_.timesteps();
   RowSource rows = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
   DiffusionInputs in{batch.ids, batch.span_mask,
                      torch::full({batch.ids.size(0)}, static_cast<float>(t) / static_cast<float>(n),
                                  torch::TensorOptions().dtype(torch::kFloat32).device(batch.ids.device())),
                      batch.key_mask};
-  auto logits = model_.span_logits(in, span, rows, prev).to(torch::kFloat32);
+  auto logits = model_.span_logits(in, span, rows, prev, cache).to(torch::kFloat32);
   return guidance ? guidance(t, logits, span) : logits;
 }
 
@@ -209,15 +221,18 @@ torch::Tensor Sampler::sample(const SampleBatch& batch, util::Rng& rng, const St
   std::vector<int64_t> all_rows(static_cast<size_t>(batch.ids.size(0)));
   std::iota(all_rows.begin(), all_rows.end(), 0);
   auto x = gaussian_rows(rng, span.rows, vocab, on.device()) * k;  // x_T = k * noise on the span
+  auto cache = make_cache(batch);
   torch::Tensor prev, logits;
   for (int64_t step = 0; step < n; ++step) {
     int64_t t = n - 1 - step;
-    logits = step_logits(batch, span, x, prev, t, guidance);
+    if (cache) cache->begin_step(step);
+    logits = step_logits(batch, span, x, prev, t, guidance, cache ? &*cache : nullptr);
     prev = logits;  // self-conditioning input of the next step (guided, as in the reference)
     auto tokens = choose_tokens(logits, rng);
     if (on_step) on_step(StepInfo{step, t, logits, tokens, span, all_rows});
     if (t > 0) x = renoise(tokens, t, gaussian_rows(rng, span.rows, vocab, on.device()));
   }
+  count_passes(cache, n);
   auto out = batch.ids.clone();
   out.view(-1).index_copy_(0, span.flat, logits.argmax(-1));
   return out;
@@ -261,8 +276,8 @@ struct ActiveRows {
   }
   // Row i's span rows in [N, ...] span tensors.
   torch::Tensor of(const torch::Tensor& t, size_t i) const { return t.narrow(0, span_start[i], span_rows[i]); }
-  // Keeps the rows `keep` (ascending); span tensors in `span_tensors` follow.
-  void keep_only(const std::vector<size_t>& keep, std::vector<torch::Tensor*> span_tensors) {
+  // Keeps the rows `keep` (ascending); span tensors in `span_tensors` and the prompt cache follow.
+  void keep_only(const std::vector<size_t>& keep, std::vector<torch::Tensor*> span_tensors, PromptCache* cache) {
     std::vector<int64_t> rows_kept, span_kept;
     for (size_t i : keep) {
       rows_kept.push_back(static_cast<int64_t>(i));
@@ -272,6 +287,7 @@ struct ActiveRows {
     auto rk = torch::tensor(rows_kept, torch::kInt64).to(device), sk = torch::tensor(span_kept, torch::kInt64).to(device);
     for (auto* t : span_tensors)
       if (t->defined()) *t = t->index_select(0, sk);
+    if (cache) cache->keep_rows(rk);
     batch = {batch.ids.index_select(0, rk), batch.span_mask.index_select(0, rk),
              batch.key_mask.defined() ? batch.key_mask.index_select(0, rk) : batch.key_mask};
     span = SpanIndex::from_mask(batch.span_mask);
@@ -315,11 +331,15 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
     out.steps[static_cast<size_t>(r)] = steps;
   };
   auto x = per_row(noise) * k;  // x_T = k * noise on the span
+  auto cache = make_cache(batch);
+  int64_t passes = 0;
   torch::Tensor prev, logits, last_argmax;
   GuidanceHook guidance = guidance_for ? guidance_for(active.batch) : GuidanceHook{};
   for (int64_t step = 0; step < n; ++step) {
     int64_t t = n - 1 - step;
-    logits = step_logits(active.batch, active.span, x, prev, t, guidance);
+    if (cache) cache->begin_step(step);
+    logits = step_logits(active.batch, active.span, x, prev, t, guidance, cache ? &*cache : nullptr);
+    ++passes;
     prev = logits;
     auto tokens = per_row([&](size_t i) {
       return choose_tokens(active.of(logits, i), streams[static_cast<size_t>(active.input_row[i])]);
@@ -342,9 +362,12 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
           keep.push_back(i);
       }
       last_argmax = argmax;
-      if (keep.empty()) return out;
+      if (keep.empty()) {
+        count_passes(cache, passes);
+        return out;
+      }
       if (keep.size() < active.input_row.size()) {
-        active.keep_only(keep, {&prev, &last_argmax, &tokens});
+        active.keep_only(keep, {&prev, &last_argmax, &tokens}, cache ? &*cache : nullptr);
         if (guidance_for) guidance = guidance_for(active.batch);
       }
     }
@@ -352,6 +375,7 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
   }
   auto answer = logits.argmax(-1);
   for (size_t i = 0; i < active.input_row.size(); ++i) finish(i, active.of(answer, i), n);
+  count_passes(cache, passes);
   return out;
 }
 

@@ -8,6 +8,7 @@
 // is the argmax of the last logits, cut at the first EOS/PAD.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "core/diffusion/diffusion_lm.h"
@@ -58,6 +59,7 @@ struct SamplerOptions {
   double simplex_value = 5.0;
   Schedule schedule = Schedule::CosineImproved;
   StopRule stop;
+  int64_t cache_refresh = 0;  // prompt cache (diffusion_lm.h PromptCache): a full pass every r steps; 0 = off
   // eval.steps, eval.top_p, eval.temperature, diffusion.simplex_value, diffusion.schedule, sample.*.
   static SamplerOptions from_config(const config::Config& cfg);
 };
@@ -93,6 +95,12 @@ struct SampleResult {
   std::vector<int64_t> steps;  // denoising steps each row took
 };
 
+// Model passes a sampler ran: over the whole sequence, and span-only ones
+// between prompt-cache refreshes.
+struct PassCount {
+  int64_t full = 0, span_only = 0;
+};
+
 // Token choice from logits [rows, V]: argmax when top_p <= 0, else a draw from
 // softmax(logits / temperature) restricted to the nucleus of mass top_p
 // (plain sampling at top_p >= 1; tokens tied with the nucleus's smallest
@@ -115,6 +123,9 @@ class Sampler {
   SampleResult sample_rows(const SampleBatch& batch, std::vector<util::Rng>& rows, const StepCallback& on_step = {},
                            const GuidanceFactory& guidance = {});
 
+  // Passes run by every call so far.
+  const PassCount& passes() const { return passes_; }
+
   // diffusion::choose_tokens with this sampler's top_p and temperature.
   torch::Tensor choose_tokens(const torch::Tensor& logits, util::Rng& rng) const;
 
@@ -126,13 +137,16 @@ class Sampler {
   // One denoising step's span logits at t (fp32, after guidance) from the
   // noisy simplex rows x and the previous step's logits.
   torch::Tensor step_logits(const SampleBatch& batch, const SpanIndex& span, const torch::Tensor& x,
-                            const torch::Tensor& prev, int64_t t, const GuidanceHook& guidance);
+                            const torch::Tensor& prev, int64_t t, const GuidanceHook& guidance, PromptCache* cache);
+  std::optional<PromptCache> make_cache(const SampleBatch& batch) const;  // none when options.cache_refresh = 0
+  void count_passes(const std::optional<PromptCache>& cache, int64_t uncached_passes);
   // The chosen tokens' simplex re-noised with z to the level of step t - 1.
   torch::Tensor renoise(const torch::Tensor& tokens, int64_t t, const torch::Tensor& z) const;
 
   DiffusionLMImpl& model_;
   SamplerOptions options_;
   NoiseScheduler scheduler_;
+  PassCount passes_;
 };
 
 }  // namespace tess::diffusion

@@ -33,6 +33,36 @@ std::pair<torch::Tensor, torch::Tensor> KVCache::append(int64_t layer, const tor
   return {keys_[layer].narrow(2, 0, length_ + t), values_[layer].narrow(2, 0, length_ + t)};
 }
 
+void AttentionMemory::clear() {
+  keys_.clear();
+  values_.clear();
+}
+
+void AttentionMemory::keep_rows(const torch::Tensor& rows) {
+  for (auto* stored : {&keys_, &values_})
+    for (auto& t : *stored) t = t.index_select(0, rows.to(t.device()));
+}
+
+std::pair<torch::Tensor, torch::Tensor> AttentionMemory::attend(int64_t layer, const torch::Tensor& k,
+                                                                const torch::Tensor& v,
+                                                                const torch::Tensor& positions) {
+  auto l = static_cast<size_t>(layer);
+  if (!positions.defined()) {
+    if (keys_.size() <= l) keys_.resize(l + 1), values_.resize(l + 1);
+    keys_[l] = k;
+    values_[l] = v;
+    return {k, v};
+  }
+  if (keys_.size() <= l || !keys_[l].defined())
+    throw Error("a partial attention pass needs a recording pass first (AttentionMemory is empty)");
+  // The recomputed positions' keys/values replace the recorded ones in place:
+  // the next partial pass overwrites the same positions again.
+  auto index = positions.to(k.device()).view({k.size(0), 1, positions.size(1), 1}).expand_as(k);
+  keys_[l].scatter_(2, index, k);
+  values_[l].scatter_(2, index, v);
+  return {keys_[l], values_[l]};
+}
+
 // ---------------------------------------------------------------------------
 RMSNormImpl::RMSNormImpl(int64_t size, double eps) : eps_(eps) {
   weight = register_parameter("weight", torch::ones({size}));
@@ -48,6 +78,28 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 torch::Tensor rope_inv_freq(int64_t head_dim, double theta) {
   auto exponents = torch::arange(0, head_dim, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(head_dim);
   return 1.0 / torch::pow(theta, exponents);
+}
+
+torch::Tensor rope_inv_freq(const ModelConfig& config) {
+  auto inv_freq = rope_inv_freq(config.resolved_head_dim(), config.rope_theta);
+  const RopeScaling& s = config.rope_scaling;
+  if (s.type == "default") return inv_freq;
+  if (s.type != "llama3") throw Error(fmt::format("rope scaling '{}' is not supported", s.type));
+  // HF's _compute_llama3_parameters, operation for operation in fp32 (Python's
+  // `scalar / tensor` is reciprocal(tensor) * scalar): wavelengths shorter
+  // than original / high_freq_factor keep their frequency, longer than
+  // original / low_freq_factor are divided by `factor`, and those between are
+  // interpolated smoothly.
+  auto old_context_len = static_cast<double>(s.original_max_position_embeddings);
+  double low_freq_wavelen = old_context_len / s.low_freq_factor;
+  double high_freq_wavelen = old_context_len / s.high_freq_factor;
+  auto wavelen = torch::reciprocal(inv_freq) * (2 * M_PI);
+  auto inv_freq_llama = torch::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
+  auto smooth_factor =
+      (torch::reciprocal(wavelen) * old_context_len - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+  auto smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / s.factor + smooth_factor * inv_freq_llama;
+  auto is_medium_freq = (wavelen < high_freq_wavelen).logical_not() & (wavelen > low_freq_wavelen).logical_not();
+  return torch::where(is_medium_freq, smoothed_inv_freq, inv_freq_llama);
 }
 
 std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& positions, const torch::Tensor& inv_freq,
@@ -164,9 +216,13 @@ SelfAttentionImpl::SelfAttentionImpl(const ModelConfig& c, int64_t layer_index)
       kv_heads_(c.num_key_value_heads),
       head_dim_(c.resolved_head_dim()),
       layer_(layer_index) {
-  q_proj = register_module("q_proj", linear(c.hidden_size, heads_ * head_dim_));
-  k_proj = register_module("k_proj", linear(c.hidden_size, kv_heads_ * head_dim_));
-  v_proj = register_module("v_proj", linear(c.hidden_size, kv_heads_ * head_dim_));
+  // Qwen2 has biases on q/k/v (not on o_proj); Llama and Mistral have none.
+  auto qkv = [&](int64_t out) {
+    return torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, out).bias(c.qkv_bias()));
+  };
+  q_proj = register_module("q_proj", qkv(heads_ * head_dim_));
+  k_proj = register_module("k_proj", qkv(kv_heads_ * head_dim_));
+  v_proj = register_module("v_proj", qkv(kv_heads_ * head_dim_));
   o_proj = register_module("o_proj", linear(heads_ * head_dim_, c.hidden_size));
 }
 
@@ -178,6 +234,7 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const LayerCont
   q = apply_rope(q, ctx.cos, ctx.sin);
   k = apply_rope(k, ctx.cos, ctx.sin);
   if (ctx.cache) std::tie(k, v) = ctx.cache->append(layer_, k, v);
+  if (ctx.memory) std::tie(k, v) = ctx.memory->attend(layer_, k, v, ctx.positions);
   std::optional<torch::Tensor> mask;
   if (ctx.mask.defined()) mask = ctx.mask;
   auto out = at::scaled_dot_product_attention(q, k, v, mask, 0.0, ctx.is_causal, std::nullopt,
@@ -221,13 +278,17 @@ DecoderImpl::DecoderImpl(const ModelConfig& config, uint64_t seed) : config_(con
   if (!config_.tie_word_embeddings)
     lm_head = register_module("lm_head", linear(config_.hidden_size, config_.vocab_size));
 
-  inv_freq_ = rope_inv_freq(config_.resolved_head_dim(), config_.rope_theta);
+  inv_freq_ = rope_inv_freq(config_);
 
   // HF's initialisation, from one seeded generator in registration order.
   torch::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   for (auto& p : named_parameters()) {
     if (p.key().find("norm") != std::string::npos) continue;  // RMSNorm weights stay 1
+    if (p.key().size() > 5 && p.key().compare(p.key().size() - 5, 5, ".bias") == 0) {
+      p.value().zero_();  // HF zeroes Linear biases (Qwen2's q/k/v)
+      continue;
+    }
     p.value().normal_(0.0, config_.initializer_range, gen);
   }
   if (config_.pad_token_id >= 0) body->embed_tokens->weight[config_.pad_token_id].zero_();
@@ -258,18 +319,31 @@ torch::Tensor DecoderImpl::hidden_states(const torch::Tensor& embeds, const Forw
   int64_t l = embeds.size(1);
   bool causal = opt.attention.value_or(config_.attention) == Attention::Causal;
   if (opt.cache && !causal) throw Error("a KV cache needs causal attention (bidirectional attention sees the future)");
+  if (opt.memory && causal) throw Error("an attention memory is for bidirectional passes (causal decoding has KVCache)");
+  bool partial = opt.memory && opt.positions.defined();
+  if (opt.positions.defined() && (!opt.memory || opt.positions.dim() != 2 || opt.positions.size(1) != l))
+    throw Error(fmt::format("positions must be [batch, {}] and come with an attention memory", l));
   int64_t offset = opt.cache ? opt.cache->length() : 0;
   if (opt.position_ids.defined() && (opt.position_ids.dim() != 2 || opt.position_ids.size(1) != l))
     throw Error(fmt::format("position_ids must be [batch, {}]", l));
 
   LayerContext ctx;
-  std::tie(ctx.cos, ctx.sin) = rotary(opt.position_ids, l, offset, embeds.scalar_type());
-  auto plan = plan_mask(causal, l, offset + l, offset, config_.sliding_window, opt.key_mask, embeds.device());
-  ctx.mask = plan.mask;
-  ctx.is_causal = plan.is_causal;
+  const auto& rope_positions = opt.position_ids.defined() || !partial ? opt.position_ids : opt.positions;
+  std::tie(ctx.cos, ctx.sin) = rotary(rope_positions, l, offset, embeds.scalar_type());
+  if (partial) {
+    // Queries at `positions` see every key that is not padding (they are never padding themselves).
+    if (opt.key_mask.defined())
+      ctx.mask = opt.key_mask.to(torch::kBool).view({opt.key_mask.size(0), 1, 1, opt.key_mask.size(1)});
+  } else {
+    auto plan = plan_mask(causal, l, offset + l, offset, config_.sliding_window, opt.key_mask, embeds.device());
+    ctx.mask = plan.mask;
+    ctx.is_causal = plan.is_causal;
+  }
   ctx.cache = opt.cache;
+  ctx.memory = opt.memory;
+  ctx.positions = opt.positions;
 
-  bool checkpoint = checkpointing_ && is_training() && torch::GradMode::is_enabled() && !opt.cache;
+  bool checkpoint = checkpointing_ && is_training() && torch::GradMode::is_enabled() && !opt.cache && !opt.memory;
   auto x = embeds;
   for (const auto& module : *body->layers) {
     auto* layer = module->as<DecoderLayerImpl>();

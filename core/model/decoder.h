@@ -40,11 +40,38 @@ class KVCache {
   int64_t capacity_ = 0;
 };
 
+// Keys and values of every position of one bidirectional pass, kept so that
+// later passes over a few positions attend to them instead of recomputing
+// the rest: the diffusion sampler's prompt cache. Approximate by design --
+// the positions not recomputed keep the keys/values of the recording pass,
+// although through attention they would have moved with the others.
+class AttentionMemory {
+ public:
+  bool recorded() const { return !keys_.empty(); }
+  void clear();
+  void keep_rows(const torch::Tensor& rows);  // int64 [B']: the batch rows that remain
+  // A recording pass (`positions` undefined) stores this layer's k/v
+  // ([B, kv_heads, L, head_dim]) and returns them; a partial pass writes its
+  // k/v ([B, kv_heads, A, head_dim]) at `positions` (int64 [B, A]) into the
+  // stored ones and returns all L positions.
+  std::pair<torch::Tensor, torch::Tensor> attend(int64_t layer, const torch::Tensor& k, const torch::Tensor& v,
+                                                 const torch::Tensor& positions);
+
+ private:
+  std::vector<torch::Tensor> keys_, values_;
+};
+
 struct ForwardOptions {
   std::optional<Attention> attention;  // default: the model's own mode
   torch::Tensor position_ids;          // [B, L] int64; default cache length + 0..L-1
   torch::Tensor key_mask;              // [B, L_keys] bool, false = never attended (padding)
   KVCache* cache = nullptr;            // causal decoding with cached keys/values
+  // Bidirectional passes that reuse keys/values: without `positions` the pass
+  // runs every position and records into `memory`; with `positions` (int64
+  // [B, A], ascending) the embeddings are those positions' only, the pass
+  // computes them alone against the recorded rest, and returns [B, A, H].
+  AttentionMemory* memory = nullptr;
+  torch::Tensor positions;
 };
 
 class RMSNormImpl : public torch::nn::Module {
@@ -60,6 +87,9 @@ TORCH_MODULE(RMSNorm);
 
 // Rotary position embedding (HF's default RoPE, fp32 math).
 torch::Tensor rope_inv_freq(int64_t head_dim, double theta);  // [head_dim / 2]
+// The model's frequencies: the above with config.rope_theta, then scaled as
+// config.rope_scaling says (llama3: HF's _compute_llama3_parameters).
+torch::Tensor rope_inv_freq(const ModelConfig& config);
 // cos/sin tables [B|1, 1, L, head_dim] for positions [B|1, L], cast to `dtype`.
 std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& positions, const torch::Tensor& inv_freq,
                                                     torch::ScalarType dtype);
@@ -72,6 +102,8 @@ struct LayerContext {
   torch::Tensor mask;      // bool [B or 1, 1, L, L_keys], true = attend; undefined = none
   bool is_causal = false;  // let SDPA apply the causal mask itself
   KVCache* cache = nullptr;
+  AttentionMemory* memory = nullptr;
+  torch::Tensor positions;  // a partial pass's positions (with memory)
 };
 
 class SelfAttentionImpl : public torch::nn::Module {

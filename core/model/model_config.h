@@ -1,6 +1,6 @@
 #pragma once
-// Shape and conventions of a Mistral/Llama-family decoder, as HF's
-// config.json describes it. Read from and written to config.json (both the
+// Shape and conventions of a Llama-family decoder (HF model_type llama,
+// mistral or qwen2), as HF's config.json describes it. Read from and written to config.json (both the
 // transformers 4.x spelling, rope_theta/torch_dtype, and 5.x,
 // rope_parameters/dtype), built from tess's model.* config keys for fresh
 // models, or taken from a named preset (the real shapes construct with the
@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/util/choices.h"
 
@@ -23,8 +24,21 @@ const util::Choices<Attention>& attention_choices();
 Attention parse_attention(const std::string& name);  // "causal" | "bidirectional"
 const char* attention_name(Attention a);
 
+// Scaling of the rotary frequencies: config.json's rope_scaling (4.x) or
+// rope_parameters (5.x). "default" = plain RoPE; "llama3" = Llama 3.1+'s
+// frequency-dependent scaling (HF's _compute_llama3_parameters).
+struct RopeScaling {
+  std::string type = "default";  // "default" | "llama3"
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 0;
+};
+
 struct ModelConfig {
-  std::string model_type = "llama";  // "llama" | "mistral"
+  // "llama" | "mistral" | "qwen2" (Qwen2/Qwen2.5: the Llama layout plus biases
+  // on the q/k/v projections, not on o_proj).
+  std::string model_type = "llama";
   int64_t vocab_size = 32000;
   int64_t hidden_size = 256;
   int64_t intermediate_size = 688;
@@ -34,6 +48,7 @@ struct ModelConfig {
   int64_t head_dim = 0;  // 0: hidden_size / num_attention_heads
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
   int64_t max_position_embeddings = 2048;
   int64_t sliding_window = 0;  // 0: full attention; restricts causal attention only
   bool tie_word_embeddings = false;
@@ -55,8 +70,20 @@ struct ModelConfig {
                            kMaxIntermediate = int64_t{1} << 20, kMaxLayers = int64_t{1} << 12,
                            kMaxHeads = int64_t{1} << 12, kMaxPositions = int64_t{1} << 24;
 
+  bool qkv_bias() const { return model_type == "qwen2"; }  // q/k/v projections carry biases
+  // HF's class-name prefix: "Llama", "Mistral" or "Qwen2" (+ "ForCausalLM", ...).
+  std::string hf_class_prefix() const;
+  // Whether a model with `model_rows` embedding rows can serve a tokenizer of
+  // `tokens` tokens unchanged: equal, or padded past it to at most the next
+  // multiple of 1024 (Qwen2.5: 151,936 rows for 151,665 tokens). The padding
+  // rows are never a label and never chosen by a sampler; a larger surplus
+  // means another tokenizer.
+  static bool vocab_padding_ok(int64_t model_rows, int64_t tokens) {
+    return model_rows >= tokens && model_rows <= (tokens + 1023) / 1024 * 1024;
+  }
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
-  // Parameter count of the decoder (embedding, layers, norm, untied LM head).
+  // Parameter count of the decoder (embedding, layers with their q/k/v biases,
+  // norm, untied LM head).
   int64_t num_parameters() const;
   // Their bytes in `dtype` ("float32" | "bfloat16" | "float16").
   int64_t parameter_bytes(const std::string& dtype) const;
@@ -70,7 +97,9 @@ struct ModelConfig {
 
   // A fresh model from the model.* keys of a run configuration.
   static ModelConfig from_run_config(const config::Config& cfg);
-  // "tiny", "tinyllama-1.1b", "mistral-7b-v0.1", "llama-3-8b".
+  // "tiny", "tinyllama-1.1b", "mistral-7b-v0.1", "llama-3-8b", "llama-3.2-1b",
+  // "qwen2.5-0.5b" (preset_names() lists them).
+  static const std::vector<std::string>& preset_names();
   static ModelConfig preset(const std::string& name);
 };
 

@@ -90,7 +90,7 @@ HfModelImage reward_model_image(RewardModelImpl& model) {
   config.attention = Attention::Causal;
   auto dtype = model.embedding_weight().scalar_type();
   config.torch_dtype = dtype == torch::kBFloat16 ? "bfloat16" : dtype == torch::kFloat16 ? "float16" : "float32";
-  std::string arch = config.model_type == "mistral" ? "MistralForSequenceClassification" : "LlamaForSequenceClassification";
+  std::string arch = config.hf_class_prefix() + "ForSequenceClassification";
   config.extra["architectures"] = nlohmann::json::array({arch}).dump();
   config.extra["id2label"] = R"({"0": "LABEL_0"})";
   config.extra["label2id"] = R"({"LABEL_0": 0})";

@@ -66,8 +66,23 @@ nlohmann::json bench_train_case(const TrainCase& c, const BenchOptions& opt, dou
 // Every case, each in a child `tess bench train --case ...`, plus the eager
 // PyTorch step of the same shapes and the precision support check.
 nlohmann::json bench_train(const BenchOptions& opt, const nlohmann::json& peak, const std::vector<std::string>& presets);
-// Diffusion sampler vs. AR with KV cache on the same decoder.
+// Diffusion sampler vs. AR with KV cache on the same decoder (random
+// weights: speed only), and one denoising step with and without the prompt
+// cache at a prompt twice the span.
 nlohmann::json bench_sample(const BenchOptions& opt, const std::string& preset);
+
+// The sampler settings people choose between (fixed 8/16/32/64 steps;
+// adaptive stopping at a 32-step budget; adaptive + prompt cache at r = 4, 8),
+// each run through `tess eval`'s own code (eval::evaluate) on trained models
+// and held-out prompts, at each batch size, beside its exact match, against
+// AR decoding (KV cache, batched) of the same prompts at the same batch size.
+struct SampleGrid {
+  std::filesystem::path config;    // an eval config: eval.model, eval.data, extraction, span, top_p, ...
+  std::filesystem::path ar_model;  // the AR model answering the same prompts
+  std::vector<int64_t> batches{1, 8, 32};
+  int64_t limit = 64;              // held-out prompts per run
+};
+nlohmann::json bench_sample_grid(const BenchOptions& opt, const SampleGrid& grid);
 // The trainer's data loader alone; `train` (optional) gives the consumption rate to compare to.
 nlohmann::json bench_data(const BenchOptions& opt, const nlohmann::json& train);
 // Save/load of a model's weights and of an optimizer-state-sized file.

@@ -77,6 +77,15 @@ std::string sample_table(const json& r) {
   for (const auto& c : p["diffusion"])
     s += fmt::format("{:>6} {:>10.3f} {:>10.1f} {:>9.2f}x\n", c["steps"].get<int64_t>(), c["seconds"].get<double>(),
                      c["tokens_per_s"].get<double>(), c["speedup_vs_ar"].get<double>());
+  if (p.contains("prompt_cache")) {
+    const auto& c = p["prompt_cache"];
+    s += fmt::format("prompt cache, prompt {} + span {}: full pass {:.1f} ms, span-only pass {:.1f} ms ({:.0f}% saved);",
+                     c["prompt_tokens"].get<int64_t>(), c["span"].get<int64_t>(), 1e3 * c["full_pass_s"].get<double>(),
+                     1e3 * c["span_only_pass_s"].get<double>(), 100 * c["step_time_saved"].get<double>());
+    for (const auto& x : c["sampling"])
+      s += fmt::format(" 32 steps r={} {:.2f} s", x["cache_refresh"].get<int64_t>(), x["seconds"].get<double>());
+    s += "\n";
+  }
   if (p.contains("step")) {
     const auto& st = p["step"];
     s += fmt::format("one step: forward {:.1f} ms ({:.2f} GFLOP, {:.1f} GF/s), top-p choice {:.1f} ms (argmax {:.1f}), "
@@ -85,6 +94,25 @@ std::string sample_table(const json& r) {
                      st["forward_achieved_gflops"].get<double>(), 1e3 * st["choose_top_p_s"].get<double>(),
                      1e3 * st["choose_argmax_s"].get<double>(), 1e3 * st["renoise_s"].get<double>());
   }
+  return s;
+}
+
+std::string sample_grid_table(const json& r) {
+  const auto& g = r["sample_grid"];
+  std::string s = fmt::format("\nsampling on {} ({} prompts of {}, span {}, top-p {}, {} threads; AR: {})\n",
+                              g["model"].get<std::string>(), g["prompts"].get<int64_t>(), g["data"].get<std::string>(),
+                              g["span"].get<int64_t>(), g["top_p"].get<double>(), g["threads"].get<int>(),
+                              g["ar_model"].get<std::string>());
+  s += fmt::format("{:>5} {:<22} {:>8} {:>10} {:>9} {:>12} {:>8}\n", "batch", "setting", "exact", "mean steps",
+                   "seconds", "answer tok/s", "vs AR");
+  for (const auto& row : g["rows"]) {
+    s += fmt::format("{:>5} {:<22} {:>8.3f} {:>10} {:>9.2f} {:>12.1f} {:>8}\n", row["batch"].get<int64_t>(),
+                     row["setting"].get<std::string>(), row["exact_match"].get<double>(),
+                     row.contains("mean_steps") ? fmt::format("{:.1f}", row["mean_steps"].get<double>()) : "-",
+                     row["seconds"].get<double>(), row["answer_tokens_per_s"].get<double>(),
+                     row.contains("speedup_vs_ar") ? fmt::format("{:.2f}x", row["speedup_vs_ar"].get<double>()) : "-");
+  }
+  s += "(vs AR = AR seconds / these seconds for the same prompts at the same batch size; answer tokens = up to the first EOS)\n";
   return s;
 }
 
@@ -153,6 +181,7 @@ std::string format_report(const json& r) {
   if (r.contains("peak")) s += peak_table(r);
   if (r.contains("train")) s += train_table(r);
   if (r.contains("sample")) s += sample_table(r);
+  if (r.contains("sample_grid")) s += sample_grid_table(r);
   if (r.contains("data")) s += data_table(r);
   if (r.contains("checkpoint")) s += checkpoint_table(r);
   if (r.contains("dist")) s += dist_table(r);

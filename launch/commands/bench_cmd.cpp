@@ -34,6 +34,8 @@ struct BenchArgs {
   double peak_fp32 = 0, peak_bf16 = 0;
   // sample
   std::string sample_preset = "small";
+  bench::SampleGrid grid;
+  std::string grid_config, grid_ar_model;
   // dist-worker
   int64_t global_batch = 8, steps = 3;
   std::string workspace;
@@ -119,13 +121,30 @@ void add_bench_command(CLI::App& app, Action& action) {
     };
   });
 
-  auto* sample = cmd->add_subcommand("sample", "Diffusion sampler tokens/s at 8..100 steps vs AR decoding with KV cache");
+  auto* sample = cmd->add_subcommand(
+      "sample",
+      "Diffusion sampler vs AR decoding with KV cache: random weights (speed only), or with --config the sampler "
+      "settings on trained models and held-out prompts, exact match beside speed, batch 1/8/32");
   add_common(sample, *a);
   sample->add_option("--preset", a->sample_preset, "Model shape (tiny, small, medium)")->capture_default_str();
+  auto* grid_config = sample->add_option(
+      "--config", a->grid_config,
+      "An eval config (eval.model, eval.data, span, top-p, extraction): run the settings grid on it");
+  sample->add_option("--ar-model", a->grid_ar_model, "The AR model answering the same prompts (with --config)")
+      ->needs(grid_config);
+  sample->add_option("--batches", a->grid.batches, "Batch sizes of the grid")->delimiter(',')->capture_default_str();
+  sample->add_option("--limit", a->grid.limit, "Held-out prompts per run of the grid")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   sample->callback([&action, a] {
     action = [a] {
       auto o = options_of(*a);
-      return emit(*a, {{"machine", bench::machine_json(o)}, {"sample", bench::bench_sample(o, a->sample_preset)}});
+      if (a->grid_config.empty())
+        return emit(*a, {{"machine", bench::machine_json(o)}, {"sample", bench::bench_sample(o, a->sample_preset)}});
+      if (a->grid_ar_model.empty()) throw Error("bench sample --config needs --ar-model: the AR model to compare with");
+      a->grid.config = a->grid_config;
+      a->grid.ar_model = a->grid_ar_model;
+      return emit(*a, {{"machine", bench::machine_json(o)}, {"sample_grid", bench::bench_sample_grid(o, a->grid)}});
     };
   });
 

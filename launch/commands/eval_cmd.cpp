@@ -1,5 +1,6 @@
 // `tess eval`: generate answers for held-out prompts and score them (exact
-// match, multiple choice, perplexity, diversity, reward, speed), optionally
+// match, multiple choice, perplexity, diversity, reward, speed, or a
+// benchmark's own scoring with --task), optionally
 // over a sweep of one sampling setting, with a JSON report, a table and a plot.
 #include <fstream>
 #include <iostream>
@@ -50,11 +51,21 @@ const std::vector<Flag>& flags() {
       {"--device", "eval.device", "Where the sampler runs: auto, cpu, cuda or cuda:N"},
       {"--stable-steps", "sample.stable_steps", "Adaptive stopping: steps a row's argmax must hold"},
       {"--margin", "sample.margin", "Adaptive stopping: smallest top-1 minus top-2 probability over the span"},
+      {"--cache-refresh", "sample.cache_refresh", "Prompt cache: a full pass every N steps, span-only in between; 0 = off"},
       {"--perplexity-model", "eval.perplexity_model", "AR model directory for the perplexity metric"},
       {"--limit", "eval.limit", "Evaluate only the first N records; 0 = all"},
       {"--choice-samples", "eval.choice_samples", "Diffusion multiple choice: noise draws per choice"},
+      {"--task", "eval.task",
+       "A benchmark read from --data in its public JSONL format: gsm8k, squad, triviaqa, ifeval, bbh, mmlu, "
+       "alpaca_eval"},
+      {"--shots", "eval.shots", "Few-shot exemplars of --task; -1 = the reference's"},
+      {"--task-prompts", "eval.task_prompts", "bbh: directory of the cot-prompts/<task>.txt files"},
+      {"--mmlu-mode", "eval.mmlu_mode", "mmlu: generation or likelihood"},
+      {"--reference-outputs", "eval.reference_outputs",
+       "alpaca_eval: JSONL {\"instruction\", \"output\"} to judge against (with --reward-model)"},
       {"--sweep", "eval.sweep",
-       "Run a grid over one setting, e.g. steps=8,16,32,64,100 (also guidance_scale, top_p, length)"},
+       "Run a grid over one setting, e.g. steps=8,16,32,64,100 (also guidance_scale, top_p, length, cache_refresh; "
+       "with --adaptive stable_steps, margin)"},
       {"--output", "eval.output", "Write the JSON report here (with --sweep also a plot, .svg beside it)"},
       {"--samples", "eval.samples", "Write the generated answers as JSONL here"},
       {"--plot", "eval.plot", "SVG plot of each metric against the swept setting"},

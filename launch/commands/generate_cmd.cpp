@@ -24,14 +24,39 @@ struct GenerateArgs {
   std::string model;
   std::string prompt;
   std::string input;
+  std::string infill;
   std::string output;
   eval::GenerateOptions opt;
   std::string guidance_read = "last";
   bool show_steps = false;
 };
 
+// --infill: one text with <span:N> markers, filled by the diffusion sampler.
+int fill(GenerateArgs a) {
+  a.opt.length = 1;  // unused: the markers give the spans (the generator checks it against the positions)
+  eval::Generator gen(a.model, a.opt);
+  std::optional<eval::StepPrinter> printer;
+  eval::StepObserver on_step;
+  if (a.show_steps) {
+    printer.emplace(stdout, isatty(fileno(stdout)) != 0);
+    on_step = [&](const eval::StepView& v) { (*printer)(v); };
+  }
+  auto g = gen.infill(a.infill, on_step);
+  if (printer) printer->end_batch();
+  if (a.output.empty()) {
+    std::cout << g.output << std::endl;
+    return 0;
+  }
+  std::ofstream out(a.output);
+  out << eval::generation_json(g).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  out.close();
+  if (!out) throw Error(fmt::format("writing {} failed", a.output));
+  return 0;
+}
+
 int generate(GenerateArgs a) {
   a.opt.guidance_read = diffusion::reward_read_choices().parse(a.guidance_read);
+  if (!a.infill.empty()) return fill(a);
   std::vector<eval::GenerationPrompt> prompts;
   if (!a.input.empty()) {
     prompts = eval::read_prompts(a.input);
@@ -102,6 +127,10 @@ void add_generate_command(CLI::App& app, Action& action) {
                                 "JSONL of prompts: {\"prompt\": ...} lines or chat \"messages\" records");
   prompt->excludes(input);
   input->excludes(prompt);
+  auto* infill = cmd->add_option("--infill", args->infill,
+                                 "Fill the <span:N> markers of this text (N tokens each), e.g. \"The capital of France "
+                                 "is <span:4>.\": no chat template, diffusion models only");
+  infill->excludes(prompt)->excludes(input);
   cmd->add_option("--steps", args->opt.steps, "Denoising steps")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--length", args->opt.length, "Tokens to generate (span length; AR: maximum)")
       ->capture_default_str()
@@ -122,6 +151,11 @@ void add_generate_command(CLI::App& app, Action& action) {
   cmd->add_option("--margin", args->opt.stop.margin,
                   "Adaptive stopping: smallest top-1 minus top-2 probability over the span's positions")
       ->capture_default_str();
+  cmd->add_flag("--raw", args->opt.raw,
+                "Continue plain text: the prompt is <s> + the text, without the chat template (base and stage-1 models)");
+  cmd->add_option("--cache-refresh", args->opt.cache_refresh,
+                  "Approximate prompt cache: a full pass every N steps, in between only the span; 0 = off, 1 = exact")
+      ->capture_default_str();
   cmd->add_option("--device", args->opt.device, "Where the models run: auto (a GPU when LibTorch sees one), cpu, cuda or cuda:N")
       ->capture_default_str();
   cmd->add_option("--output", args->output, "Write JSONL {prompt, output, steps, seconds[, task, answer]} here");
@@ -138,8 +172,11 @@ void add_generate_command(CLI::App& app, Action& action) {
       ->check(CLI::IsMember(diffusion::reward_read_choices().names()))
       ->capture_default_str();
   cmd->callback([&action, args, cmd] {
-    if (cmd->count("--prompt") == 0 && cmd->count("--input") == 0)
-      throw CLI::ValidationError("--prompt/--input", "give --prompt TEXT or --input prompts.jsonl");
+    if (cmd->count("--infill") > 0 && cmd->count("--length") > 0)
+      throw CLI::ValidationError("--length", "does not apply to --infill: its <span:N> markers give the span lengths");
+    if (cmd->count("--prompt") == 0 && cmd->count("--input") == 0 && cmd->count("--infill") == 0)
+      throw CLI::ValidationError("--prompt/--input/--infill",
+                                 "give --prompt TEXT, --input prompts.jsonl or --infill \"text <span:N> text\"");
     action = [args] { return generate(*args); };
   });
 }

@@ -41,8 +41,16 @@ int info(const ModelArgs& a) {
                            c.num_key_value_heads, c.resolved_head_dim())
             << fmt::format("vocab      {} (bos {}, eos {}, pad {}), tied embeddings: {}\n", c.vocab_size,
                            c.bos_token_id, c.eos_token_id, c.pad_token_id, c.tie_word_embeddings ? "yes" : "no")
-            << fmt::format("positions  rope_theta {}, max {}, sliding window {}\n", c.rope_theta,
+            << fmt::format("positions  rope_theta {}{}, max {}, sliding window {}\n", c.rope_theta,
+                           c.rope_scaling.type == "default"
+                               ? std::string()
+                               : fmt::format(" (scaling {}: factor {}, low_freq_factor {}, high_freq_factor {}, "
+                                             "original max {})",
+                                             c.rope_scaling.type, c.rope_scaling.factor, c.rope_scaling.low_freq_factor,
+                                             c.rope_scaling.high_freq_factor,
+                                             c.rope_scaling.original_max_position_embeddings),
                            c.max_position_embeddings, c.sliding_window > 0 ? std::to_string(c.sliding_window) : "none")
+            << (c.qkv_bias() ? "biases     q/k/v projections\n" : "")
             << fmt::format("parameters {} ({}), dtype {}\n", params, util::human_count(static_cast<double>(params)),
                            c.torch_dtype);
   for (const auto& [name, t] : loaded.extra_tensors)
@@ -100,7 +108,10 @@ void add_model_command(CLI::App& app, Action& action) {
   f->callback([&action, args] { action = [args] { return forward(*args); }; });
 
   auto* n = cmd->add_subcommand("init", "Write a freshly initialised model of a preset shape");
-  auto* preset = n->add_option("--preset", args->preset, "tiny, tinyllama-1.1b, mistral-7b-v0.1 or llama-3-8b")
+  std::string preset_help;
+  for (const auto& name : model::ModelConfig::preset_names()) preset_help += (preset_help.empty() ? "" : ", ") + name;
+  auto* preset = n->add_option("--preset", args->preset, "Shape: " + preset_help)
+                     ->check(CLI::IsMember(model::ModelConfig::preset_names()))
                      ->capture_default_str();
   n->add_option("--like", args->like, "Take the shape (config.json) and the tokenizer of this model directory")
       ->excludes(preset);

@@ -54,7 +54,8 @@ void add_plan_command(CLI::App& app, Action& action) {
   cmd->add_option("--gpu-memory-gb", args->gpu_memory_gb, "Memory per device in GiB (e.g. 80); prints the headroom")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--model-preset", args->model_preset,
-                  "Model shape when model.path is not on this machine: tiny, tinyllama-1.1b, mistral-7b-v0.1, llama-3-8b");
+                  "Model shape when model.path is not on this machine: tiny, tinyllama-1.1b, mistral-7b-v0.1, "
+                  "llama-3-8b, llama-3.2-1b, qwen2.5-0.5b");
   cmd->add_option("--span-fraction", args->span_fraction,
                   "Span rows as a fraction of B x L for the vocabulary-space tensors (1 = worst case)")
       ->check(CLI::Range(1e-9, 1.0))->capture_default_str();

@@ -202,14 +202,19 @@ TEST_CASE("tess_v1: prefix_lm keeps a random prefix of 1..L-2 tokens clean", "[u
   CHECK(max_seen == 50);
 }
 
-TEST_CASE("eval masks are a fixed half-length prefix", "[unit][data]") {
-  for (int64_t L : {4, 10, 11, 512}) {
+TEST_CASE("eval masks are a fixed half-length prefix: the reference's 1 + floor((L-1)/2), tess_v1's floor(L/2)",
+          "[unit][data]") {
+  // L -> clean prefix: reference, tess_v1 (equal at even L, one apart at odd L).
+  for (auto [L, ref, v1] : {std::tuple<int64_t, int64_t, int64_t>{4, 2, 2}, {10, 5, 5}, {11, 6, 5}, {3, 2, 1},
+                            {512, 256, 256}, {513, 257, 256}}) {
     INFO(L);
-    auto m = SpanMasker::eval_batch(3, L);
-    CHECK(m.objective == "eval_prefix");
-    CHECK(m.objective_index == -1);
-    for (int64_t b = 0; b < 3; ++b)
-      for (int64_t i = 0; i < L; ++i) CHECK(m.at(b, i) == (i >= L / 2 ? 1 : 0));
+    for (auto [variant, prefix] : {std::pair{Ul2Variant::Reference, ref}, std::pair{Ul2Variant::TessV1, v1}}) {
+      auto m = SpanMasker::eval_batch(3, L, variant);
+      CHECK(m.objective == "eval_prefix");
+      CHECK(m.objective_index == -1);
+      for (int64_t b = 0; b < 3; ++b)
+        for (int64_t i = 0; i < L; ++i) CHECK(m.at(b, i) == (i >= prefix ? 1 : 0));
+    }
   }
 }
 

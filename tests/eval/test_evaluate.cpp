@@ -2,7 +2,10 @@
 // table and sweep plot, and the errors a user meets.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -48,6 +51,18 @@ TEST_CASE("metric names and parse_sweep: the documented names, others rejected b
   CHECK_THAT(error_of([] { tess::eval::parse_sweep("steps=8,x"); }), Contains("'x' is not a number"));
   tess::eval::EvalOptions o;
   CHECK_THAT(error_of([&] { tess::eval::apply_sweep_value(o, "steps", 2.5); }), Contains("not a positive integer"));
+  // Stop settings and the prompt cache: adaptive ones need adaptive stopping on.
+  CHECK_THAT(error_of([&] { tess::eval::apply_sweep_value(o, "margin", 0.3); }), Contains("add --adaptive"));
+  o.generate.stop.enabled = true;
+  tess::eval::apply_sweep_value(o, "margin", 0.3);
+  tess::eval::apply_sweep_value(o, "stable_steps", 3);
+  tess::eval::apply_sweep_value(o, "cache_refresh", 4);
+  CHECK(o.generate.stop.margin == 0.3);
+  CHECK(o.generate.stop.stable_steps == 3);
+  CHECK(o.generate.cache_refresh == 4);
+  tess::eval::apply_sweep_value(o, "cache_refresh", 0);
+  CHECK(o.generate.cache_refresh == 0);
+  CHECK(tess::eval::parse_sweep("cache_refresh=0,4,8").values == std::vector<double>{0, 4, 8});
 }
 
 TEST_CASE("multiple choice ranks choices by likelihood: a copy model prefers repeated tokens", "[unit][eval]") {
@@ -364,4 +379,82 @@ TEST_CASE("scripts/eval_summary.py tables an example's reports, with whole-word 
   CHECK_THAT(t.out, Contains("| (a) SmolLM2 adapted + tuned | 32 | 1.000 | 1.00 | 1.000 |"));
   CHECK_THAT(t.out, Contains("| (c) SmolLM2-Instruct (AR) | AR | 0.000 | 0.00 | 0.500 |"));
   CHECK_THAT(t.out, Contains("row '(b) same shape, tuned from scratch' left out"));
+}
+
+TEST_CASE("tess eval --cache-refresh: 1 writes the uncached answers, larger intervals are reported and still answer",
+          "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto data = answer_file(dir);
+  auto run = [&](const std::string& extra, const std::string& name) {
+    auto r = run_tess(fmt::format("eval --model {} --data {} --metrics exact_match,speed --length 6 --steps 6 "
+                                  "--top-p 0 {} --output {} --samples {}",
+                                  q(w.diffusion), q(data), extra, q(dir / (name + ".json")),
+                                  q(dir / (name + ".jsonl"))));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return std::pair{nlohmann::json::parse(tess::test::read_file(dir / (name + ".json"))),
+                     tess::test::read_file(dir / (name + ".jsonl"))};
+  };
+  auto [plain, plain_samples] = run("", "plain");
+  auto [exact, exact_samples] = run("--cache-refresh 1", "exact");
+  auto [cached, cached_samples] = run("--cache-refresh 3 --adaptive", "cached");
+  auto outputs = [](const std::string& jsonl) {
+    std::vector<std::string> out;
+    std::istringstream in(jsonl);
+    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line)["output"]);
+    return out;
+  };
+  CHECK(outputs(exact_samples) == outputs(plain_samples));
+  CHECK(outputs(plain_samples).size() == 2);
+  CHECK(exact["settings"]["cache_refresh"] == 1);
+  CHECK(exact["metrics"]["span_only_passes"] == 0);
+  CHECK(plain["metrics"]["full_passes"] == 6);  // one batch of two prompts, 6 steps
+  CHECK_FALSE(plain["settings"].contains("cache_refresh"));
+  CHECK(cached["settings"]["cache_refresh"] == 3);
+  CHECK(cached["metrics"]["span_only_passes"].get<int64_t>() > 0);  // the cache reached the sampler
+  CHECK(std::count(cached_samples.begin(), cached_samples.end(), '\n') == 2);
+  CHECK(cached["metrics"]["answer_tokens_per_s"].get<double>() >= 0);
+  auto bad = run_tess(fmt::format("eval --model {} --data {} --cache-refresh -2", q(w.diffusion), q(data)));
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.err, Contains("sample.cache_refresh") && Contains("--cache-refresh"));
+}
+
+TEST_CASE("tess bench sample --config runs each sampler setting through tess eval beside AR at each batch size",
+          "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto data = answer_file(dir);
+  auto cfg = dir.write("eval.yaml", fmt::format("eval:\n  model: {}\n  data: {}\n  span_length: 6\n  top_p: 0\n",
+                                                w.diffusion.string(), data.string()));
+  auto r = run_tess(fmt::format("bench sample --smoke --threads 1 --json --config {} --ar-model {}", q(cfg), q(w.ar)));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.err, Contains("vs AR") && Contains("adaptive + cache r=4"));
+  auto g = nlohmann::json::parse(r.out)["sample_grid"];
+  CHECK(g["prompts"] == 2);
+  std::map<int64_t, double> ar_seconds;
+  int diffusion_rows = 0;
+  for (const auto& row : g["rows"]) {
+    INFO(row.dump());
+    double em = row["exact_match"].get<double>();
+    CHECK(em >= 0);
+    CHECK(em <= 1);
+    if (row["setting"] == "AR (KV cache)") {
+      ar_seconds[row["batch"].get<int64_t>()] = row["seconds"].get<double>();
+      continue;
+    }
+    ++diffusion_rows;
+    REQUIRE(ar_seconds.count(row["batch"].get<int64_t>()));
+    CHECK(row["speedup_vs_ar"].get<double>() ==
+          Approx(ar_seconds[row["batch"].get<int64_t>()] / row["seconds"].get<double>()));
+    CHECK(row["mean_steps"].get<double>() <= 4);
+    CHECK(row["answer_tokens_per_s"].get<double>() ==
+          Approx(row["answer_tokens"].get<double>() / row["seconds"].get<double>()));
+  }
+  CHECK(ar_seconds.size() == 2);  // batch 1 and 2 in smoke mode
+  CHECK(diffusion_rows == 2 * 4);  // fixed 8 (at 4 steps), adaptive, adaptive + cache r=4 and r=8
+  auto no_ar = run_tess(fmt::format("bench sample --smoke --config {}", q(cfg)));
+  CHECK(no_ar.exit_code != 0);
+  CHECK_THAT(no_ar.err, Contains("--ar-model"));
 }

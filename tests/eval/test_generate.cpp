@@ -384,3 +384,64 @@ TEST_CASE("tess generate --adaptive: each prompt's answer and steps do not depen
   CHECK(bad.exit_code != 0);
   CHECK_THAT(bad.err, Catch::Contains("does not apply to --ar"));
 }
+
+TEST_CASE("tess generate --raw continues plain text: <s> + the text, no chat template", "[integration][eval]") {
+  auto& w = workspace();
+  auto tok = tess::data::load_tokenizer(w.diffusion);
+  const std::string text = "the dog ran home";
+  // The prompt's token count is in the error for a span that leaves it too little room: read it back.
+  auto prompt_tokens = [&](const std::string& flags) {
+    auto r = run_tess("generate --model " + q(w.diffusion) + " --prompt " + tess::test::shell_quote(text) +
+                      " --length 254 " + flags);  // of the model's 256 positions
+    INFO(r.err);
+    CHECK(r.exit_code == 1);
+    auto at = r.err.find("has ");
+    REQUIRE(at != std::string::npos);
+    return std::stoll(r.err.substr(at + 4));
+  };
+  int64_t raw = prompt_tokens("--raw");
+  CHECK(raw == 1 + static_cast<int64_t>(tok->encode(text).size()));
+  CHECK(prompt_tokens("") == static_cast<int64_t>(tess::data::encode_prompt(*tok, text).size()));
+  CHECK(prompt_tokens("") > raw);  // the template's markers
+  auto ok = run_tess("generate --model " + q(w.diffusion) + " --prompt " + tess::test::shell_quote(text) +
+                     " --raw --steps 2 --length 4");
+  INFO(ok.err);
+  CHECK(ok.exit_code == 0);
+}
+
+TEST_CASE("tess generate --infill fills the marked spans inside a text and keeps the rest", "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto out = dir / "infill.jsonl";
+  auto r = run_tess("generate --model " + q(w.diffusion) +
+                    " --infill 'the dog <span:3> home and <span:2> sun' --steps 4 --output " + q(out));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto g = nlohmann::json::parse(tess::test::read_file(out));
+  // The text's own pieces stay, in order, around what was filled in.
+  auto filled = g["output"].get<std::string>();
+  auto a = filled.find("the dog"), b = filled.find("home and"), c = filled.rfind("sun");
+  REQUIRE(a != std::string::npos);
+  REQUIRE(b != std::string::npos);
+  REQUIRE(c != std::string::npos);
+  CHECK(a < b);
+  CHECK(b < c);
+  CHECK(g["steps"] == 4);
+  CHECK(filled.size() > std::string("the dog  home and  sun").size());  // 5 tokens went in
+  // Same seed, same fill.
+  auto again = run_tess("generate --model " + q(w.diffusion) + " --infill 'the dog <span:3> home and <span:2> sun' --steps 4");
+  CHECK(again.out == filled + "\n");
+  for (const auto& [text, message] : {std::pair<std::string, std::string>{"no spans here", "has no <span:N>"},
+                                      {"bad <span:x> marker", "expected a positive token count"},
+                                      {"open <span:3 never closed", "has no '>'"}}) {
+    auto bad = run_tess("generate --model " + q(w.diffusion) + " --infill " + tess::test::shell_quote(text));
+    CHECK(bad.exit_code == 1);
+    CHECK_THAT(bad.err, Contains(message));
+  }
+  auto ar = run_tess("generate --model " + q(w.ar) + " --ar --infill 'a <span:2> b'");
+  CHECK(ar.exit_code == 1);
+  CHECK_THAT(ar.err, Contains("--infill") && Contains("--ar"));
+  auto length = run_tess("generate --model " + q(w.diffusion) + " --infill 'a <span:2> b' --length 8");
+  CHECK(length.exit_code != 0);
+  CHECK_THAT(length.err, Contains("--length") && Contains("markers give the span lengths"));
+}

@@ -133,6 +133,14 @@ TEST_CASE("bench sample and checkpoint --smoke --json report the curve and the s
   for (const char* k : {"forward_s", "choose_top_p_s", "choose_argmax_s", "renoise_s"}) CHECK(st[k].get<double>() > 0);
   CHECK(st["forward_achieved_gflops"].get<double>() ==
         Approx(st["forward_gflops"].get<double>() / st["forward_s"].get<double>()));
+  // The prompt cache at a prompt twice the span: a full pass against a span-only one, and whole samplings.
+  const auto& pc = s["sample"]["prompt_cache"];
+  CHECK(pc["prompt_tokens"].get<int64_t>() == 2 * pc["span"].get<int64_t>());
+  CHECK(pc["span_only_pass_s"].get<double>() > 0);
+  CHECK(pc["step_time_saved"].get<double>() ==
+        Approx(1.0 - pc["span_only_pass_s"].get<double>() / pc["full_pass_s"].get<double>()));
+  REQUIRE(pc["sampling"].size() == 3);
+  CHECK(pc["sampling"][1]["cache_refresh"] == 4);
   auto c = parse_stdout(run_tess("bench checkpoint --smoke --json --threads 1"));
   const auto& ck = c["checkpoint"];
   for (const char* k : {"weights", "optimizer_state"}) {

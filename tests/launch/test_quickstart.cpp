@@ -19,6 +19,7 @@ TEST_CASE("scripts/quickstart.sh --tiny runs the whole recipe and prints the sum
   INFO(r.out.substr(r.out.size() > 4000 ? r.out.size() - 4000 : 0) << "\n" << r.err.substr(r.err.size() > 4000 ? r.err.size() - 4000 : 0));
   REQUIRE(r.exit_code == 0);
   CHECK_THAT(r.out, Contains("== Summary") && Contains("(a) adapted + tuned") && Contains("(a) + reward guidance") &&
+                        Contains("(a) adaptive stop + prompt cache") && Contains("<=8 (mean") &&
                         Contains("(b) tuned from scratch") && Contains("(c) AR tuned"));
   auto eval = dir.path() / "runs/quickstart/eval";
   auto adapted = nlohmann::json::parse(tess::test::read_file(eval / "adapted.json"));
@@ -27,6 +28,9 @@ TEST_CASE("scripts/quickstart.sh --tiny runs the whole recipe and prints the sum
   CHECK(fs::exists(eval / "adapted.svg"));
   auto guided = nlohmann::json::parse(tess::test::read_file(eval / "adapted_guided.json"));
   CHECK(guided["settings"]["guidance_scale"].get<double>() > 0);
+  auto adaptive = nlohmann::json::parse(tess::test::read_file(eval / "adapted_adaptive.json"));
+  CHECK(adaptive["settings"]["cache_refresh"] == 4);
+  CHECK(adaptive["metrics"]["mean_steps"].get<double>() <= 8);
   for (const char* run : {"ar", "adaptation", "instruction", "instruction_scratch", "ar_instruction", "reward"})
     CHECK(fs::exists(dir.path() / "runs/quickstart" / run / "final" / "config.json"));
 }

@@ -25,6 +25,19 @@ void warn_if_noise_changed(const config::Config& cfg, const std::map<std::string
                now.timesteps);
 }
 
+// The same for the ablation layout of a diffusion model.path.
+void warn_if_layout_changed(const config::Config& cfg, const std::map<std::string, std::string>& extra,
+                            bool diffusion_checkpoint, const diffusion::DiffusionLayout& now) {
+  if (!diffusion_checkpoint) return;  // an AR model: nothing to change from
+  const auto& path = cfg.get_string("model.path");
+  auto before = diffusion::read_layout(extra, path + "/config.json");
+  if (before == now) return;
+  spdlog::warn("{} was trained with {} attention and shift_labels {}; this run uses {} and {} (model.attention, "
+               "diffusion.shift_labels)",
+               path, model::attention_name(before.attention), before.shift_labels, model::attention_name(now.attention),
+               now.shift_labels);
+}
+
 }  // namespace
 
 DiffusionStage::DiffusionStage(const config::Config& cfg, const StageContext& ctx, std::string name, StageData data)
@@ -32,14 +45,24 @@ DiffusionStage::DiffusionStage(const config::Config& cfg, const StageContext& ct
       loss_(diffusion::NoiseScheduler::from_config(cfg), diffusion::DiffusionLossOptions::from_config(cfg)),
       noise_(data::slot_streams(ctx.seed, "noise", slots_)),
       coin_(data::slot_streams(ctx.seed, "self_condition", slots_)) {
-  if (config::attention_setting_choices().parse(cfg.get_string("model.attention")) == config::AttentionSetting::Causal)
-    throw Error(fmt::format("stage {} trains diffusion LMs: model.attention must be auto or bidirectional", this->name()));
+  diffusion::DiffusionLayout layout;
+  if (config::attention_setting_choices().parse(cfg.get_string("model.attention")) == config::AttentionSetting::Causal) {
+    layout.attention = model::Attention::Causal;
+    spdlog::warn("model.attention causal: a diffusion LM with causal attention, the paper's ablation (the recipe is "
+                 "bidirectional)");
+  }
+  layout.shift_labels = cfg.get_bool("diffusion.shift_labels");
+  if (!layout.shift_labels)
+    spdlog::warn("diffusion.shift_labels false: position j predicts its own token, the paper's ablation (the recipe "
+                 "shifts)");
   auto built = build_decoder(cfg, {});
   model_ = diffusion::DiffusionLM(built.decoder, diffusion::parse_self_condition(cfg.get_string("diffusion.self_condition")),
                                   cfg.get_bool("diffusion.embedding_grad"), ctx.seed);
   // A diffusion checkpoint brings its timestep embedding; an AR one does not.
   model_->load_extra_tensors(std::move(built.extra_tensors));
-  model_->decoder->mutable_config().attention = model::Attention::Bidirectional;
+  warn_if_layout_changed(cfg, model_->decoder->config().extra, model_->timestep_embed_loaded(), layout);
+  model_->layout = layout;
+  model_->decoder->mutable_config().attention = layout.attention;
   model_->noise = {cfg.get_float("diffusion.simplex_value"), cfg.get_string("diffusion.schedule"),
                    cfg.get_int("diffusion.timesteps")};
   warn_if_noise_changed(cfg, model_->decoder->config().extra, model_->noise);

@@ -51,7 +51,7 @@ StageBase::StageBase(const config::Config& cfg, const StageContext& ctx, std::st
       slots_{ctx.world_size, ctx.rank, ctx.grad_accum},
       tokenizer_(load_run_tokenizer(cfg)),
       name_(std::move(name)),
-      eval_spans_(data.ul2_spans),
+      eval_spans_(data.ul2_spans ? std::optional(data::Ul2Options::from_config(cfg).variant) : std::nullopt),
       batch_size_(cfg.get_int("train.batch_size")) {
   auto text_hash = tokenizer_->base_hash();  // before [PAD]: shards made without it still match
   ensure_pad(cfg, *tokenizer_);
@@ -111,9 +111,13 @@ model::LoadedModel StageBase::build_decoder(const config::Config& cfg, DecoderUs
     decoder = loaded.decoder;
     extra = std::move(loaded.extra_tensors);
     if (decoder->config().vocab_size < tok.vocab_size()) decoder->resize_vocab(tok.vocab_size());
-    if (decoder->config().vocab_size != tok.vocab_size())
-      throw Error(fmt::format("{}: the model's vocabulary ({}) does not match its tokenizer ({})", path,
-                              decoder->config().vocab_size, tok.vocab_size()));
+    if (!model::ModelConfig::vocab_padding_ok(decoder->config().vocab_size, tok.vocab_size()))
+      throw Error(fmt::format("{}: the model's vocabulary ({}) does not match its tokenizer ({}; padding rows beyond "
+                              "the tokenizer reach at most the next multiple of 1024): another tokenizer?",
+                              path, decoder->config().vocab_size, tok.vocab_size()));
+    if (decoder->config().vocab_size > tok.vocab_size())
+      spdlog::info("{}: {} embedding rows beyond the tokenizer's {} tokens are padding (kept, never a label)", path,
+                   decoder->config().vocab_size - tok.vocab_size(), tok.vocab_size());
     decoder->mutable_config().pad_token_id = tok.pad_id();
   }
   decoder->set_activation_checkpointing(cfg.get_bool("model.activation_checkpointing"));

@@ -61,7 +61,7 @@ class StageBase : public Stage {
 
  private:
   std::string name_;
-  bool eval_spans_ = false;
+  std::optional<config::Ul2Variant> eval_spans_;  // validation masks of data.ul2.variant (adaptation)
   int64_t batch_size_ = 1;
   std::shared_ptr<const data::Examples> validation_;
   std::unique_ptr<data::BatchLoader> loader_;

@@ -131,6 +131,66 @@ TEST_CASE("shifted output: row 0 is zero and hidden j-1 predicts token j", "[uni
   CHECK((full_moved.narrow(1, 1, 5) - plain_moved.narrow(1, 0, 5)).abs().max().item<double>() < 1e-5);
 }
 
+TEST_CASE("the ablations: unshifted labels predict each position from itself, causal attention hides the future",
+          "[unit][diffusion]") {
+  DiffusionLoss loss(NoiseScheduler(Schedule::CosineImproved, 100), {5.0, 0.0});
+  torch::NoGradGuard g;
+  auto ids = torch::tensor({{1, 5, 7, 9, 11, 13}}, torch::kInt64);
+  auto span = mask_of({1, 0, 0, 1, 1, 1});  // position 0 in the span: predicted only when unshifted
+  auto noise = torch::randn({1, 6, 40});
+  auto replay = [&](DiffusionLMImpl& lm, const torch::Tensor& x, int64_t* tokens = nullptr) {
+    torch::Tensor full;
+    auto r = loss.replay(lm, x, span, torch::tensor({37}, torch::kInt64), noise, {}, &full);
+    if (tokens) *tokens = r.tokens;
+    return full;
+  };
+  auto shifted = tiny_lm();
+  auto unshifted = tiny_lm();
+  unshifted->layout.shift_labels = false;
+  int64_t shifted_tokens = 0, unshifted_tokens = 0;
+  auto a = replay(*shifted, ids, &shifted_tokens), b = replay(*unshifted, ids, &unshifted_tokens);
+  // The same hidden states read one position later: b[j] = a[j + 1]; b[5] has no shifted twin.
+  CHECK((b.narrow(1, 0, 5) - a.narrow(1, 1, 5)).abs().max().item<double>() < 1e-6);
+  CHECK(a[0][0].abs().max().item<double>() == 0.0);
+  CHECK(b[0][0].abs().max().item<double>() > 0.0);
+  CHECK(shifted_tokens == 3);    // position 0 is never counted when shifted
+  CHECK(unshifted_tokens == 4);  // unshifted it is predicted like any other
+  // The sampler's and the trainer's paths (span_logits, span_loss) agree with the full logits in both layouts.
+  for (auto* lm : {&shifted, &unshifted}) {
+    auto index = SpanIndex::from_mask(span);
+    auto labels = ids.reshape(-1).index_select(0, index.flat);
+    auto x = noise.reshape({6, 40}).index_select(0, index.flat);
+    RowSource rows = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
+    DiffusionInputs in{ids, span, torch::tensor({0.37f}), {}};
+    auto full = (*lm)->full_logits(in, index, rows).reshape({6, 40}).index_select(0, index.flat);
+    auto logits = (*lm)->span_logits(in, index, rows);
+    CHECK((logits - full).abs().max().item<double>() < 1e-5);
+    auto expected = span_cross_entropy(logits, labels, index, (*lm)->layout.shift_labels).first.item<double>();
+    CHECK((*lm)->span_loss(in, index, rows, labels).item<double>() == Approx(expected).epsilon(1e-5));
+  }
+
+  // Causal attention: a later token cannot move an earlier prediction; bidirectional it does.
+  auto causal = tiny_lm();
+  causal->layout.attention = tess::model::Attention::Causal;
+  auto later = ids.clone();
+  later[0][5] = 21;
+  auto c1 = replay(*causal, ids), c2 = replay(*causal, later);
+  CHECK((c1.narrow(1, 0, 5) - c2.narrow(1, 0, 5)).abs().max().item<double>() == 0.0);
+  auto d1 = replay(*shifted, ids), d2 = replay(*shifted, later);
+  CHECK((d1.narrow(1, 0, 5) - d2.narrow(1, 0, 5)).abs().max().item<double>() > 1e-4);
+  // Saved with the model and read back; the recipe's layout writes neither key.
+  auto image = diffusion_lm_image(*causal);
+  CHECK(image.config.attention == tess::model::Attention::Causal);
+  CHECK(read_layout(image.config.extra, "x") == causal->layout);
+  unshifted->layout.attention = tess::model::Attention::Causal;
+  CHECK(read_layout(diffusion_lm_image(*unshifted).config.extra, "x") == unshifted->layout);
+  auto plain = diffusion_lm_image(*shifted).config.extra;
+  CHECK_FALSE(plain.count("diffusion_attention"));
+  CHECK_FALSE(plain.count("shift_labels"));
+  CHECK_THROWS_WITH(read_layout({{"shift_labels", "\"no\""}}, "m/config.json"),
+                    Catch::Contains("m/config.json: shift_labels must be true or false"));
+}
+
 TEST_CASE("self-conditioning coin: reproducible under a seed, restored from saved state", "[unit][diffusion]") {
   auto lm = tiny_lm();
   DiffusionLoss loss(NoiseScheduler(Schedule::CosineImproved, 100), {5.0, 0.5});

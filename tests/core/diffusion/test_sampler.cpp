@@ -298,3 +298,127 @@ TEST_CASE("adaptive stopping judges the answer only: the span up to its first en
   CHECK_FALSE(check_answer(now, torch::tensor({5, 3, 2}, torch::kInt64), gap, rule).same);  // the answer grew
   CHECK_FALSE(check_answer(now, torch::Tensor(), gap, rule).same);                           // the first step
 }
+
+// ---- the approximate prompt cache (sample.cache_refresh) -------------------------------------
+
+namespace {
+
+// The span logits of one pass with noisy simplex rows x at time t.
+torch::Tensor pass(DiffusionLMImpl& lm, const SampleBatch& batch, const torch::Tensor& x, PromptCache* cache) {
+  auto span = SpanIndex::from_mask(batch.span_mask);
+  RowSource rows = [&](int64_t start, int64_t count) { return x.narrow(0, start, count); };
+  DiffusionInputs in{batch.ids, batch.span_mask, torch::full({batch.ids.size(0)}, 0.5f), batch.key_mask};
+  return lm.span_logits(in, span, rows, {}, cache);
+}
+
+}  // namespace
+
+TEST_CASE("a prompt cache's span-only pass right after a refresh gives the full pass's logits", "[unit][diffusion]") {
+  torch::NoGradGuard no_grad;
+  DiffusionLM lm(Decoder(toy_config(30), 4), SelfCondition::LogitsMean, false, 5);
+  lm->eval();
+  // Rows of different prompt lengths: right padding, masked keys, spans at different positions.
+  auto batch = SampleBatch::from_prompts({{1, 5, 6, 7, 8, 9}, {1, 9}, {1, 4, 4}}, 4, 0);
+  int64_t n = batch.span_mask.sum().item<int64_t>();
+  Rng rng(3, "x");
+  auto x = gaussian_rows(rng, n, 30) * 5.0;
+  auto full = pass(*lm, batch, x, nullptr);
+
+  PromptCache cache(batch.span_mask, 4);
+  REQUIRE(cache.usable());
+  cache.begin_step(0);
+  CHECK(torch::equal(pass(*lm, batch, x, &cache), full));  // the recording pass is the full pass
+  cache.begin_step(1);
+  auto reused = pass(*lm, batch, x, &cache);
+  CHECK(cache.full_passes() == 1);
+  CHECK(cache.partial_passes() == 1);
+  // The same span input: the recorded keys/values are exactly what a full pass would compute.
+  CHECK(torch::allclose(reused, full, 1e-5, 1e-5));
+  CHECK((reused - full).abs().max().item<float>() < 1e-5);
+
+  // A changed span: the span-only pass is approximate (the context keeps the
+  // recorded keys/values), the next refresh is exact again.
+  auto x2 = gaussian_rows(rng, n, 30) * 5.0;
+  auto full2 = pass(*lm, batch, x2, nullptr);
+  cache.begin_step(2);
+  auto approx = pass(*lm, batch, x2, &cache);
+  CHECK((approx - full2).abs().max().item<float>() > 1e-4);
+  CHECK((approx - full).abs().max().item<float>() > 1e-3);  // it did see the new span
+  cache.begin_step(4);
+  CHECK(torch::equal(pass(*lm, batch, x2, &cache), full2));
+  CHECK(cache.full_passes() == 2);
+}
+
+TEST_CASE("cache_refresh 1 is the uncached sampler bit for bit, larger intervals run span-only passes between",
+          "[unit][diffusion]") {
+  DiffusionLM lm(Decoder(toy_config(30), 4), SelfCondition::LogitsMean, false, 5);
+  lm->eval();
+  auto batch = SampleBatch::from_prompts({{1, 5, 6, 7}, {1, 9}}, 5, 0);
+  PassCount passes;
+  auto with = [&](int64_t refresh, bool adaptive_stop) {
+    auto o = options(10, 0.9);
+    o.cache_refresh = refresh;
+    o.stop.enabled = adaptive_stop;
+    auto streams = row_streams(9, {0, 1});
+    Sampler sampler(*lm, o);
+    auto r = sampler.sample_rows(batch, streams);
+    passes = sampler.passes();
+    return r;
+  };
+  auto plain = with(0, false);
+  CHECK(passes.full == 10);
+  auto exact = with(1, false);
+  CHECK(torch::equal(plain.ids, exact.ids));
+  CHECK(passes.full == 10);
+  CHECK(passes.span_only == 0);
+  Sampler fixed(*lm, [] { auto o = options(10, 0.9); o.cache_refresh = 1; return o; }());
+  Rng a(4, "s"), b(4, "s");
+  CHECK(torch::equal(fixed.sample(batch, a), Sampler(*lm, options(10, 0.9)).sample(batch, b)));
+
+  auto cached = with(4, false);  // full passes at steps 0, 4, 8
+  CHECK(passes.full == 3);
+  CHECK(passes.span_only == 7);
+  CHECK(fixed.passes().full == 10);
+  auto context = batch.span_mask.logical_not();
+  CHECK(torch::equal(cached.ids.masked_select(context), batch.ids.masked_select(context)));
+}
+
+TEST_CASE("with the prompt cache, batched adaptive decoding still gives each row the tokens of decoding it alone",
+          "[unit][diffusion]") {
+  DiffusionLM lm(Decoder(toy_config(30), 4), SelfCondition::LogitsMean, false, 5);
+  lm->eval();
+  std::vector<std::vector<int64_t>> prompts = {{1, 5, 6, 7}, {1, 9, 8, 3}, {1, 4, 4, 4}, {1, 3, 9, 5}};
+  auto o = adaptive(24, 0.9, 2, 0.0);
+  o.cache_refresh = 3;
+  Sampler sampler(*lm, o);
+  auto batch = SampleBatch::from_prompts(prompts, 6, 0);
+  auto streams = row_streams(11, {0, 1, 2, 3});
+  auto together = sampler.sample_rows(batch, streams);
+  CHECK(sampler.passes().span_only > 0);
+  CHECK(*std::min_element(together.steps.begin(), together.steps.end()) <
+        *std::max_element(together.steps.begin(), together.steps.end()));  // rows left the batch on the way
+  for (int i = 0; i < 4; ++i) {
+    INFO("row " << i);
+    auto alone_streams = row_streams(11, {i});
+    auto alone = sampler.sample_rows(SampleBatch::from_prompts({prompts[static_cast<size_t>(i)]}, 6, 0), alone_streams);
+    CHECK(torch::equal(alone.ids[0], together.ids[i]));
+    CHECK(alone.steps[0] == together.steps[static_cast<size_t>(i)]);
+  }
+}
+
+TEST_CASE("a prompt cache over rows with different active counts runs full passes only, bad intervals are errors",
+          "[unit][diffusion]") {
+  auto mask = torch::zeros({2, 6}, torch::kBool);
+  mask[0].narrow(0, 2, 3).fill_(true);  // 3 span + 1 predictor
+  mask[1].narrow(0, 1, 2).fill_(true);  // 2 span + 1 predictor
+  PromptCache uneven(mask, 4);
+  CHECK_FALSE(uneven.usable());
+  CHECK(uneven.refreshes(1));
+  CHECK_THROWS_WITH(PromptCache(mask, 0), Catch::Contains("refresh interval must be >= 1"));
+  try {
+    (void)tess::config::Config::load_string("sample:\n  cache_refresh: -1\n", "cache.yaml");
+    FAIL("accepted");
+  } catch (const std::exception& e) {
+    CHECK_THAT(e.what(), Catch::Contains("cache.yaml:2") && Catch::Contains("sample.cache_refresh"));
+  }
+}

@@ -6,6 +6,9 @@
 
 #include <cmath>
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "core/model/decoder.h"
 #include "core/model/hf_checkpoint.h"
 #include "core/model/safetensors.h"
@@ -385,4 +388,236 @@ TEST_CASE("config.json errors name the file and the field", "[unit][model]") {
                     Contains("e.json: not valid JSON") && Contains("1e309"));  // used to escape as a json exception
   auto round = ModelConfig::from_json_text(ok, "ok");
   CHECK(round.to_json_text() == ok);
+}
+
+namespace {
+
+// Parameters of a decoder counted from its shapes, written out independently
+// of ModelConfig::num_parameters().
+int64_t count_by_hand(int64_t vocab, int64_t hidden, int64_t inter, int64_t layers, int64_t heads, int64_t kv_heads,
+                      int64_t head_dim, bool tied, bool qkv_bias) {
+  int64_t q = hidden * heads * head_dim, k = hidden * kv_heads * head_dim, v = k, o = heads * head_dim * hidden;
+  int64_t bias = qkv_bias ? heads * head_dim + 2 * kv_heads * head_dim : 0;
+  int64_t mlp = hidden * inter * 2 + inter * hidden;  // gate, up, down
+  int64_t norms = 2 * hidden;
+  return vocab * hidden + layers * (q + k + v + o + bias + mlp + norms) + hidden + (tied ? 0 : vocab * hidden);
+}
+
+// The public config.json files (transformers 4.x spelling) of the two models.
+const char* kLlama32_1B = R"({
+  "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 128000, "eos_token_id": 128001, "head_dim": 64, "hidden_act": "silu", "hidden_size": 2048,
+  "initializer_range": 0.02, "intermediate_size": 8192, "max_position_embeddings": 131072, "mlp_bias": false,
+  "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8,
+  "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+  "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                   "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+  "rope_theta": 500000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+  "transformers_version": "4.45.0.dev0", "use_cache": true, "vocab_size": 128256})";
+const char* kQwen25_05B = R"({
+  "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+  "eos_token_id": 151643, "hidden_act": "silu", "hidden_size": 896, "initializer_range": 0.02,
+  "intermediate_size": 4864, "max_position_embeddings": 32768, "max_window_layers": 24, "model_type": "qwen2",
+  "num_attention_heads": 14, "num_hidden_layers": 24, "num_key_value_heads": 2, "rms_norm_eps": 1e-06,
+  "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+  "transformers_version": "4.40.1", "use_cache": true, "use_mrope": false, "use_sliding_window": false,
+  "vocab_size": 151936})";
+
+void check_same_shape(const ModelConfig& a, const ModelConfig& b) {
+  CHECK(a.model_type == b.model_type);
+  CHECK(a.vocab_size == b.vocab_size);
+  CHECK(a.hidden_size == b.hidden_size);
+  CHECK(a.intermediate_size == b.intermediate_size);
+  CHECK(a.num_hidden_layers == b.num_hidden_layers);
+  CHECK(a.num_attention_heads == b.num_attention_heads);
+  CHECK(a.num_key_value_heads == b.num_key_value_heads);
+  CHECK(a.resolved_head_dim() == b.resolved_head_dim());
+  CHECK(a.rms_norm_eps == b.rms_norm_eps);
+  CHECK(a.rope_theta == b.rope_theta);
+  CHECK(a.rope_scaling.type == b.rope_scaling.type);
+  CHECK(a.rope_scaling.factor == b.rope_scaling.factor);
+  CHECK(a.rope_scaling.low_freq_factor == b.rope_scaling.low_freq_factor);
+  CHECK(a.rope_scaling.high_freq_factor == b.rope_scaling.high_freq_factor);
+  CHECK(a.rope_scaling.original_max_position_embeddings == b.rope_scaling.original_max_position_embeddings);
+  CHECK(a.max_position_embeddings == b.max_position_embeddings);
+  CHECK(a.sliding_window == b.sliding_window);
+  CHECK(a.tie_word_embeddings == b.tie_word_embeddings);
+  CHECK(a.qkv_bias() == b.qkv_bias());
+  CHECK(a.bos_token_id == b.bos_token_id);
+  CHECK(a.eos_token_id == b.eos_token_id);
+  CHECK(a.num_parameters() == b.num_parameters());
+}
+
+}  // namespace
+
+TEST_CASE("Llama-3.2-1B and Qwen2.5-0.5B presets have the public configs' shapes and parameter counts",
+          "[unit][model]") {
+  auto llama = ModelConfig::preset("llama-3.2-1b");
+  int64_t llama_count = count_by_hand(128256, 2048, 8192, 16, 32, 8, 64, /*tied=*/true, /*qkv_bias=*/false);
+  CHECK(llama_count == 1235814400);  // published: 1.24B
+  CHECK(llama.num_parameters() == llama_count);
+  CHECK(llama.rope_scaling.type == "llama3");
+  CHECK_FALSE(llama.qkv_bias());
+
+  auto qwen = ModelConfig::preset("qwen2.5-0.5b");
+  int64_t qwen_count = count_by_hand(151936, 896, 4864, 24, 14, 2, 64, /*tied=*/true, /*qkv_bias=*/true);
+  CHECK(qwen_count == 494032768);  // published: 0.49B
+  CHECK(qwen.num_parameters() == qwen_count);
+  CHECK(qwen.qkv_bias());
+  CHECK(qwen.rope_theta == 1e6);
+  CHECK(qwen.rms_norm_eps == 1e-6);
+
+  // The public config.json files parse to the presets, and a written preset parses back to itself.
+  check_same_shape(ModelConfig::from_json_text(kLlama32_1B, "Llama-3.2-1B/config.json"), llama);
+  check_same_shape(ModelConfig::from_json_text(kQwen25_05B, "Qwen2.5-0.5B/config.json"), qwen);
+  for (const auto& name : ModelConfig::preset_names()) {
+    INFO(name);
+    auto c = ModelConfig::preset(name);
+    check_same_shape(ModelConfig::from_json_text(c.to_json_text(), name), c);
+  }
+
+  // num_parameters() is what the modules hold, biases included (tiny shapes
+  // of both families: no 1B model is allocated).
+  for (const char* type : {"llama", "qwen2"}) {
+    INFO(type);
+    auto c = tiny(2, /*tied=*/true);
+    c.model_type = type;
+    Decoder d(c);
+    int64_t n = 0;
+    for (auto& p : d->parameters()) n += p.numel();
+    CHECK(n == c.num_parameters());
+    CHECK(n == count_by_hand(c.vocab_size, c.hidden_size, c.intermediate_size, c.num_hidden_layers,
+                             c.num_attention_heads, c.num_key_value_heads, c.resolved_head_dim(), true,
+                             std::string(type) == "qwen2"));
+    auto names = d->named_parameters();
+    CHECK(names.contains("model.layers.0.self_attn.q_proj.bias") == (std::string(type) == "qwen2"));
+    CHECK_FALSE(names.contains("model.layers.0.self_attn.o_proj.bias"));
+    if (std::string(type) == "qwen2")  // HF initialises Linear biases to zero
+      CHECK(names["model.layers.0.self_attn.k_proj.bias"].abs().max().item<double>() == 0.0);
+  }
+  CHECK_THROWS_WITH(ModelConfig::preset("qwen-0.5b"), Contains("unknown model preset 'qwen-0.5b'") &&
+                                                          Contains("llama-3.2-1b") && Contains("qwen2.5-0.5b"));
+}
+
+// HF-independent statement of the llama3 rule on Llama-3.2-1B's numbers:
+// wavelengths below 8192 / 4 = 2048 keep their frequency, those above 8192
+// are divided by 32, and those between interpolate between the two.
+TEST_CASE("Llama 3.1 RoPE scaling keeps high, divides low and smooths the middle frequencies", "[unit][model]") {
+  auto c = ModelConfig::preset("llama-3.2-1b");
+  auto plain = rope_inv_freq(c.resolved_head_dim(), c.rope_theta);
+  auto scaled = rope_inv_freq(c);
+  REQUIRE(scaled.sizes() == plain.sizes());
+  int kept = 0, divided = 0, smoothed = 0;
+  for (int64_t i = 0; i < plain.size(0); ++i) {
+    double f = plain[i].item<double>(), got = scaled[i].item<double>();
+    double wavelen = 2 * M_PI / f;
+    INFO("i " << i << " wavelen " << wavelen);
+    if (wavelen < 2048) {
+      CHECK(got == f);
+      ++kept;
+    } else if (wavelen > 8192) {
+      CHECK(got == Approx(f / 32).epsilon(1e-6));
+      ++divided;
+    } else {
+      double smooth = (8192 / wavelen - 1.0) / (4.0 - 1.0);
+      CHECK(got == Approx((1 - smooth) * f / 32 + smooth * f).epsilon(1e-5));
+      CHECK(got < f);
+      CHECK(got > f / 32);
+      ++smoothed;
+    }
+  }
+  CHECK(kept > 0);
+  CHECK(divided > 0);
+  CHECK(smoothed > 0);
+  // The default type leaves the frequencies alone.
+  c.rope_scaling = RopeScaling{};
+  CHECK(torch::equal(rope_inv_freq(c), plain));
+}
+
+TEST_CASE("config.json: supported RoPE types and Qwen2 windows are read, the others refused by key", "[unit][model]") {
+  auto with = [](const std::string& extra, const char* type = "llama") {
+    return fmt::format(R"({{"model_type": "{}", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+      "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096{}}})",
+                       type, extra);
+  };
+  const char* llama3 = R"("factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 512)";
+  // 4.x (rope_scaling with rope_type or type) and 5.x (rope_parameters) spellings.
+  for (const auto& spelling :
+       {fmt::format(R"(, "rope_theta": 5e5, "rope_scaling": {{"rope_type": "llama3", {}}})", llama3),
+        fmt::format(R"(, "rope_theta": 5e5, "rope_scaling": {{"type": "llama3", {}}})", llama3),
+        fmt::format(R"(, "rope_parameters": {{"rope_type": "llama3", "rope_theta": 5e5, {}}})", llama3)}) {
+    INFO(spelling);
+    auto c = ModelConfig::from_json_text(with(spelling), "c.json");
+    CHECK(c.rope_theta == 5e5);
+    CHECK(c.rope_scaling.type == "llama3");
+    CHECK(c.rope_scaling.factor == 8);
+    CHECK(c.rope_scaling.original_max_position_embeddings == 512);
+    auto round = ModelConfig::from_json_text(c.to_json_text(), "round");
+    CHECK(round.rope_scaling.type == "llama3");
+    CHECK(round.to_json_text() == c.to_json_text());
+  }
+  // As HF: original_max_position_embeddings defaults to max_position_embeddings.
+  auto defaulted = ModelConfig::from_json_text(
+      with(R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4})"),
+      "d.json");
+  CHECK(defaulted.rope_scaling.original_max_position_embeddings == 4096);
+  CHECK(ModelConfig::from_json_text(with(R"(, "rope_scaling": null, "rope_parameters": {"rope_type": "default"})"), "n")
+            .rope_scaling.type == "default");
+
+  CHECK_THROWS_WITH(ModelConfig::from_json_text(with(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4})"), "y.json"),
+                    Contains("y.json: rope_scaling.rope_type 'yarn' is not supported (supported: default, llama3)"));
+  CHECK_THROWS_WITH(ModelConfig::from_json_text(with(R"(, "rope_scaling": {"type": "linear", "factor": 2})"), "l.json"),
+                    Contains("l.json: rope_scaling.type 'linear' is not supported (supported: default, llama3)"));
+  CHECK_THROWS_WITH(
+      ModelConfig::from_json_text(with(R"(, "rope_parameters": {"rope_type": "dynamic", "rope_theta": 1e4})"), "p.json"),
+      Contains("p.json: rope_parameters.rope_type 'dynamic' is not supported (supported: default, llama3)"));
+  CHECK_THROWS_WITH(
+      ModelConfig::from_json_text(with(R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1})"),
+                                  "m.json"),
+      Contains("m.json: rope_scaling: missing required field 'high_freq_factor'"));
+  CHECK_THROWS_WITH(ModelConfig::from_json_text(
+                        with(R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 4, "high_freq_factor": 1})"),
+                        "o.json"),
+                    Contains("o.json: rope scaling 'llama3' needs 0 < low_freq_factor < high_freq_factor"));
+  CHECK_THROWS_WITH(
+      ModelConfig::from_json_text(with(R"(, "rope_parameters": {"rope_type": "default", "partial_rotary_factor": 0.5})"),
+                                  "r.json"),
+      Contains("r.json: rope_parameters: partial_rotary_factor 0.5 is not supported"));
+  CHECK_THROWS_WITH(ModelConfig::from_json_text(with(R"(, "attention_bias": true)"), "b.json"),
+                    Contains("b.json: attention_bias true (biases on q/k/v/o of a llama model) is not supported"));
+  CHECK_THROWS_WITH(ModelConfig::from_json_text(with(R"(, "mlp_bias": true)", "qwen2"), "mb.json"),
+                    Contains("mb.json: mlp_bias true is not supported"));
+
+  // Qwen2: windows only with use_sliding_window, and only in layers >= max_window_layers.
+  auto qwen = [&](const std::string& extra) { return ModelConfig::from_json_text(with(extra, "qwen2"), "q.json"); };
+  CHECK(qwen(R"(, "sliding_window": 16, "use_sliding_window": false, "max_window_layers": 2)").sliding_window == 0);
+  CHECK(qwen(R"(, "sliding_window": 16)").sliding_window == 0);  // use_sliding_window defaults to false
+  CHECK(qwen(R"(, "sliding_window": 16, "use_sliding_window": true, "max_window_layers": 4)").sliding_window == 0);
+  CHECK(qwen(R"(, "sliding_window": 16, "use_sliding_window": true,
+               "layer_types": ["full_attention", "full_attention", "full_attention", "full_attention"])")
+            .sliding_window == 0);
+  CHECK_THROWS_WITH(qwen(R"(, "sliding_window": 16, "use_sliding_window": true, "max_window_layers": 3)"),
+                    Contains("q.json: use_sliding_window is true and 1 of 4 layers slide") &&
+                        Contains("not supported"));
+  CHECK_THROWS_WITH(qwen(R"(, "sliding_window": 16, "use_sliding_window": true, "max_window_layers": 4,
+                            "layer_types": ["full_attention", "sliding_attention", "full_attention", "full_attention"])"),
+                    Contains("1 of 4 layers slide"));
+  auto q = qwen(R"(, "use_mrope": false)");
+  CHECK(q.qkv_bias());
+  CHECK(q.extra.count("use_mrope"));
+  auto written = nlohmann::json::parse(q.to_json_text());
+  CHECK(written["architectures"][0] == "Qwen2ForCausalLM");
+  CHECK(written["use_sliding_window"] == false);
+  CHECK_FALSE(written.contains("attention_bias"));
+}
+
+TEST_CASE("a model may carry padding rows beyond its tokenizer up to the next multiple of 1024, no more",
+          "[unit][model]") {
+  using tess::model::ModelConfig;
+  CHECK(ModelConfig::vocab_padding_ok(32000, 32000));
+  CHECK(ModelConfig::vocab_padding_ok(151936, 151665));  // Qwen2.5
+  CHECK(ModelConfig::vocab_padding_ok(1024, 1000));
+  CHECK_FALSE(ModelConfig::vocab_padding_ok(1025, 1000));
+  CHECK_FALSE(ModelConfig::vocab_padding_ok(151936, 32000));  // another tokenizer
+  CHECK_FALSE(ModelConfig::vocab_padding_ok(999, 1000));       // too few rows: the trainer grows them instead
 }

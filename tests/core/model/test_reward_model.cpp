@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include "core/model/hf_checkpoint.h"
 #include "core/model/reward_model.h"
 #include "core/model/safetensors.h"
@@ -31,31 +33,45 @@ TEST_CASE("last_token_positions: the last non-PAD token of each row", "[unit][mo
 
 TEST_CASE("HF transformers loads a tess reward model and gives the same scores", "[unit][model][reward][hf]") {
   tess::test::TempDir dir;
-  RewardModel rm(Decoder(rm_config(), 11), 12);
-  auto path = dir / "rm";
-  save_reward_model(path, *rm);
-  std::vector<std::vector<int64_t>> rows = {{3, 9, 17, 4}, {5, 8, 41, 2, 33, 7}};
-  std::string csv;
-  for (const auto& r : rows) {
-    if (!csv.empty()) csv += ";";
-    for (size_t i = 0; i < r.size(); ++i) csv += (i ? "," : "") + std::to_string(r[i]);
+  // Llama, and Qwen2 (Qwen2ForSequenceClassification, with q/k/v biases made non-zero).
+  for (const char* type : {"llama", "qwen2"}) {
+    INFO(type);
+    auto config = rm_config();
+    config.model_type = type;
+    RewardModel rm(Decoder(config, 11), 12);
+    {
+      torch::NoGradGuard g;
+      for (auto& p : rm->named_parameters())
+        if (p.key().size() > 5 && p.key().compare(p.key().size() - 5, 5, ".bias") == 0) p.value().normal_(0.0, 0.5);
+    }
+    auto path = dir / (std::string("rm_") + type);
+    save_reward_model(path, *rm);
+    auto written = nlohmann::json::parse(tess::test::read_file(path / "config.json"));
+    CHECK(written["architectures"][0] == (std::string(type) == "qwen2" ? "Qwen2ForSequenceClassification"
+                                                                       : "LlamaForSequenceClassification"));
+    std::vector<std::vector<int64_t>> rows = {{3, 9, 17, 4}, {5, 8, 41, 2, 33, 7}};
+    std::string csv;
+    for (const auto& r : rows) {
+      if (!csv.empty()) csv += ";";
+      for (size_t i = 0; i < r.size(); ++i) csv += (i ? "," : "") + std::to_string(r[i]);
+    }
+    auto out = dir / "scores.safetensors";
+    auto r = tess::test::run_command(std::string(TESS_PYTHON) + " " + TESS_SOURCE_DIR + "/tests/tools/hf_reference.py reward " +
+                                     path.string() + " '" + csv + "' " + out.string());
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    SafetensorsFile hf(out);
+    auto ids = torch::zeros({2, 6}, torch::kInt64);
+    ids[0].narrow(0, 0, 4).copy_(torch::tensor(rows[0]));
+    ids[1].copy_(torch::tensor(rows[1]));
+    torch::NoGradGuard g;
+    auto loaded = load_reward_model(path);
+    auto ours = loaded->forward(ids, last_token_positions(ids, 0));
+    CHECK((ours - hf.load("scores")).abs().max().item<double>() < 1e-4);
+    // The same as the model before saving, and not a constant.
+    CHECK((ours - rm->forward(ids, last_token_positions(ids, 0))).abs().max().item<double>() < 1e-6);
+    CHECK(std::abs(ours[0].item<double>() - ours[1].item<double>()) > 1e-6);
   }
-  auto out = dir / "scores.safetensors";
-  auto r = tess::test::run_command(std::string(TESS_PYTHON) + " " + TESS_SOURCE_DIR + "/tests/tools/hf_reference.py reward " +
-                                   path.string() + " '" + csv + "' " + out.string());
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  SafetensorsFile hf(out);
-  auto ids = torch::zeros({2, 6}, torch::kInt64);
-  ids[0].narrow(0, 0, 4).copy_(torch::tensor(rows[0]));
-  ids[1].copy_(torch::tensor(rows[1]));
-  torch::NoGradGuard g;
-  auto loaded = load_reward_model(path);
-  auto ours = loaded->forward(ids, last_token_positions(ids, 0));
-  CHECK((ours - hf.load("scores")).abs().max().item<double>() < 1e-4);
-  // The same as the model before saving, and not a constant.
-  CHECK((ours - rm->forward(ids, last_token_positions(ids, 0))).abs().max().item<double>() < 1e-6);
-  CHECK(std::abs(ours[0].item<double>() - ours[1].item<double>()) > 1e-6);
 }
 
 TEST_CASE("a causal LM directory is not a reward model: the error says so", "[unit][model][reward]") {
