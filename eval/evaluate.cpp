@@ -442,6 +442,7 @@ EvalResult evaluate(const EvalOptions& o) {
     if (g.stop.enabled)
       settings["adaptive"] = {{"stable_steps", g.stop.stable_steps}, {"margin", g.stop.margin}};
     if (g.cache_refresh > 0) settings["cache_refresh"] = g.cache_refresh;
+    if (g.stop.freeze) settings["freeze"] = {{"stable_steps", g.stop.stable_steps}, {"margin", g.stop.margin}};
   }
   if (task) {
     settings["task"] = task->name();
@@ -503,6 +504,11 @@ EvalResult evaluate(const EvalOptions& o) {
         double steps = 0;
         for (const auto& x : gens) steps += static_cast<double>(x.steps);
         metrics["mean_steps"] = steps / static_cast<double>(std::max<size_t>(gens.size(), 1));
+        if (g.stop.freeze) {
+          double frozen = 0;
+          for (const auto& x : gens) frozen += static_cast<double>(x.frozen);
+          metrics["mean_frozen"] = frozen / static_cast<double>(std::max<size_t>(gens.size(), 1));
+        }
         metrics["full_passes"] = gen.passes().full;            // batched model passes over whole sequences
         metrics["span_only_passes"] = gen.passes().span_only;  // between prompt-cache refreshes
       }
@@ -575,8 +581,8 @@ void apply_sweep_value(EvalOptions& o, const std::string& name, double v) {
     return static_cast<int64_t>(v);
   };
   auto adaptive = [&] {
-    if (!o.generate.stop.enabled)
-      throw Error(fmt::format("--sweep {} sets adaptive stopping: add --adaptive (sample.adaptive: true)", name));
+    if (!o.generate.stop.enabled && !o.generate.stop.freeze)
+      throw Error(fmt::format("--sweep {} sets adaptive stopping or freezing: add --adaptive or --freeze", name));
   };
   if (name == "steps") o.generate.steps = whole("steps");
   else if (name == "length") o.generate.length = whole("length");

@@ -75,6 +75,7 @@ nlohmann::json generation_json(const Generation& g) {
   j["prompt"] = g.prompt;
   j["output"] = g.output;
   j["steps"] = g.steps;
+  if (g.frozen > 0) j["frozen"] = g.frozen;
   j["seconds"] = g.seconds;
   if (!g.task.empty()) j["task"] = g.task;
   if (!g.answer.empty()) j["answer"] = g.answer;
@@ -284,7 +285,9 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
   if (!(opt_.temperature > 0 && std::isfinite(opt_.temperature)))
     throw Error(fmt::format("--temperature must be a finite number > 0, got {}", opt_.temperature));
   if (!(opt_.top_p >= 0 && opt_.top_p <= 1)) throw Error(fmt::format("--top-p must be in [0, 1], got {}", opt_.top_p));
-  if (opt_.stop.enabled) {
+  if (opt_.stop.freeze && opt_.ar)
+    throw Error("freezing (--freeze) is the diffusion sampler's; it does not apply to --ar");
+  if (opt_.stop.enabled || opt_.stop.freeze) {
     if (opt_.ar) throw Error("adaptive stopping (--adaptive) stops the diffusion sampler; it does not apply to --ar");
     if (opt_.stop.stable_steps < 1)
       throw Error(fmt::format("--stable-steps must be at least 1, got {}", opt_.stop.stable_steps));
@@ -426,7 +429,7 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
     passes_.full += sampler.passes().full;
     passes_.span_only += sampler.passes().span_only;
   };
-  if (!opt_.stop.enabled) {
+  if (!opt_.stop.enabled && !opt_.stop.freeze) {
     auto sampled = sampler.sample(batch, *rng_, cb, guidance_for(batch));
     add_passes();
     return results(prompts, diffusion::Sampler::span_outputs(sampled, batch, eos, pad), now_s() - t0, opt_.steps);
@@ -437,7 +440,7 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   auto sampled = sampler.sample_rows(batch, streams, cb, guidance_for);
   add_passes();
   auto out = results(prompts, diffusion::Sampler::span_outputs(sampled.ids, batch, eos, pad), now_s() - t0, opt_.steps);
-  for (size_t i = 0; i < out.size(); ++i) out[i].steps = sampled.steps[i];
+  for (size_t i = 0; i < out.size(); ++i) out[i].steps = sampled.steps[i], out[i].frozen = sampled.frozen[i];
   return out;
 }
 

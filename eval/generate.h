@@ -57,7 +57,7 @@ struct GenerateOptions {
   // Where the models run: auto (CUDA device 0 when LibTorch sees one), cpu,
   // cuda or cuda:N. Tokens are chosen on the host either way.
   std::string device = "auto";
-  // Adaptive stopping (sample.*, diffusion only): each prompt then draws from
+  // Adaptive stopping and freezing (sample.*, diffusion only): each prompt then draws from
   // its own stream ("generate.prompt.<n>", n counting the prompts this
   // generator answered), so its answer does not depend on its batch.
   diffusion::StopRule stop;
@@ -82,6 +82,7 @@ struct Generation {
   std::string output;
   std::vector<int64_t> tokens;  // generated ids, cut before EOS/PAD
   int64_t steps = 0;            // denoising steps (diffusion) or decoded tokens (AR)
+  int64_t frozen = 0;           // span positions frozen (sample.freeze)
   double seconds = 0;           // wall time of its batch, shared by the batch's prompts
   std::string task, answer;
 };

@@ -258,6 +258,9 @@ void add_sample(Schema& s) {
   s.add("sample.margin", 0.5,
         "Adaptive stopping: the smallest top-1 minus top-2 probability over the row's span positions must reach this.")
       .range(0, 1);
+  s.add("sample.freeze", false,
+        "Freeze single positions whose argmax held for sample.stable_steps steps with sample.margin: they keep that "
+        "token, clean, from then on (with or without sample.adaptive; each prompt then draws from its own stream).");
   s.add("sample.cache_refresh", 0,
         "Approximate prompt cache: run the whole sequence every N steps (and at the first), in between only the span "
         "and the position before it, attending to the keys/values the last full pass recorded. 0 = off; 1 = a full "

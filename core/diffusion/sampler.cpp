@@ -32,7 +32,9 @@ SamplerOptions SamplerOptions::from_config(const config::Config& cfg) {
 }
 
 StopRule StopRule::from_config(const config::Config& cfg) {
-  return {cfg.get_bool("sample.adaptive"), cfg.get_int("sample.stable_steps"), cfg.get_float("sample.margin")};
+  StopRule r{cfg.get_bool("sample.adaptive"), cfg.get_int("sample.stable_steps"), cfg.get_float("sample.margin")};
+  r.freeze = cfg.get_bool("sample.freeze");
+  return r;
 }
 
 SampleBatch SampleBatch::to(c10::Device device) const {
@@ -206,6 +208,13 @@ torch::Tensor Sampler::step_logits(const SampleBatch& batch, const SpanIndex& sp
   return guidance ? guidance(t, logits, span) : logits;
 }
 
+torch::Tensor Sampler::renoise_clean(const torch::Tensor& tokens) const {
+  auto vocab = model_.decoder->config().vocab_size;
+  auto on = torch::TensorOptions().dtype(torch::kFloat32).device(tokens.device());
+  return noisy_simplex_rows(tokens, torch::ones({tokens.size(0)}, on), torch::zeros({tokens.size(0), vocab}, on),
+                            options_.simplex_value);
+}
+
 torch::Tensor Sampler::renoise(const torch::Tensor& tokens, int64_t t, const torch::Tensor& z) const {
   auto a = torch::full({z.size(0)}, scheduler_.abar_prev(t), z.options());
   return noisy_simplex_rows(tokens, a, z, options_.simplex_value);
@@ -315,7 +324,7 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
   const auto& stop = options_.stop;
   auto on = torch::TensorOptions().dtype(torch::kFloat32).device(batch.ids.device());
   ActiveRows active(batch);
-  SampleResult out{batch.ids.clone(), std::vector<int64_t>(rows, n)};
+  SampleResult out{batch.ids.clone(), std::vector<int64_t>(rows, n), std::vector<int64_t>(rows, 0)};
   // Per row, from its own stream, in row order.
   auto per_row = [&](const std::function<torch::Tensor(size_t)>& f) {
     std::vector<torch::Tensor> parts;
@@ -325,8 +334,15 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
   auto noise = [&](size_t i) {
     return gaussian_rows(streams[static_cast<size_t>(active.input_row[i])], active.span_rows[i], vocab, on.device());
   };
-  auto finish = [&](size_t i, const torch::Tensor& answer, int64_t steps) {
+  // Freezing: per span row, the steps its argmax held, whether it is frozen and to what.
+  torch::Tensor held, frozen, frozen_token;
+  auto finish = [&](size_t i, torch::Tensor answer, int64_t steps) {
     auto r = active.input_row[i];
+    if (frozen.defined()) {
+      auto f = active.of(frozen, i);
+      answer = torch::where(f, active.of(frozen_token, i), answer);
+      out.frozen[static_cast<size_t>(r)] = f.sum().item<int64_t>();
+    }
     out.ids[r].index_put_({active.batch.span_mask[static_cast<int64_t>(i)]}, answer);
     out.steps[static_cast<size_t>(r)] = steps;
   };
@@ -344,12 +360,31 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
     auto tokens = per_row([&](size_t i) {
       return choose_tokens(active.of(logits, i), streams[static_cast<size_t>(active.input_row[i])]);
     });
+    if (frozen.defined()) tokens = torch::where(frozen, frozen_token, tokens);
     if (on_step) on_step(StepInfo{step, t, logits, tokens, active.span, active.input_row});
     if (t == 0) break;
-    if (stop.enabled) {
-      auto argmax = logits.argmax(-1);
+    torch::Tensor argmax, gap_device;
+    if (stop.enabled || stop.freeze) {
+      argmax = logits.argmax(-1);
       auto top2 = std::get<0>(torch::softmax(logits, -1).topk(2, -1));
-      auto gap = (top2.select(1, 0) - top2.select(1, 1)).cpu();
+      gap_device = top2.select(1, 0) - top2.select(1, 1);
+    }
+    if (stop.freeze) {
+      if (!frozen.defined()) {
+        held = torch::zeros_like(argmax);
+        frozen = torch::zeros_like(argmax, torch::kBool);
+        frozen_token = argmax.clone();
+      } else {
+        held = torch::where(argmax == last_argmax, held + 1, torch::zeros_like(held));
+      }
+      auto settle = frozen.logical_not() & (held >= stop.stable_steps) & (gap_device >= stop.margin);
+      frozen_token = torch::where(settle, argmax, frozen_token);
+      frozen = frozen | settle;
+      tokens = torch::where(frozen, frozen_token, tokens);
+      if (!stop.enabled) last_argmax = argmax;
+    }
+    if (stop.enabled) {
+      auto gap = gap_device.cpu();
       auto now = argmax.cpu(), before = last_argmax.defined() ? last_argmax.cpu() : torch::Tensor();
       std::vector<size_t> keep;
       for (size_t i = 0; i < active.input_row.size(); ++i) {
@@ -367,11 +402,13 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
         return out;
       }
       if (keep.size() < active.input_row.size()) {
-        active.keep_only(keep, {&prev, &last_argmax, &tokens}, cache ? &*cache : nullptr);
+        active.keep_only(keep, {&prev, &last_argmax, &tokens, &held, &frozen, &frozen_token}, cache ? &*cache : nullptr);
         if (guidance_for) guidance = guidance_for(active.batch);
       }
     }
     x = renoise(tokens, t, per_row(noise));
+    // Frozen positions enter the next step clean: the chosen token's simplex, no noise.
+    if (frozen.defined()) x = torch::where(frozen.unsqueeze(1), renoise_clean(frozen_token), x);
   }
   auto answer = logits.argmax(-1);
   for (size_t i = 0; i < active.input_row.size(); ++i) finish(i, active.of(answer, i), n);

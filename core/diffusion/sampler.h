@@ -38,6 +38,11 @@ struct StopRule {
   int64_t stable_steps = 2;
   double margin = 0.5;
   int64_t end_id = -1, pad_id = -1;  // -1: none (the whole span is the answer)
+  // Freezing (sample.freeze, sample_rows only): a single position whose
+  // argmax held for stable_steps steps with a top-1 minus top-2 probability of
+  // at least margin keeps that token from then on -- its simplex is the clean
+  // one (no more noise) and its choice never changes. Independent of `enabled`.
+  bool freeze = false;
   static StopRule from_config(const config::Config& cfg);  // sample.*; the caller sets end_id and pad_id
 };
 
@@ -93,6 +98,7 @@ using GuidanceFactory = std::function<GuidanceHook(const SampleBatch& rows)>;
 struct SampleResult {
   torch::Tensor ids;           // int64 [B, L]: the batch with its spans filled
   std::vector<int64_t> steps;  // denoising steps each row took
+  std::vector<int64_t> frozen; // positions each row froze (StopRule::freeze)
 };
 
 // Model passes a sampler ran: over the whole sequence, and span-only ones
@@ -142,6 +148,7 @@ class Sampler {
   void count_passes(const std::optional<PromptCache>& cache, int64_t uncached_passes);
   // The chosen tokens' simplex re-noised with z to the level of step t - 1.
   torch::Tensor renoise(const torch::Tensor& tokens, int64_t t, const torch::Tensor& z) const;
+  torch::Tensor renoise_clean(const torch::Tensor& tokens) const;  // the tokens' simplex without noise
 
   DiffusionLMImpl& model_;
   SamplerOptions options_;

@@ -79,6 +79,7 @@ struct EvalArgs {
   std::map<std::string, std::string> flag_values;  // key -> value, for the flags given
   bool ar = false;
   bool adaptive = false;
+  bool freeze = false;
 };
 
 config::Config eval_config(const EvalArgs& a) {
@@ -100,6 +101,7 @@ config::Config eval_config(const EvalArgs& a) {
   }
   if (a.ar) cfg.apply_override("eval.decoding=ar", "--ar");
   if (a.adaptive) cfg.apply_override("sample.adaptive=true", "--adaptive");
+  if (a.freeze) cfg.apply_override("sample.freeze=true", "--freeze");
   return cfg;
 }
 
@@ -181,6 +183,7 @@ void add_eval_command(CLI::App& app, Action& action) {
   for (const auto& f : flags()) cmd->add_option(f.name, a->flag_values[f.key], f.help);
   cmd->add_flag("--ar", a->ar, "The model is a causal LM (decoded with a KV cache): eval.decoding ar");
   cmd->add_flag("--adaptive", a->adaptive, "Stop each row once its span has settled: sample.adaptive true");
+  cmd->add_flag("--freeze", a->freeze, "Freeze single settled positions: sample.freeze true");
   cmd->callback([&action, a, cmd] {
     // Only the flags given count (the map was pre-filled with empty entries).
     for (const auto& f : flags())

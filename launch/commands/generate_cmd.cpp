@@ -145,6 +145,8 @@ void add_generate_command(CLI::App& app, Action& action) {
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--adaptive", args->opt.stop.enabled,
                 "Stop each prompt once its span has settled (--stable-steps, --margin); --steps is the budget");
+  cmd->add_flag("--freeze", args->opt.stop.freeze,
+                "Freeze single positions whose argmax held --stable-steps steps with --margin (they keep that token)");
   cmd->add_option("--stable-steps", args->opt.stop.stable_steps,
                   "Adaptive stopping: consecutive steps the span's argmax tokens must stay unchanged")
       ->capture_default_str();

@@ -217,6 +217,18 @@ TEST_CASE("tess eval --adaptive reports the mean steps taken, within eval.steps"
                                     q(w.diffusion), q(data), q(dir / "fixed.json")));
   REQUIRE(fixed.exit_code == 0);
   CHECK(nlohmann::json::parse(tess::test::read_file(dir / "fixed.json"))["metrics"]["mean_steps"] == 10);
+  // Freezing: settled positions counted per prompt, in the report and the samples.
+  auto frozen = run_tess(fmt::format("eval --model {} --data {} --metrics speed --length 6 --steps 10 --freeze "
+                                     "--stable-steps 1 --margin 0 --output {} --samples {}",
+                                     q(w.diffusion), q(data), q(dir / "frozen.json"), q(dir / "frozen.jsonl")));
+  INFO(frozen.err);
+  REQUIRE(frozen.exit_code == 0);
+  auto fr = nlohmann::json::parse(tess::test::read_file(dir / "frozen.json"));
+  CHECK(fr["settings"]["freeze"]["stable_steps"] == 1);
+  double mean_frozen = fr["metrics"]["mean_frozen"].get<double>();
+  CHECK(mean_frozen > 0);  // margin 0: every position whose argmax held one step freezes
+  CHECK(mean_frozen <= 6);
+  CHECK_THAT(tess::test::read_file(dir / "frozen.jsonl"), Contains("\"frozen\":"));
 }
 
 TEST_CASE("tess eval: errors name the flag, the file and what was expected", "[integration][eval]") {

@@ -422,3 +422,42 @@ TEST_CASE("a prompt cache over rows with different active counts runs full passe
     CHECK_THAT(e.what(), Catch::Contains("cache.yaml:2") && Catch::Contains("sample.cache_refresh"));
   }
 }
+
+TEST_CASE("freezing keeps a settled position's token from then on, and counts the frozen positions",
+          "[unit][diffusion]") {
+  // A zero LM head: uniform probabilities, so top-p sampling draws every
+  // token at random, while the argmax (token 0) never changes and the margin is 0.
+  DiffusionLM lm(Decoder(toy_config(30), 1), SelfCondition::LogitsMean, false, 2);
+  lm->eval();
+  {
+    torch::NoGradGuard g;
+    lm->decoder->lm_head_weight().zero_();
+  }
+  auto batch = SampleBatch::from_prompts({{1, 5, 6}, {1, 9, 4}}, 6, 0);
+  auto run = [&](bool freeze, double margin, std::vector<torch::Tensor>* seen) {
+    auto o = options(10, 0.99);
+    o.stop.freeze = freeze;
+    o.stop.stable_steps = 2;
+    o.stop.margin = margin;
+    auto streams = row_streams(5, {0, 1});
+    return Sampler(*lm, o).sample_rows(batch, streams, [&](const StepInfo& s) { seen->push_back(s.tokens.clone()); });
+  };
+  std::vector<torch::Tensor> free_steps, frozen_steps, blocked_steps;
+  auto unfrozen = run(false, 0.0, &free_steps);
+  auto frozen = run(true, 0.0, &frozen_steps);
+  auto blocked = run(true, 0.1, &blocked_steps);  // the margin is never met
+  REQUIRE(frozen_steps.size() == 10);
+  // Steps 0-2 draw as without freezing (held 0, 1, 2 steps); every position freezes after step 2 and
+  // from step 3 on its token is the frozen argmax, 0, never changing.
+  for (size_t s = 0; s < 3; ++s) CHECK(torch::equal(frozen_steps[s], free_steps[s]));
+  for (size_t s = 3; s < 10; ++s) {
+    INFO("step " << s);
+    CHECK(torch::equal(frozen_steps[s], torch::zeros({12}, torch::kInt64)));
+    CHECK_FALSE(torch::equal(free_steps[s], torch::zeros({12}, torch::kInt64)));  // random draws otherwise
+  }
+  CHECK(frozen.frozen == std::vector<int64_t>{6, 6});
+  CHECK(unfrozen.frozen == std::vector<int64_t>{0, 0});
+  CHECK(blocked.frozen == std::vector<int64_t>{0, 0});
+  for (size_t s = 0; s < 10; ++s) CHECK(torch::equal(blocked_steps[s], free_steps[s]));  // no freeze, same draws
+  CHECK(torch::equal(frozen.ids.masked_select(batch.span_mask), torch::zeros({12}, torch::kInt64)));
+}
