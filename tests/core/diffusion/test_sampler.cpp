@@ -214,18 +214,22 @@ std::vector<Rng> row_streams(uint64_t seed, const std::vector<int>& rows) {
   return out;
 }
 
+// A zero LM head: every step's logits are 0, so the probabilities are
+// uniform (top-p draws at random), the argmax (token 0) never changes and the
+// top-1/top-2 margin is exactly 0.
+DiffusionLM zero_head_lm() {
+  DiffusionLM lm(Decoder(toy_config(30), 1), SelfCondition::LogitsMean, false, 2);
+  lm->eval();
+  torch::NoGradGuard g;
+  lm->decoder->lm_head_weight().zero_();
+  return lm;
+}
+
 }  // namespace
 
 TEST_CASE("adaptive stopping stops a row whose argmax held for stable_steps with the margin, within the budget",
           "[unit][diffusion]") {
-  // A zero LM head: every step's logits are 0, so the argmax (token 0) never
-  // changes and the top-1/top-2 margin is exactly 0.
-  DiffusionLM lm(Decoder(toy_config(30), 1), SelfCondition::LogitsMean, false, 2);
-  lm->eval();
-  {
-    torch::NoGradGuard g;
-    lm->decoder->lm_head_weight().zero_();
-  }
+  auto lm = zero_head_lm();
   auto batch = SampleBatch::from_prompts({{1, 5, 6}, {1, 9, 4}}, 4, 0);
   struct Case {
     int64_t stable_steps;
@@ -425,14 +429,7 @@ TEST_CASE("a prompt cache over rows with different active counts runs full passe
 
 TEST_CASE("freezing keeps a settled position's token from then on, and counts the frozen positions",
           "[unit][diffusion]") {
-  // A zero LM head: uniform probabilities, so top-p sampling draws every
-  // token at random, while the argmax (token 0) never changes and the margin is 0.
-  DiffusionLM lm(Decoder(toy_config(30), 1), SelfCondition::LogitsMean, false, 2);
-  lm->eval();
-  {
-    torch::NoGradGuard g;
-    lm->decoder->lm_head_weight().zero_();
-  }
+  auto lm = zero_head_lm();
   auto batch = SampleBatch::from_prompts({{1, 5, 6}, {1, 9, 4}}, 6, 0);
   auto run = [&](bool freeze, double margin, std::vector<torch::Tensor>* seen) {
     auto o = options(10, 0.99);
