@@ -19,6 +19,7 @@
 #include "core/util/error.h"
 #include "core/util/file.h"
 #include "core/util/sha256.h"
+#include "core/util/utf8.h"
 
 namespace tess::data {
 namespace fs = std::filesystem;
@@ -83,23 +84,6 @@ char32_t decode_char(std::string_view s, size_t i, size_t len) {
   return cp;
 }
 
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Bytes -> text, each maximal invalid subpart replaced by U+FFFD.
 std::string utf8_lossy(std::string_view bytes) {
@@ -140,7 +124,7 @@ struct ByteAlphabet {
     for (int b = 0; b < 256; ++b) {
       bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
       char32_t cp = printable ? static_cast<char32_t>(b) : next++;
-      append_utf8(encoded[b], cp);
+      util::append_utf8(encoded[b], cp);
       decoded[cp] = static_cast<int16_t>(b);
     }
   }

@@ -500,15 +500,14 @@ EvalResult evaluate(const EvalOptions& o) {
       for (const auto& x : gens) answer_tokens += static_cast<int64_t>(x.tokens.size());
       metrics["answer_tokens"] = answer_tokens;  // up to the first EOS: the same count for both decoders
       metrics["answer_tokens_per_s"] = static_cast<double>(answer_tokens) / std::max(seconds, 1e-9);
-      if (!g.ar) {  // denoising steps taken per prompt (eval.steps unless sample.adaptive stops earlier)
-        double steps = 0;
-        for (const auto& x : gens) steps += static_cast<double>(x.steps);
-        metrics["mean_steps"] = steps / static_cast<double>(std::max<size_t>(gens.size(), 1));
-        if (g.stop.freeze) {
-          double frozen = 0;
-          for (const auto& x : gens) frozen += static_cast<double>(x.frozen);
-          metrics["mean_frozen"] = frozen / static_cast<double>(std::max<size_t>(gens.size(), 1));
-        }
+      if (!g.ar) {
+        auto mean = [&](int64_t Generation::*field) {
+          double sum = 0;
+          for (const auto& x : gens) sum += static_cast<double>(x.*field);
+          return sum / static_cast<double>(std::max<size_t>(gens.size(), 1));
+        };
+        metrics["mean_steps"] = mean(&Generation::steps);  // eval.steps unless sample.adaptive stops earlier
+        if (g.stop.freeze) metrics["mean_frozen"] = mean(&Generation::frozen);
         metrics["full_passes"] = gen.passes().full;            // batched model passes over whole sequences
         metrics["span_only_passes"] = gen.passes().span_only;  // between prompt-cache refreshes
       }

@@ -425,20 +425,16 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   }
   auto first_prompt = prompts_answered_;
   prompts_answered_ += static_cast<int64_t>(prompts.size());
-  auto add_passes = [&] {
-    passes_.full += sampler.passes().full;
-    passes_.span_only += sampler.passes().span_only;
-  };
   if (!opt_.stop.enabled && !opt_.stop.freeze) {
     auto sampled = sampler.sample(batch, *rng_, cb, guidance_for(batch));
-    add_passes();
+    passes_ += sampler.passes();
     return results(prompts, diffusion::Sampler::span_outputs(sampled, batch, eos, pad), now_s() - t0, opt_.steps);
   }
   std::vector<util::Rng> streams;
   for (size_t i = 0; i < prompts.size(); ++i)
     streams.emplace_back(opt_.seed, fmt::format("generate.prompt.{}", first_prompt + static_cast<int64_t>(i)));
   auto sampled = sampler.sample_rows(batch, streams, cb, guidance_for);
-  add_passes();
+  passes_ += sampler.passes();
   auto out = results(prompts, diffusion::Sampler::span_outputs(sampled.ids, batch, eos, pad), now_s() - t0, opt_.steps);
   for (size_t i = 0; i < out.size(); ++i) out[i].steps = sampled.steps[i], out[i].frozen = sampled.frozen[i];
   return out;
@@ -512,14 +508,14 @@ Generation Generator::infill(const std::string& text, const StepObserver& on_ste
   if (opt_.ar) throw Error("--infill fills spans inside a text with the diffusion sampler; it does not apply to --ar");
   double t0 = now_s();
   std::vector<int64_t> ids;
-  std::vector<bool> span;
-  if (tok_->bos_id() >= 0) ids.push_back(tok_->bos_id()), span.push_back(false);
+  std::vector<uint8_t> span;  // 1 = a position to fill
+  if (tok_->bos_id() >= 0) ids.push_back(tok_->bos_id()), span.push_back(0);
   for (const auto& piece : parse_infill(text)) {
     if (piece.span > 0) {
       ids.insert(ids.end(), static_cast<size_t>(piece.span), tok_->eos_id());  // placeholders, never read
-      span.insert(span.end(), static_cast<size_t>(piece.span), true);
+      span.insert(span.end(), static_cast<size_t>(piece.span), uint8_t{1});
     } else {
-      for (auto id : tok_->encode(piece.text)) ids.push_back(id), span.push_back(false);
+      for (auto id : tok_->encode(piece.text)) ids.push_back(id), span.push_back(0);
     }
   }
   auto l = static_cast<int64_t>(ids.size());
@@ -528,9 +524,7 @@ Generation Generator::infill(const std::string& text, const StepObserver& on_ste
                             max_positions_));
   diffusion::SampleBatch batch;
   batch.ids = torch::tensor(ids, torch::kInt64).view({1, l});
-  batch.span_mask = torch::zeros({1, l}, torch::kBool);
-  for (int64_t j = 0; j < l; ++j)
-    if (span[static_cast<size_t>(j)]) batch.span_mask[0][j] = true;
+  batch.span_mask = torch::tensor(span, torch::kUInt8).to(torch::kBool).view({1, l});
   batch = batch.to(device_);
   auto so = sampler_options();  // no end token: every span is filled whole
   diffusion::Sampler sampler(*lm_, so);
@@ -551,8 +545,7 @@ Generation Generator::infill(const std::string& text, const StepObserver& on_ste
   std::vector<util::Rng> streams;
   streams.emplace_back(opt_.seed, fmt::format("generate.prompt.{}", prompts_answered_++));
   auto sampled = sampler.sample_rows(batch, streams, cb, [&](const diffusion::SampleBatch& rows) { return guidance_hook(rows); });
-  passes_.full += sampler.passes().full;
-  passes_.span_only += sampler.passes().span_only;
+  passes_ += sampler.passes();
   Generation g;
   g.prompt = text;
   g.output = whole(sampled.ids[0]);

@@ -489,14 +489,11 @@ PlanInputs plan_inputs(const config::Config& cfg, const PlanOptions& options) {
                                 cfg.origin("model.vocab_size").where, v_model, tok->vocab_size()));
       in.model.vocab_size = v_tok;
     } else {
-      if (v_model > v_tok && !model::ModelConfig::vocab_padding_ok(v_model, v_tok))
-        throw Error(fmt::format("{}: the model's vocabulary ({}) does not match its tokenizer ({}; padding rows beyond "
-                                "the tokenizer reach at most the next multiple of 1024): another tokenizer?",
-                                in.model_source, v_model, v_tok));
+      // The trainer grows the embeddings to the tokenizer and keeps padding rows.
+      in.model.vocab_size = model::ModelConfig::trained_vocab(in.model_source, v_model, v_tok);
       if (v_model > v_tok)
         in.assumptions.push_back(fmt::format("{} padding rows beyond the tokenizer's {} tokens kept: V {}",
                                              v_model - v_tok, v_tok, v_model));
-      in.model.vocab_size = std::max(v_model, v_tok);  // the trainer grows the embeddings to the tokenizer, keeps padding
     }
   } else {
     std::string where = !tok_path.empty()                ? fmt::format("{} is not here", tok_path)

@@ -171,8 +171,12 @@ torch::Tensor DiffusionLMImpl::predictor_pos(const torch::Tensor& pos) const {
   return layout.shift_labels ? (pos - 1).clamp_min(0) : pos;
 }
 
+torch::Tensor predicted_weights(const torch::Tensor& pos, bool shift_labels) {
+  return shift_labels ? (pos > 0).to(torch::kFloat32) : torch::ones(pos.sizes(), pos.options().dtype(torch::kFloat32));
+}
+
 torch::Tensor DiffusionLMImpl::predicted(const torch::Tensor& pos) const {
-  return layout.shift_labels ? (pos > 0).to(torch::kFloat32) : torch::ones(pos.sizes(), pos.options().dtype(torch::kFloat32));
+  return predicted_weights(pos, layout.shift_labels);
 }
 
 torch::Tensor DiffusionLMImpl::predictor_rows(const torch::Tensor& hs, const SpanIndex& span) {
@@ -190,7 +194,7 @@ torch::Tensor DiffusionLMImpl::predictor_states(const DiffusionInputs& in, const
 torch::Tensor DiffusionLMImpl::head(const torch::Tensor& states, const torch::Tensor& pos) {
   auto logits = decoder->logits(states);
   if (!layout.shift_labels) return logits;
-  return logits * (pos > 0).to(logits.scalar_type()).unsqueeze(1);  // nothing predicts position 0
+  return logits * predicted(pos).to(logits.scalar_type()).unsqueeze(1);  // nothing predicts position 0
 }
 
 torch::Tensor DiffusionLMImpl::span_logits(const DiffusionInputs& in, const SpanIndex& span,

@@ -67,6 +67,11 @@ struct DiffusionLayout {
   bool operator==(const DiffusionLayout& o) const { return attention == o.attention && shift_labels == o.shift_labels; }
 };
 
+// The span tokens (at positions `pos`) a prediction exists for, as fp32 0/1
+// weights: shifted labels leave a token at position 0 unpredicted (nothing
+// precedes it); unshifted, every position predicts its own token.
+torch::Tensor predicted_weights(const torch::Tensor& pos, bool shift_labels);
+
 // The noise a diffusion model was trained with: sampling and likelihood
 // scoring must use the same simplex value k and schedule, so they travel with
 // the weights (config.json keys "simplex_value", "noise_schedule",

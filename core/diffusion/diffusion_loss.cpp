@@ -41,7 +41,7 @@ torch::Tensor gaussian_rows(util::Rng& rng, int64_t rows, int64_t vocab, c10::De
 
 std::pair<torch::Tensor, int64_t> span_cross_entropy(const torch::Tensor& span_logits, const torch::Tensor& labels,
                                                      const SpanIndex& span, bool shift_labels) {
-  auto counted = shift_labels ? span.pos > 0 : torch::ones_like(span.pos, torch::kBool);
+  auto counted = predicted_weights(span.pos, shift_labels);
   // fp32 at least (fp64 stays fp64, for gradient checks).
   auto logits = span_logits.scalar_type() == torch::kFloat64 ? span_logits : span_logits.to(torch::kFloat32);
   auto ce = torch::nn::functional::cross_entropy(

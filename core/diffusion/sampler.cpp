@@ -191,8 +191,7 @@ std::optional<PromptCache> Sampler::make_cache(const SampleBatch& batch) const {
 }
 
 void Sampler::count_passes(const std::optional<PromptCache>& cache, int64_t uncached_passes) {
-  passes_.full += cache ? cache->full_passes() : uncached_passes;
-  passes_.span_only += cache ? cache->partial_passes() : 0;
+  passes_ += cache ? PassCount{cache->full_passes(), cache->partial_passes()} : PassCount{uncached_passes, 0};
 }
 
 torch::Tensor Sampler::step_logits(const SampleBatch& batch, const SpanIndex& span, const torch::Tensor& x,

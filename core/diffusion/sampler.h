@@ -105,6 +105,11 @@ struct SampleResult {
 // between prompt-cache refreshes.
 struct PassCount {
   int64_t full = 0, span_only = 0;
+  PassCount& operator+=(const PassCount& o) {
+    full += o.full;
+    span_only += o.span_only;
+    return *this;
+  }
 };
 
 // Token choice from logits [rows, V]: argmax when top_p <= 0, else a draw from

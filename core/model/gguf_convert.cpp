@@ -12,6 +12,7 @@
 #include "core/model/gguf.h"
 #include "core/model/safetensors.h"
 #include "core/util/error.h"
+#include "core/util/utf8.h"
 
 namespace tess::model {
 namespace fs = std::filesystem;
@@ -65,23 +66,6 @@ std::vector<uint32_t> byte_to_unicode() {
   return table;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3F));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
 
 // The code points of `s`, or false when it is not valid UTF-8.
 bool decode_utf8(const std::string& s, std::vector<uint32_t>& out) {
@@ -121,7 +105,7 @@ class ByteLevelAlphabet {
   std::string respell(const std::string& token) const {
     if (spelled(token)) return token;
     std::string out;
-    for (unsigned char b : token) append_utf8(out, table_[b]);
+    for (unsigned char b : token) util::append_utf8(out, table_[b]);
     return out;
   }
 

@@ -31,6 +31,12 @@ const std::set<std::string> kKnownFields = {
 
 const char* kSupportedRopeTypes = "default, llama3";
 
+void require_supported_type(const std::string& source, const std::string& model_type) {
+  if (model_type != "llama" && model_type != "mistral" && model_type != "qwen2")
+    throw Error(fmt::format("{}: model_type '{}' is not supported (tess runs llama, mistral and qwen2 decoders)",
+                            source, model_type));
+}
+
 double number(const json& j, const std::string& key, const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) throw Error(fmt::format("{}: missing required field '{}'", where, key));
   const json& v = j[key];
@@ -71,6 +77,14 @@ T field(const json& j, const std::string& key, const std::string& source, T fall
 }
 
 }  // namespace
+
+int64_t ModelConfig::trained_vocab(const std::string& source, int64_t model_rows, int64_t tokens) {
+  if (model_rows > tokens && !vocab_padding_ok(model_rows, tokens))
+    throw Error(fmt::format("{}: the model's vocabulary ({}) does not match its tokenizer ({}; padding rows beyond "
+                            "the tokenizer reach at most the next multiple of 1024): another tokenizer?",
+                            source, model_rows, tokens));
+  return std::max(model_rows, tokens);
+}
 
 const util::Choices<Attention>& attention_choices() {
   static const util::Choices<Attention> c("attention mode",
@@ -124,9 +138,7 @@ void ModelConfig::validate(const std::string& source) const {
   if (!(rms_norm_eps > 0) || !(rope_theta > 0))
     throw Error(fmt::format("{}: rms_norm_eps and rope_theta must be positive", source));
   if (sliding_window < 0) throw Error(fmt::format("{}: sliding_window must be >= 0", source));
-  if (model_type != "llama" && model_type != "mistral" && model_type != "qwen2")
-    throw Error(fmt::format("{}: model_type '{}' is not supported (tess runs llama, mistral and qwen2 decoders)",
-                            source, model_type));
+  require_supported_type(source, model_type);
   if (rope_scaling.type == "llama3") {
     const auto& r = rope_scaling;
     if (!(r.factor >= 1.0) || !std::isfinite(r.factor))
@@ -159,9 +171,7 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
 
   ModelConfig c;
   c.model_type = field<std::string>(j, "model_type", source, "llama", true);
-  if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2")
-    throw Error(fmt::format("{}: model_type '{}' is not supported (tess runs llama, mistral and qwen2 decoders)",
-                            source, c.model_type));
+  require_supported_type(source, c.model_type);  // before the other fields, whose errors would mislead
   c.vocab_size = field<int64_t>(j, "vocab_size", source, 0, true);
   c.hidden_size = field<int64_t>(j, "hidden_size", source, 0, true);
   c.intermediate_size = field<int64_t>(j, "intermediate_size", source, 0, true);

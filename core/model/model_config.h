@@ -81,6 +81,11 @@ struct ModelConfig {
   static bool vocab_padding_ok(int64_t model_rows, int64_t tokens) {
     return model_rows >= tokens && model_rows <= (tokens + 1023) / 1024 * 1024;
   }
+  // The vocabulary a model of `model_rows` rows trains with under a tokenizer
+  // of `tokens` tokens: grown to the tokenizer when smaller, its padding kept
+  // when larger within vocab_padding_ok; beyond that a tess::Error naming
+  // `source` ("another tokenizer?").
+  static int64_t trained_vocab(const std::string& source, int64_t model_rows, int64_t tokens);
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
   // Parameter count of the decoder (embedding, layers with their q/k/v biases,
   // norm, untied LM head).

@@ -64,8 +64,7 @@ std::vector<TaskItem> AlpacaEvalTask::load(const fs::path& file, const TaskOptio
       references[required_string(r, "instruction", format)] = required_string(r, "output", format);
     });
   }
-  std::vector<TaskItem> items;
-  read_task_jsonl(file, format, [&](const nlohmann::json& r, int64_t line) {
+  return read_task_items(file, format, [&](const nlohmann::json& r) {
     TaskItem it;
     it.prompt = required_string(r, "instruction", format);
     if (options.reference_outputs.empty()) {
@@ -80,10 +79,8 @@ std::vector<TaskItem> AlpacaEvalTask::load(const fs::path& file, const TaskOptio
       it.reference = found->second;
     }
     it.gold = it.reference;
-    it.line = line;
-    items.push_back(std::move(it));
+    return it;
   });
-  return items;
 }
 
 nlohmann::json AlpacaEvalTask::score(const std::vector<TaskItem>& items, const std::vector<std::string>& outputs,

@@ -80,8 +80,7 @@ std::vector<TaskItem> BbhTask::load(const fs::path& file, const TaskOptions& opt
     throw Error(fmt::format("eval.task_prompts {} is not a directory of cot-prompts/<task>.txt files",
                             options.prompts.string()));
   std::map<std::string, std::string> cot;  // task -> exemplar prompt
-  std::vector<TaskItem> items;
-  read_task_jsonl(file, format, [&](const nlohmann::json& r, int64_t line) {
+  return read_task_items(file, format, [&](const nlohmann::json& r) {
     TaskItem it;
     it.group = r.contains("task") ? required_string(r, "task", format) : file.stem().string();
     auto found = cot.find(it.group);
@@ -95,34 +94,19 @@ std::vector<TaskItem> BbhTask::load(const fs::path& file, const TaskOptions& opt
     it.prompt = bbh_prompt(found->second, required_string(r, "input", format));
     it.reference = required_string(r, "target", format);
     it.gold = it.reference;
-    it.line = line;
-    items.push_back(std::move(it));
+    return it;
   });
-  return items;
 }
 
 nlohmann::json BbhTask::score(const std::vector<TaskItem>& items, const std::vector<std::string>& outputs,
                               const Judge&) const {
-  std::map<std::string, std::pair<int64_t, int64_t>> by_task;  // correct, total
-  int64_t correct = 0;
-  for (size_t i = 0; i < items.size(); ++i) {
-    bool ok = bbh_match(bbh_extract(outputs[i]), items[i].gold.get<std::string>());
-    correct += ok;
-    auto& t = by_task[items[i].group];
-    t.first += ok;
-    t.second += 1;
-  }
-  nlohmann::json tasks = nlohmann::json::object();
-  double macro = 0;
-  for (const auto& [name, ct] : by_task) {
-    tasks[name] = {{"exact_match", fraction(ct.first, ct.second)}, {"n", ct.second}};
-    macro += fraction(ct.first, ct.second);
-  }
-  auto n = static_cast<int64_t>(items.size());
-  return {{"exact_match", fraction(correct, n)},
-          {"exact_match_task_mean", by_task.empty() ? 0.0 : macro / static_cast<double>(by_task.size())},
-          {"n", n},
-          {"by_task", tasks}};
+  std::vector<bool> ok;
+  for (size_t i = 0; i < items.size(); ++i) ok.push_back(bbh_match(bbh_extract(outputs[i]), items[i].gold.get<std::string>()));
+  auto a = grouped_accuracy(items, ok, "exact_match");
+  return {{"exact_match", a.overall},
+          {"exact_match_task_mean", a.group_mean},
+          {"n", static_cast<int64_t>(items.size())},
+          {"by_task", a.groups}};
 }
 
 }  // namespace tess::eval::tasks

@@ -94,16 +94,13 @@ bool gsm8k_correct(const std::string& output, const std::string& gold) {
 std::vector<TaskItem> Gsm8kTask::load(const std::filesystem::path& file, const TaskOptions& options) const {
   const std::string format = "gsm8k records are {\"question\", \"answer\": \"... #### 42\"}";
   int64_t shots = shots_or(options, kGsm8kExemplars, kGsm8kExemplars, "gsm8k");
-  std::vector<TaskItem> items;
-  read_task_jsonl(file, format, [&](const nlohmann::json& r, int64_t line) {
+  return read_task_items(file, format, [&](const nlohmann::json& r) {
     TaskItem it;
     it.prompt = gsm8k_prompt(required_string(r, "question", format), shots);
     it.reference = gsm8k_gold(required_string(r, "answer", format));
     it.gold = it.reference;
-    it.line = line;
-    items.push_back(std::move(it));
+    return it;
   });
-  return items;
 }
 
 nlohmann::json Gsm8kTask::score(const std::vector<TaskItem>& items, const std::vector<std::string>& outputs,

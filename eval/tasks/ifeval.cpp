@@ -81,18 +81,15 @@ IfevalVerdict ifeval_judge(const nlohmann::json& record, const std::string& resp
 
 std::vector<TaskItem> IfevalTask::load(const std::filesystem::path& file, const TaskOptions&) const {
   const std::string format = "ifeval records are {\"key\", \"prompt\", \"instruction_id_list\", \"kwargs\"}";
-  std::vector<TaskItem> items;
-  read_task_jsonl(file, format, [&](const nlohmann::json& r, int64_t line) {
+  return read_task_items(file, format, [&](const nlohmann::json& r) {
     TaskItem it;
     it.prompt = required_string(r, "prompt", format);
     validate(r);
     it.gold = {{"prompt", it.prompt}, {"instruction_id_list", r["instruction_id_list"]},
                {"kwargs", r.value("kwargs", nlohmann::json::array())}};
     if (!r.contains("kwargs")) it.gold.erase("kwargs");
-    it.line = line;
-    items.push_back(std::move(it));
+    return it;
   });
-  return items;
 }
 
 nlohmann::json IfevalTask::score(const std::vector<TaskItem>& items, const std::vector<std::string>& outputs,

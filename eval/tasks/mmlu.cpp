@@ -1,6 +1,5 @@
 #include "eval/tasks/mmlu.h"
 
-#include <map>
 
 #include <fmt/format.h>
 
@@ -58,8 +57,7 @@ std::vector<TaskItem> MmluTask::load(const std::filesystem::path& file, const Ta
   const std::string format = "mmlu records are {\"question\", \"choices\": [...], \"answer\": 0-3, \"subject\"}";
   if (options.shots > 0)
     throw Error("mmlu is zero-shot here (as in the reference): --shots must be 0 or unset");
-  std::vector<TaskItem> items;
-  read_task_jsonl(file, format, [&](const nlohmann::json& r, int64_t line) {
+  return read_task_items(file, format, [&](const nlohmann::json& r) {
     if (!r.contains("choices") || !r["choices"].is_array() || r["choices"].size() < 2 || r["choices"].size() > 26)
       throw data::RecordError("field 'choices' must be a list of 2 to 26 strings; " + format);
     std::vector<std::string> choices;
@@ -74,37 +72,25 @@ std::vector<TaskItem> MmluTask::load(const std::filesystem::path& file, const Ta
     it.reference = letter(static_cast<size_t>(it.answer_index));
     it.gold = {{"answer", it.reference}, {"choices", choices.size()}};
     for (size_t i = 0; i < choices.size(); ++i) it.choices.push_back(letter(i));
-    it.line = line;
-    items.push_back(std::move(it));
+    return it;
   });
-  return items;
 }
 
 nlohmann::json MmluTask::score(const std::vector<TaskItem>& items, const std::vector<std::string>& outputs,
                                const Judge&) const {
-  std::map<std::string, std::pair<int64_t, int64_t>> by_subject;
-  int64_t correct = 0, invalid = 0;
+  std::vector<bool> ok;
+  int64_t invalid = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     auto said = mmlu_extract(outputs[i], items[i].gold["choices"].get<size_t>());
     invalid += said.empty();
-    bool ok = said == items[i].gold["answer"].get<std::string>();
-    correct += ok;
-    auto& s = by_subject[items[i].group];
-    s.first += ok;
-    s.second += 1;
+    ok.push_back(said == items[i].gold["answer"].get<std::string>());
   }
-  nlohmann::json subjects = nlohmann::json::object();
-  double macro = 0;
-  for (const auto& [name, ct] : by_subject) {
-    subjects[name] = {{"accuracy", fraction(ct.first, ct.second)}, {"n", ct.second}};
-    macro += fraction(ct.first, ct.second);
-  }
-  auto n = static_cast<int64_t>(items.size());
-  return {{"accuracy", fraction(correct, n)},
-          {"accuracy_subject_mean", by_subject.empty() ? 0.0 : macro / static_cast<double>(by_subject.size())},
+  auto a = grouped_accuracy(items, ok, "accuracy");
+  return {{"accuracy", a.overall},
+          {"accuracy_subject_mean", a.group_mean},
           {"no_letter", invalid},
-          {"n", n},
-          {"by_subject", subjects}};
+          {"n", static_cast<int64_t>(items.size())},
+          {"by_subject", a.groups}};
 }
 
 }  // namespace tess::eval::tasks

@@ -130,17 +130,14 @@ std::vector<std::string> triviaqa_golds(const nlohmann::json& record) {
 std::vector<TaskItem> SquadTask::load(const std::filesystem::path& file, const TaskOptions& options) const {
   const std::string format = "squad records are {\"context\", \"question\", \"answers\": {\"text\": [...]}}";
   int64_t shots = shots_or(options, kSquadExemplars, kSquadExemplars, "squad");
-  std::vector<TaskItem> items;
-  read_task_jsonl(file, format, [&](const nlohmann::json& r, int64_t line) {
+  return read_task_items(file, format, [&](const nlohmann::json& r) {
     TaskItem it;
     it.prompt = squad_prompt(required_string(r, "context", format), required_string(r, "question", format), shots);
     auto golds = squad_golds(r);
     it.reference = golds.front();
     it.gold = golds;
-    it.line = line;
-    items.push_back(std::move(it));
+    return it;
   });
-  return items;
 }
 
 nlohmann::json SquadTask::score(const std::vector<TaskItem>& items, const std::vector<std::string>& outputs,
@@ -153,17 +150,14 @@ std::vector<TaskItem> TriviaqaTask::load(const std::filesystem::path& file, cons
   const std::string format = "triviaqa records are {\"question\", \"answer\": {\"value\", \"aliases\", "
                              "\"normalized_aliases\"}}";
   int64_t shots = shots_or(options, kTriviaqaExemplars, kTriviaqaExemplars, "triviaqa");
-  std::vector<TaskItem> items;
-  read_task_jsonl(file, format, [&](const nlohmann::json& r, int64_t line) {
+  return read_task_items(file, format, [&](const nlohmann::json& r) {
     TaskItem it;
     it.prompt = triviaqa_prompt(required_string(r, "question", format), shots);
     auto golds = triviaqa_golds(r);
     it.reference = golds.front();
     it.gold = golds;
-    it.line = line;
-    items.push_back(std::move(it));
+    return it;
   });
-  return items;
 }
 
 nlohmann::json TriviaqaTask::score(const std::vector<TaskItem>& items, const std::vector<std::string>& outputs,

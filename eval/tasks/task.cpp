@@ -1,5 +1,6 @@
 #include "eval/tasks/task.h"
 
+#include <map>
 #include <memory>
 
 #include <fmt/format.h>
@@ -55,6 +56,16 @@ void read_task_jsonl(const fs::path& file, const std::string& what,
   data::read_jsonl(file, [&](const nlohmann::json& r, int64_t line) { visit(r, line); });
 }
 
+std::vector<TaskItem> read_task_items(const fs::path& file, const std::string& what,
+                                      const std::function<TaskItem(const nlohmann::json&)>& make) {
+  std::vector<TaskItem> items;
+  read_task_jsonl(file, what, [&](const nlohmann::json& r, int64_t line) {
+    items.push_back(make(r));
+    items.back().line = line;
+  });
+  return items;
+}
+
 std::string required_string(const nlohmann::json& record, const char* field, const std::string& format) {
   if (!record.contains(field)) throw data::RecordError(fmt::format("missing field '{}'; {}", field, format));
   if (!record[field].is_string())
@@ -71,6 +82,27 @@ int64_t shots_or(const TaskOptions& options, int64_t fallback, int64_t available
 
 double fraction(int64_t correct, int64_t total) {
   return total > 0 ? static_cast<double>(correct) / static_cast<double>(total) : 0.0;
+}
+
+GroupedAccuracy grouped_accuracy(const std::vector<TaskItem>& items, const std::vector<bool>& ok,
+                                 const std::string& metric) {
+  std::map<std::string, std::pair<int64_t, int64_t>> by_group;  // correct, total
+  int64_t correct = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    correct += ok[i];
+    auto& g = by_group[items[i].group];
+    g.first += ok[i];
+    g.second += 1;
+  }
+  GroupedAccuracy out;
+  out.groups = nlohmann::json::object();
+  for (const auto& [name, ct] : by_group) {
+    out.groups[name] = {{metric, fraction(ct.first, ct.second)}, {"n", ct.second}};
+    out.group_mean += fraction(ct.first, ct.second);
+  }
+  if (!by_group.empty()) out.group_mean /= static_cast<double>(by_group.size());
+  out.overall = fraction(correct, static_cast<int64_t>(items.size()));
+  return out;
 }
 
 }  // namespace tess::eval::tasks

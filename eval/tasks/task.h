@@ -58,11 +58,23 @@ const Task& find_task(const std::string& name);
 // `what` naming the expected format in error messages.
 void read_task_jsonl(const std::filesystem::path& file, const std::string& what,
                      const std::function<void(const nlohmann::json&, int64_t line)>& visit);
+// One TaskItem per record of `file`, made by `make` (its line is set here).
+std::vector<TaskItem> read_task_items(const std::filesystem::path& file, const std::string& what,
+                                      const std::function<TaskItem(const nlohmann::json&)>& make);
 // A required string field, or data::RecordError naming it and the format.
 std::string required_string(const nlohmann::json& record, const char* field, const std::string& format);
 // "the shots option if set, else `fallback`", checked against `available`.
 int64_t shots_or(const TaskOptions& options, int64_t fallback, int64_t available, const std::string& task);
 // correct / total as a fraction (0 when total is 0).
 double fraction(int64_t correct, int64_t total);
+
+// Accuracy overall, per TaskItem::group and its unweighted mean over groups,
+// from one verdict per item.
+struct GroupedAccuracy {
+  double overall = 0, group_mean = 0;
+  nlohmann::json groups;  // group -> {metric: accuracy, "n": items}
+};
+GroupedAccuracy grouped_accuracy(const std::vector<TaskItem>& items, const std::vector<bool>& ok,
+                                 const std::string& metric);
 
 }  // namespace tess::eval::tasks

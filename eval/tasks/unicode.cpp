@@ -1,5 +1,7 @@
 #include "eval/tasks/unicode.h"
 
+#include "core/util/utf8.h"
+
 namespace tess::eval::tasks {
 
 std::u32string utf8_decode(const std::string& text) {
@@ -34,23 +36,7 @@ std::u32string utf8_decode(const std::string& text) {
 std::string utf8_encode(const std::u32string& text) {
   std::string out;
   out.reserve(text.size());
-  for (char32_t c : text) {
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-    } else if (c < 0x800) {
-      out += static_cast<char>(0xC0 | (c >> 6));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else if (c < 0x10000) {
-      out += static_cast<char>(0xE0 | (c >> 12));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (c >> 18));
-      out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    }
-  }
+  for (char32_t c : text) util::append_utf8(out, c);
   return out;
 }
 

@@ -31,26 +31,41 @@ struct GenerateArgs {
   bool show_steps = false;
 };
 
+// --show-steps: the printer, and the observer that feeds it (none without the flag).
+eval::StepObserver step_observer(const GenerateArgs& a, std::optional<eval::StepPrinter>& printer) {
+  if (!a.show_steps) return {};
+  printer.emplace(stdout, isatty(fileno(stdout)) != 0);
+  return [&printer](const eval::StepView& v) { (*printer)(v); };
+}
+
+// --output: the file, opened before the first forward.
+std::optional<std::ofstream> open_output(const GenerateArgs& a) {
+  std::optional<std::ofstream> out;
+  if (a.output.empty()) return out;
+  out.emplace(a.output);
+  if (!*out) throw Error(fmt::format("cannot write --output {}", a.output));
+  return out;
+}
+
+// One answer: its JSONL line to --output, else its text to stdout.
+void emit(std::optional<std::ofstream>& out, const eval::Generation& g) {
+  if (out) *out << eval::generation_json(g).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  else std::cout << g.output << std::endl;
+}
+
 // --infill: one text with <span:N> markers, filled by the diffusion sampler.
 int fill(GenerateArgs a) {
   a.opt.length = 1;  // unused: the markers give the spans (the generator checks it against the positions)
   eval::Generator gen(a.model, a.opt);
+  auto out = open_output(a);
   std::optional<eval::StepPrinter> printer;
-  eval::StepObserver on_step;
-  if (a.show_steps) {
-    printer.emplace(stdout, isatty(fileno(stdout)) != 0);
-    on_step = [&](const eval::StepView& v) { (*printer)(v); };
-  }
-  auto g = gen.infill(a.infill, on_step);
+  auto g = gen.infill(a.infill, step_observer(a, printer));
   if (printer) printer->end_batch();
-  if (a.output.empty()) {
-    std::cout << g.output << std::endl;
-    return 0;
+  emit(out, g);
+  if (out) {
+    out->close();
+    if (!*out) throw Error(fmt::format("writing {} failed", a.output));
   }
-  std::ofstream out(a.output);
-  out << eval::generation_json(g).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
-  out.close();
-  if (!out) throw Error(fmt::format("writing {} failed", a.output));
   return 0;
 }
 
@@ -67,20 +82,9 @@ int generate(GenerateArgs a) {
     prompts.push_back(std::move(p));
   }
   eval::Generator gen(a.model, a.opt);
-
-  std::optional<std::ofstream> out;
-  if (!a.output.empty()) {
-    out.emplace(a.output);
-    if (!*out) throw Error(fmt::format("cannot write --output {}", a.output));
-  }
-
-  bool tty = isatty(fileno(stdout)) != 0;
+  auto out = open_output(a);
   std::optional<eval::StepPrinter> printer;
-  eval::StepObserver on_step;
-  if (a.show_steps) {
-    printer.emplace(stdout, tty);
-    on_step = [&](const eval::StepView& v) { (*printer)(v); };
-  }
+  auto on_step = step_observer(a, printer);
 
   std::optional<util::Progress> progress;
   if (out) {
@@ -95,11 +99,7 @@ int generate(GenerateArgs a) {
     if (!batch.empty()) seconds += batch.front().seconds * (a.opt.ar ? static_cast<double>(batch.size()) : 1.0);
     for (const auto& g : batch) {
       tokens += static_cast<int64_t>(g.tokens.size());
-      if (out) {
-        *out << eval::generation_json(g).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
-      } else {
-        std::cout << g.output << std::endl;
-      }
+      emit(out, g);
     }
     if (out) {
       out->flush();

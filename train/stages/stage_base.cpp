@@ -110,11 +110,8 @@ model::LoadedModel StageBase::build_decoder(const config::Config& cfg, DecoderUs
                               loaded.extra_tensors.begin()->first, name_));
     decoder = loaded.decoder;
     extra = std::move(loaded.extra_tensors);
-    if (decoder->config().vocab_size < tok.vocab_size()) decoder->resize_vocab(tok.vocab_size());
-    if (!model::ModelConfig::vocab_padding_ok(decoder->config().vocab_size, tok.vocab_size()))
-      throw Error(fmt::format("{}: the model's vocabulary ({}) does not match its tokenizer ({}; padding rows beyond "
-                              "the tokenizer reach at most the next multiple of 1024): another tokenizer?",
-                              path, decoder->config().vocab_size, tok.vocab_size()));
+    auto vocab = model::ModelConfig::trained_vocab(path, decoder->config().vocab_size, tok.vocab_size());
+    if (decoder->config().vocab_size < vocab) decoder->resize_vocab(vocab);
     if (decoder->config().vocab_size > tok.vocab_size())
       spdlog::info("{}: {} embedding rows beyond the tokenizer's {} tokens are padding (kept, never a label)", path,
                    decoder->config().vocab_size - tok.vocab_size(), tok.vocab_size());
