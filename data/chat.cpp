@@ -157,9 +157,13 @@ int64_t count_lines(const fs::path& file) {
   return n + 1;
 }
 
+// 1 when sequences start with the tokenizer's BOS, 0 for a tokenizer without
+// one (Qwen2.5: they start with the prompt text, as HF's Qwen2 chat data does).
+size_t bos_tokens(const Tokenizer& tok) { return tok.bos_id() >= 0 ? 1 : 0; }
+
 void check_special_ids(const Tokenizer& tok) {
-  if (tok.bos_id() < 0 || tok.eos_id() < 0)
-    throw Error("the chat template needs a tokenizer with BOS and EOS tokens (<s>, </s>)");
+  if (tok.eos_id() < 0)
+    throw Error("the chat template needs a tokenizer with an EOS token (</s>): it ends every answer");
   if (tok.pad_id() < 0)
     throw Error("the chat template pads with [PAD], but the tokenizer has no PAD token "
                 "(add one, as model.add_pad_token does: a [PAD] token after the vocabulary)");
@@ -283,8 +287,8 @@ std::string prompt_text(const ChatPrompt& prompt) {
 }
 
 std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatPrompt& prompt) {
-  if (tok.bos_id() < 0) throw Error("the chat template needs a tokenizer with a BOS token (<s>)");
-  std::vector<int32_t> ids{tok.bos_id()};
+  std::vector<int32_t> ids;
+  if (tok.bos_id() >= 0) ids.push_back(tok.bos_id());
   auto p = tok.encode(prompt_text(prompt));
   ids.insert(ids.end(), p.begin(), p.end());
   return ids;
@@ -369,7 +373,8 @@ EncodeResult encode_chat(const Tokenizer& tok, const ChatPrompt& prompt, const s
     rs.push_back(continuation(tok, full_text, full_ids, r));
     max_r = std::max(max_r, rs.back().size());
   }
-  auto need = [&](size_t prompt_tokens) { return static_cast<int64_t>(1 + prompt_tokens + max_r + 1); };
+  const size_t bos = bos_tokens(tok);
+  auto need = [&](size_t prompt_tokens) { return static_cast<int64_t>(bos + prompt_tokens + max_r + 1); };
   auto fits = [&](const ChatPrompt& p) { return need(tok.encode(prompt_text(p)).size()) <= L; };
 
   EncodeResult result;
@@ -377,7 +382,7 @@ EncodeResult encode_chat(const Tokenizer& tok, const ChatPrompt& prompt, const s
   std::vector<int32_t> prompt_ids = full_ids;
   const bool cut_right = need(full_ids.size()) > L && options.too_long == TooLongPolicy::TruncateRight;
   if (cut_right) {
-    if (static_cast<int64_t>(1 + full_ids.size()) >= L) {  // not one response token would remain
+    if (static_cast<int64_t>(bos + full_ids.size()) >= L) {  // not one response token would remain
       result.status = EncodeStatus::DroppedTooLong;
       return result;
     }
@@ -419,12 +424,14 @@ EncodeResult encode_chat(const Tokenizer& tok, const ChatPrompt& prompt, const s
   for (const auto& r : rs) {
     ChatSequence seq;
     seq.ids.reserve(static_cast<size_t>(L));
-    seq.ids.push_back(tok.bos_id());
+    if (bos) seq.ids.push_back(tok.bos_id());
     seq.ids.insert(seq.ids.end(), prompt_ids.begin(), prompt_ids.end());
     seq.prompt_length = static_cast<int32_t>(seq.ids.size());
     seq.ids.insert(seq.ids.end(), r.begin(), r.end());
     seq.ids.push_back(tok.eos_id());
     if (cut_right && static_cast<int64_t>(seq.ids.size()) > L) seq.ids.resize(static_cast<size_t>(L));
+    // By position: the tail from `length` on is padding even when PAD and EOS
+    // share an id (Qwen2.5's <|endoftext|>); the span mask does not look at ids.
     seq.length = static_cast<int32_t>(seq.ids.size());
     seq.ids.resize(static_cast<size_t>(L), tok.pad_id());
     seq.span_mask.assign(static_cast<size_t>(L), 1);
@@ -442,7 +449,11 @@ std::string render_sequence(const Tokenizer& tok, const ChatSequence& seq) {
       span_start = i;
       break;
     }
-  auto special = [&](int32_t id) -> std::string {
+  // The label of a special token at position i, empty for ordinary text. The
+  // tail from `length` on is padding whatever its id (PAD may be EOS's id).
+  auto special = [&](int32_t i) -> std::string {
+    const int32_t id = seq.ids[static_cast<size_t>(i)];
+    if (i >= seq.length) return "[PAD]";
     if (id == tok.bos_id()) return "<s>";
     if (id == tok.eos_id()) return "</s>";
     if (id == tok.pad_id()) return "[PAD]";
@@ -458,7 +469,7 @@ std::string render_sequence(const Tokenizer& tok, const ChatSequence& seq) {
     };
     for (int32_t i = from; i < to;) {
       int32_t id = seq.ids[static_cast<size_t>(i)];
-      std::string s = special(id);
+      std::string s = special(i);
       if (s.empty()) {
         run.push_back(id);
         ++i;
@@ -466,7 +477,7 @@ std::string render_sequence(const Tokenizer& tok, const ChatSequence& seq) {
       }
       flush();
       int32_t j = i;
-      while (j < to && seq.ids[static_cast<size_t>(j)] == id) ++j;
+      while (j < to && seq.ids[static_cast<size_t>(j)] == id && special(j) == s) ++j;
       out += j - i > 1 ? fmt::format("{}×{}", s, j - i) : s;
       i = j;
     }
@@ -479,8 +490,8 @@ std::string render_sequence(const Tokenizer& tok, const ChatSequence& seq) {
     for (int32_t i = from; i < to;) {
       const int32_t id = seq.ids[static_cast<size_t>(i)];
       int32_t run = 1;
-      if (id == tok.pad_id())
-        while (i + run < to && seq.ids[static_cast<size_t>(i + run)] == id) ++run;
+      if (special(i) == "[PAD]")
+        while (i + run < to && seq.ids[static_cast<size_t>(i + run)] == id && special(i + run) == "[PAD]") ++run;
       if (!out.empty()) out += ' ';
       out += run > 1 ? fmt::format("{}×{}", tok.piece(id), run) : tok.piece(id);
       i += run;

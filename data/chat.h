@@ -9,6 +9,14 @@
 // markers are plain text. span_mask is 1 on the response, its </s> and the
 // trailing PADs, 0 on <s> and the prompt.
 //
+// A tokenizer without BOS (bos_id() < 0, e.g. Qwen2.5) has no <s>: every
+// sequence starts with the prompt text's own tokens, as HF's Qwen2 chat data
+// does; "[BOS] +" below is then nothing. EOS is required (it ends the answer),
+// and so is PAD (the trainer adds [PAD] when the tokenizer has none). PAD may
+// be EOS's id (Qwen2.5's <|endoftext|>): length, prompt_length and span_mask
+// go by position, never by id, so the padded tail and the answer's </s> then
+// share the id and nothing else changes.
+//
 // Tokenization, precisely. With P = prompt_text(prompt) (which always ends in
 // "<|assistant|>\n") and A the response:
 //   prompt ids   = [BOS] + encode(P)            (exactly encode_prompt())
@@ -78,7 +86,8 @@ struct ChatPrompt {
 // "<|system|>\n{system}\n" (when system is not empty), then per earlier turn
 // "<|user|>\n{u}\n<|assistant|>\n{a}\n", then "<|user|>\n{user}\n<|assistant|>\n".
 std::string prompt_text(const ChatPrompt& prompt);
-// [BOS] + encode(prompt_text(prompt)): the prompt-only part, for generation.
+// [BOS] + encode(prompt_text(prompt)) (no BOS when the tokenizer has none):
+// the prompt-only part, for generation.
 std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatPrompt& prompt);
 std::vector<int32_t> encode_prompt(const Tokenizer& tok, const std::string& user);
 // R: the tokens of `response` as a continuation of `prompt_text` (see above).
@@ -107,8 +116,9 @@ ChatRecord parse_chat_record(const nlohmann::json& record, const ChatOptions& op
 struct ChatSequence {
   std::vector<int32_t> ids;        // L ids
   std::vector<uint8_t> span_mask;  // L: 1 on response + </s> + PADs
-  int32_t prompt_length = 0;       // <s> + prompt tokens; the span starts here
-  int32_t length = 0;              // real tokens: <s> .. </s> inclusive (index of </s> = length - 1; truncate_right may cut </s>)
+  int32_t prompt_length = 0;       // [<s>] + prompt tokens; the span starts here
+  int32_t length = 0;              // real tokens: [<s>] .. </s> inclusive (index of </s> = length - 1; truncate_right may cut </s>)
+                                   // PADs from here on, whatever their id (PAD may be EOS's)
 };
 
 enum class EncodeStatus {
@@ -120,7 +130,8 @@ enum class EncodeStatus {
 const char* status_name(EncodeStatus status);
 
 // Encodes a prompt with one or more responses (preference pairs share the
-// prompt). Too long = 1 + |encode(P)| + |R| + 1 > L for some response. With
+// prompt). Too long = [1] + |encode(P)| + |R| + 1 > L for some response (the
+// leading 1 only with a BOS). With
 // truncate_right (the reference's open-instruct encoding) each sequence
 // <s> P R </s> is cut at L, so the response loses its end and its </s>; a
 // prompt that leaves no response token is dropped (DroppedTooLong). With
@@ -140,7 +151,8 @@ EncodeResult encode_chat(const Tokenizer& tok, const ChatPrompt& prompt,
 
 // Human-readable view of a sequence for debugging templates: the text with the
 // span between ⟦ ⟧ and the PAD run compressed ("[PAD]×12"), then the pieces
-// the same way.
+// the same way. Positions from seq.length on are shown as [PAD] (by
+// position, so a PAD that shares EOS's id is still told from the </s>).
 std::string render_sequence(const Tokenizer& tok, const ChatSequence& seq);
 
 // What building a dataset did. Nothing is dropped without being counted here.

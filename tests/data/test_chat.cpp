@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <functional>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/config/config.h"
 #include "core/util/error.h"
+#include "data/batches.h"
 #include "data/chat.h"
 #include "data/tokenizer.h"
 #include "tests/support/test_support.h"
@@ -112,6 +114,41 @@ json chat_line(const std::string& user, const std::string& assistant) {
 }
 
 std::vector<int32_t> row(const int32_t* p, int64_t L) { return std::vector<int32_t>(p, p + L); }
+
+// A byte-level BPE tokenizer laid out as Qwen2.5's: the committed GPT-2 style
+// tokenizer.json (whose only special token is <|endoftext|>, id 0) with a
+// tokenizer_config.json saying bos_token null and eos_token <|endoftext|>, and
+// pad_token <|endoftext|> too when `pad_is_eos` (Qwen2.5's own setting), else
+// no PAD, then a [PAD] added after the vocabulary as training does.
+std::unique_ptr<Tokenizer> qwen_like_tokenizer(const TempDir& dir, bool pad_is_eos) {
+  const std::string sub = pad_is_eos ? "qwen_pad_eos" : "qwen_no_bos";
+  dir.write(sub + "/tokenizer.json", tess::test::read_file(fs::path(TESS_TEST_DATA) / "bpe" / "gpt2" / "tokenizer.json"));
+  json config = {{"bos_token", nullptr}, {"eos_token", "<|endoftext|>"}};
+  config["pad_token"] = pad_is_eos ? json("<|endoftext|>") : json(nullptr);
+  dir.write(sub + "/tokenizer_config.json", config.dump());
+  auto tok = load_tokenizer(dir / sub);
+  if (!pad_is_eos) tok->add_special_token("[PAD]", true);
+  return tok;
+}
+
+// Ids of texts from HF's `tokenizers` (no special tokens added: this
+// tokenizer.json has no post-processor, like Qwen2.5's): an independent
+// derivation for a BPE tokenizer.
+std::vector<std::vector<int32_t>> hf_encode(const fs::path& tokenizer_json, const std::vector<std::string>& texts) {
+  TempDir dir;
+  auto input = dir.write("texts.json", json(texts).dump());
+  auto script = dir.write("enc.py",
+                          "import json, sys\n"
+                          "from tokenizers import Tokenizer\n"
+                          "tok = Tokenizer.from_file(sys.argv[1])\n"
+                          "texts = json.load(open(sys.argv[2], encoding='utf-8'))\n"
+                          "print(json.dumps([tok.encode(t).ids for t in texts]))\n");
+  auto r = run_command(std::string(TESS_PYTHON) + " " + shell_quote(script.string()) + " " +
+                       shell_quote(tokenizer_json.string()) + " " + shell_quote(input.string()));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  return json::parse(r.out).get<std::vector<std::vector<int32_t>>>();
+}
 
 }  // namespace
 
@@ -403,7 +440,7 @@ TEST_CASE("skip_bad_records skips malformed lines and reports how many and where
   CHECK_THAT(r.summary(), Contains("3 bad line(s) skipped") && Contains(a.string() + ":2:"));
 }
 
-TEST_CASE("a tokenizer without PAD, BOS or EOS cannot build the template", "[unit][data]") {
+TEST_CASE("a tokenizer without PAD cannot build the template", "[unit][data]") {
   auto tok = load_tokenizer(model_file());  // no [PAD]
   TempDir dir;
   auto file = dir.write("a.jsonl", chat_line("Hi.", "Hello.").dump() + "\n");
@@ -520,4 +557,199 @@ TEST_CASE("tess tokenize chat prints the preprocessing report and renders exampl
   CHECK(p.exit_code == 0);
   CHECK_THAT(p.out, Contains("preference pairs: 1 record(s), 1 example(s)"));
   CHECK_THAT(p.out, Contains("pair 1 (chosen)") && Contains("⟦5</s>") && Contains("pair 1 (rejected)") && Contains("⟦6</s>"));
+}
+
+TEST_CASE("a tokenizer without BOS (Qwen2.5's layout): sequences start with the prompt text's own tokens",
+          "[unit][data]") {
+  TempDir dir;
+  auto tok = qwen_like_tokenizer(dir, /*pad_is_eos=*/false);
+  REQUIRE(tok->bos_id() == -1);
+  REQUIRE(tok->eos_id() == 0);
+  const int32_t pad = tok->pad_id();
+  REQUIRE(pad == 1200);  // the added [PAD], after the 1200 tokens
+  const int64_t L = 48;
+  const std::string user = "What is the sum of 12 and 30?";
+  const std::string prompt = "<|user|>\n" + user + "\n<|assistant|>\n";
+  const std::string answer = "The sum is 42.";
+  auto hf = hf_encode(dir / "qwen_no_bos" / "tokenizer.json", {prompt, prompt + answer});
+  const auto& p_ids = hf[0];
+  const auto& full = hf[1];
+  REQUIRE(full.size() > p_ids.size());
+  REQUIRE(std::equal(p_ids.begin(), p_ids.end(), full.begin()));
+  // What HF's Qwen2 chat data is: the text's tokens (no BOS), then EOS.
+  std::vector<int32_t> expected = full;
+  expected.push_back(tok->eos_id());
+  const auto real = static_cast<int32_t>(expected.size());
+  expected.resize(static_cast<size_t>(L), pad);
+
+  auto file = dir.write("chat.jsonl", chat_line(user, answer).dump() + "\n");
+  auto ds = ChatDataset::build({file}, *tok, options(L));
+  REQUIRE(ds.size() == 1);
+  CHECK(row(ds.ids(0), L) == expected);
+  CHECK(ds.ids(0)[0] == p_ids[0]);  // the first token is the prompt's, not a BOS
+  CHECK(ds.length(0) == real);
+  CHECK(ds.prompt_length(0) == static_cast<int32_t>(p_ids.size()));
+  for (int64_t i = 0; i < L; ++i) {
+    INFO(i);
+    CHECK(ds.span_mask(0)[i] == (i >= static_cast<int64_t>(p_ids.size()) ? 1 : 0));
+  }
+  CHECK(tok->decode(row(ds.ids(0), L)) == prompt + answer);
+  // The prompt-only ids for generation are exactly encode(prompt text), the
+  // clean part of the training sequence.
+  auto gen = encode_prompt(*tok, user);
+  CHECK(gen == p_ids);
+  CHECK(gen == tok->encode(prompt));
+  CHECK(gen == std::vector<int32_t>(expected.begin(), expected.begin() + ds.prompt_length(0)));
+
+  auto shown = render_sequence(*tok, ds.sequence(0));
+  INFO(shown);
+  CHECK_THAT(shown, StartsWith(fmt::format("48 tokens: {} prompt (clean), {} span = 6 response + </s> + {} PAD\n",
+                                           p_ids.size(), L - static_cast<int64_t>(p_ids.size()), L - real)));
+  CHECK_THAT(shown, Contains(fmt::format("PAD\n<|user|>\nWhat is the sum of 12 and 30?\n<|assistant|>\n⟦The sum is "
+                                         "42.</s>[PAD]×{}⟧\n", L - real)));
+  CHECK_THAT(shown, Contains("\npieces: < | us er | > "));
+  CHECK_THAT(shown, !Contains("<s>"));
+
+  // Fitting and truncation count no BOS. Exactly L = |P| + |R| + 1: fits whole.
+  auto exact = options(static_cast<int64_t>(full.size()) + 1);
+  auto fit = encode_chat(*tok, ChatPrompt{{}, {}, user}, {answer}, exact);
+  REQUIRE(fit.status == EncodeStatus::Ok);
+  CHECK(fit.sequences[0].ids == std::vector<int32_t>(expected.begin(), expected.begin() + real));
+  CHECK(fit.sequences[0].length == real);
+  // truncate_right: a prompt of L - 1 tokens leaves one answer token (with a
+  // BOS it would leave none and be dropped); of L tokens, none.
+  auto right = options(static_cast<int64_t>(p_ids.size()) + 1);
+  right.too_long = TooLongPolicy::TruncateRight;
+  auto cut = encode_chat(*tok, ChatPrompt{{}, {}, user}, {answer}, right);
+  REQUIRE(cut.status == EncodeStatus::Truncated);
+  CHECK(cut.sequences[0].ids == std::vector<int32_t>(full.begin(), full.begin() + static_cast<long>(p_ids.size()) + 1));
+  CHECK(cut.sequences[0].length == static_cast<int32_t>(p_ids.size()) + 1);
+  CHECK(cut.sequences[0].prompt_length == static_cast<int32_t>(p_ids.size()));
+  right.seq_len = static_cast<int64_t>(p_ids.size());
+  CHECK(encode_chat(*tok, ChatPrompt{{}, {}, user}, {answer}, right).status == EncodeStatus::DroppedTooLong);
+  // truncate_prompt: the cut prompt's ids start the sequence, still no BOS.
+  auto left = options(static_cast<int64_t>(full.size()) - 2);
+  left.too_long = TooLongPolicy::TruncatePrompt;
+  auto shortened = encode_chat(*tok, ChatPrompt{{}, {}, user}, {answer}, left);
+  REQUIRE(shortened.status == EncodeStatus::Truncated);
+  const auto& sp = shortened.sequences[0];
+  CHECK(std::vector<int32_t>(sp.ids.begin(), sp.ids.begin() + sp.prompt_length) == encode_prompt(*tok, shortened.prompt));
+  CHECK(sp.ids[0] == p_ids[0]);  // "<": the markers stay, and no BOS comes first
+  CHECK(sp.length <= left.seq_len);
+  CHECK(std::vector<int32_t>(sp.ids.begin() + sp.prompt_length, sp.ids.begin() + sp.length - 1) ==
+        std::vector<int32_t>(full.begin() + static_cast<long>(p_ids.size()), full.end()));
+
+  // Preference pairs: the reward is read at each answer's EOS.
+  auto pref = dir.write("p.jsonl", json{{"prompt", user}, {"chosen", answer}, {"rejected", "It is 41."}}.dump() + "\n");
+  auto pd = PreferenceDataset::build({pref}, *tok, options(L));
+  REQUIRE(pd.size() == 1);
+  CHECK(row(pd.chosen_ids(0), L) == expected);
+  CHECK(pd.chosen_last(0) == real - 1);
+  CHECK(pd.prompt_length(0) == static_cast<int32_t>(p_ids.size()));
+}
+
+TEST_CASE("PAD == EOS (Qwen2.5's <|endoftext|>): the answer's EOS and the padded tail share the id, told apart by position",
+          "[unit][data]") {
+  TempDir dir;
+  auto tok = qwen_like_tokenizer(dir, /*pad_is_eos=*/true);
+  REQUIRE(tok->bos_id() == -1);
+  REQUIRE(tok->eos_id() == 0);
+  REQUIRE(tok->pad_id() == 0);
+  const int32_t eos = tok->eos_id();
+  const int64_t L = 48;
+  const std::string user = "What is the sum of 12 and 30?";
+  const std::string prompt = "<|user|>\n" + user + "\n<|assistant|>\n";
+  const std::string answer = "The sum is 42.";
+  auto hf = hf_encode(dir / "qwen_pad_eos" / "tokenizer.json", {prompt, prompt + answer});
+  const auto p_len = static_cast<int32_t>(hf[0].size());
+  std::vector<int32_t> expected = hf[1];
+  expected.push_back(eos);
+  const auto real = static_cast<int32_t>(expected.size());  // counts the answer's EOS
+  expected.resize(static_cast<size_t>(L), eos);              // the tail pads with the same id
+
+  auto file = dir.write("chat.jsonl", chat_line(user, answer).dump() + "\n");
+  auto ds = ChatDataset::build({file}, *tok, options(L));
+  REQUIRE(ds.size() == 1);
+  CHECK(row(ds.ids(0), L) == expected);
+  CHECK(ds.length(0) == real);
+  CHECK(ds.ids(0)[real - 2] != eos);  // the answer's last token, then its EOS
+  CHECK(ds.prompt_length(0) == p_len);
+  // The span: the answer, its EOS and every PAD.
+  for (int64_t i = 0; i < L; ++i) {
+    INFO(i);
+    CHECK(ds.span_mask(0)[i] == (i >= p_len ? 1 : 0));
+  }
+  const auto& rep = ds.report();
+  CHECK(rep.real_tokens == real);
+  CHECK(rep.pad_tokens == L - real);
+  CHECK(rep.span_tokens == L - p_len);
+  CHECK(tok->decode(row(ds.ids(0), L)) == prompt + answer);
+
+  auto shown = render_sequence(*tok, ds.sequence(0));
+  INFO(shown);
+  CHECK_THAT(shown, Contains(fmt::format("span = 6 response + </s> + {} PAD\n", L - real)));
+  CHECK_THAT(shown, Contains(fmt::format("⟦The sum is 42.</s>[PAD]×{}⟧\n", L - real)));
+  CHECK_THAT(shown, Contains(fmt::format(" <|endoftext|> <|endoftext|>×{}⟧", L - real)));
+
+  // The training batch (stage instruction / ar): ids and span as above; the
+  // loss is averaged over the span positions, the EOS and the PADs included.
+  auto cfg = tess::config::Config::load_string("run:\n  stage: instruction\ndata:\n  seq_len: 48\n", "c.yaml", {}, ".");
+  auto examples = open_examples({file.string()}, {DataKind::Chat}, "instruction", cfg, *tok, tok->base_hash(), "train",
+                                "data.train");
+  auto batch = make_batch(*examples, {0}, nullptr);
+  CHECK(torch::equal(batch.ids[0], torch::tensor(std::vector<int64_t>(expected.begin(), expected.end()))));
+  CHECK(torch::equal(batch.span_mask[0], torch::arange(L) >= p_len));
+  CHECK(batch.tokens == L - p_len);
+
+  // Preference pairs (stage reward): the reward is read at each answer's EOS,
+  // not at the last position holding EOS's id.
+  auto pref = dir.write("p.jsonl", json{{"prompt", user}, {"chosen", answer}, {"rejected", "It is 41."}}.dump() + "\n");
+  auto pd = PreferenceDataset::build({pref}, *tok, options(L));
+  REQUIRE(pd.size() == 1);
+  CHECK(row(pd.chosen_ids(0), L) == expected);
+  CHECK(pd.chosen_last(0) == real - 1);
+  CHECK(pd.rejected_ids(0)[pd.rejected_last(0)] == eos);
+  CHECK(pd.rejected_ids(0)[pd.rejected_last(0) - 1] != eos);
+  auto pcfg = tess::config::Config::load_string("run:\n  stage: reward\ndata:\n  seq_len: 48\n", "c.yaml", {}, ".");
+  auto pairs = open_examples({pref.string()}, {DataKind::Preferences}, "reward", pcfg, *tok, tok->base_hash(), "train",
+                             "data.train");
+  auto pb = make_batch(*pairs, {0}, nullptr);
+  auto marked = pb.span_mask[0].nonzero().view(-1);
+  REQUIRE(marked.numel() == 2);
+  CHECK(marked[0].item<int64_t>() == real - 1);
+  CHECK(marked[1].item<int64_t>() == L + pd.rejected_last(0));
+
+  SECTION("with a BOS too (SmolLM2: <|im_start|> BOS, <|im_end|> both EOS and PAD)") {
+    auto smol = load_tokenizer(fs::path(TESS_TEST_DATA) / "bpe" / "smollm");
+    REQUIRE(smol->bos_id() == 1);
+    REQUIRE(smol->eos_id() == 2);
+    REQUIRE(smol->pad_id() == 2);
+    auto sh = hf_encode(fs::path(TESS_TEST_DATA) / "bpe" / "smollm" / "tokenizer.json", {prompt, prompt + answer});
+    std::vector<int32_t> with_bos{1};
+    with_bos.insert(with_bos.end(), sh[1].begin(), sh[1].end());
+    with_bos.push_back(2);
+    const auto n = static_cast<int32_t>(with_bos.size());
+    with_bos.resize(static_cast<size_t>(L), 2);
+    auto sd = ChatDataset::build({file}, *smol, options(L));
+    REQUIRE(sd.size() == 1);
+    CHECK(row(sd.ids(0), L) == with_bos);
+    CHECK(sd.length(0) == n);
+    CHECK(sd.prompt_length(0) == static_cast<int32_t>(1 + sh[0].size()));
+    for (int64_t i = 0; i < L; ++i) CHECK(sd.span_mask(0)[i] == (i >= sd.prompt_length(0) ? 1 : 0));
+    CHECK_THAT(render_sequence(*smol, sd.sequence(0)),
+               Contains(fmt::format("<s><|user|>\nWhat is the sum of 12 and 30?\n<|assistant|>\n⟦The sum is "
+                                    "42.</s>[PAD]×{}⟧\n", L - n)));
+  }
+}
+
+TEST_CASE("a tokenizer without EOS cannot build the template, one without BOS can", "[unit][data]") {
+  TempDir dir;
+  dir.write("no_eos/tokenizer.json", tess::test::read_file(fs::path(TESS_TEST_DATA) / "bpe" / "gpt2" / "tokenizer.json"));
+  dir.write("no_eos/tokenizer_config.json", json{{"bos_token", nullptr}, {"eos_token", nullptr}}.dump());
+  auto tok = load_tokenizer(dir / "no_eos");
+  tok->add_special_token("[PAD]", true);
+  REQUIRE(tok->eos_id() == -1);
+  auto file = dir.write("a.jsonl", chat_line("Hi.", "Hello.").dump() + "\n");
+  CHECK_THAT(error_of([&] { ChatDataset::build({file}, *tok, options(32)); }), Contains("needs a tokenizer with an EOS token"));
+  CHECK(ChatDataset::build({file}, *qwen_like_tokenizer(dir, false), options(32)).size() == 1);
 }

@@ -144,6 +144,20 @@ TEST_CASE("the answer is cut at the first EOS or PAD", "[unit][diffusion]") {
   CHECK(out[0] == std::vector<int64_t>{9, 8});
   CHECK(out[1] == std::vector<int64_t>{9});
   CHECK(out[2] == std::vector<int64_t>{9, 8, 7, 6});
+  // PAD == EOS (Qwen2.5's <|endoftext|>, id 0 here): cut at the first one.
+  auto shared = batch.ids.clone();
+  shared[0].narrow(0, 2, 4).copy_(torch::tensor({9, 8, 0, 0}));
+  shared[1].narrow(0, 2, 4).copy_(torch::tensor({9, 0, 8, 0}));
+  shared[2].narrow(0, 2, 4).copy_(torch::tensor({9, 8, 7, 6}));
+  auto cut = Sampler::span_outputs(shared, batch, 0, 0);
+  CHECK(cut[0] == std::vector<int64_t>{9, 8});
+  CHECK(cut[1] == std::vector<int64_t>{9});
+  CHECK(cut[2] == std::vector<int64_t>{9, 8, 7, 6});
+  StopRule rule{true, 2, 0.5, /*end_id=*/0, /*pad_id=*/0};
+  auto gap = torch::tensor({0.9f, 0.8f, 0.01f});
+  auto check = check_answer(torch::tensor({5, 0, 7}, torch::kInt64), torch::tensor({5, 0, 9}, torch::kInt64), gap, rule);
+  CHECK(check.same);
+  CHECK(check.margin == Approx(0.8f));
 }
 
 TEST_CASE("a tiny diffusion LM learns span infilling and the sampler fills spans", "[integration][diffusion]") {
