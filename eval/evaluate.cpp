@@ -318,6 +318,7 @@ EvalPlan EvalPlan::from_config(const config::Config& cfg) {
   o.generate.device = cfg.get_string("eval.device");
   o.generate.stop = diffusion::StopRule::from_config(cfg);
   o.generate.cache_refresh = cfg.get_int("sample.cache_refresh");
+  o.generate.seed_per_prompt = cfg.get_bool("sample.seed_per_prompt");
   o.generate.cpu_cache =
       config::cpu_allocator_choices().parse(cfg.get_string("run.cpu_allocator")) == config::CpuAllocator::Caching;
   o.perplexity_model = cfg.get_string("eval.perplexity_model");
@@ -442,6 +443,7 @@ EvalResult evaluate(const EvalOptions& o) {
     if (g.stop.enabled)
       settings["adaptive"] = {{"stable_steps", g.stop.stable_steps}, {"margin", g.stop.margin}};
     if (g.cache_refresh > 0) settings["cache_refresh"] = g.cache_refresh;
+    if (g.seed_per_prompt) settings["seed_per_prompt"] = true;
     if (g.stop.freeze) settings["freeze"] = {{"stable_steps", g.stop.stable_steps}, {"margin", g.stop.margin}};
   }
   if (task) {

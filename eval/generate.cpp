@@ -246,8 +246,6 @@ std::vector<int64_t> ar_generate_uncached(model::DecoderImpl& decoder, const std
 
 // ---- Generator ----------------------------------------------------------------------
 
-namespace {
-
 c10::Device generation_device(const std::string& setting) {
   bool cuda = torch::cuda::is_available();
   if (setting == "auto") return cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
@@ -267,7 +265,6 @@ c10::Device generation_device(const std::string& setting) {
   return d->is_cuda() && !d->has_index() ? c10::Device(c10::kCUDA, 0) : *d;
 }
 
-}  // namespace
 
 Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(options) {
   device_ = generation_device(opt_.device);
@@ -297,6 +294,8 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
 
   if (opt_.cache_refresh < 0)
     throw Error(fmt::format("--cache-refresh must be >= 0 (0 = off), got {}", opt_.cache_refresh));
+  if (opt_.seed_per_prompt && opt_.ar)
+    throw Error("--seed-per-prompt gives each prompt its own diffusion sampler stream; --ar decoding draws per batch");
   if (opt_.cache_refresh > 0 && opt_.ar)
     throw Error("the prompt cache (--cache-refresh) is the diffusion sampler's; --ar decoding has its own KV cache");
 
@@ -425,19 +424,23 @@ std::vector<Generation> Generator::diffusion_batch(const std::vector<GenerationP
   }
   auto first_prompt = prompts_answered_;
   prompts_answered_ += static_cast<int64_t>(prompts.size());
-  if (!opt_.stop.enabled && !opt_.stop.freeze) {
+  if (!opt_.stop.enabled && !opt_.stop.freeze && !opt_.seed_per_prompt) {
     auto sampled = sampler.sample(batch, *rng_, cb, guidance_for(batch));
     passes_ += sampler.passes();
     return results(prompts, diffusion::Sampler::span_outputs(sampled, batch, eos, pad), now_s() - t0, opt_.steps);
   }
   std::vector<util::Rng> streams;
   for (size_t i = 0; i < prompts.size(); ++i)
-    streams.emplace_back(opt_.seed, fmt::format("generate.prompt.{}", first_prompt + static_cast<int64_t>(i)));
+    streams.push_back(prompt_stream(first_prompt + static_cast<int64_t>(i)));
   auto sampled = sampler.sample_rows(batch, streams, cb, guidance_for);
   passes_ += sampler.passes();
   auto out = results(prompts, diffusion::Sampler::span_outputs(sampled.ids, batch, eos, pad), now_s() - t0, opt_.steps);
   for (size_t i = 0; i < out.size(); ++i) out[i].steps = sampled.steps[i], out[i].frozen = sampled.frozen[i];
   return out;
+}
+
+util::Rng Generator::prompt_stream(int64_t n) const {
+  return util::Rng(opt_.seed, opt_.seed_per_prompt ? std::string("generate") : fmt::format("generate.prompt.{}", n));
 }
 
 diffusion::SamplerOptions Generator::sampler_options() const {
@@ -543,7 +546,7 @@ Generation Generator::infill(const std::string& text, const StepObserver& on_ste
     };
   }
   std::vector<util::Rng> streams;
-  streams.emplace_back(opt_.seed, fmt::format("generate.prompt.{}", prompts_answered_++));
+  streams.push_back(prompt_stream(prompts_answered_++));
   auto sampled = sampler.sample_rows(batch, streams, cb, [&](const diffusion::SampleBatch& rows) { return guidance_hook(rows); });
   passes_ += sampler.passes();
   Generation g;

@@ -64,6 +64,10 @@ struct GenerateOptions {
   // The approximate prompt cache (sample.cache_refresh, diffusion only): a
   // full pass every `cache_refresh` steps, span-only passes between; 0 = off.
   int64_t cache_refresh = 0;
+  // Every prompt draws from a fresh Rng(seed, "generate"), as if it were the
+  // only one (sample.seed_per_prompt; `tess serve` answers a request with a
+  // seed this way): its answer does not depend on its place or batch.
+  bool seed_per_prompt = false;
   // Plain text continuation: the prompt is <s> + its text, without the chat
   // template (a base or stage-1 model continues text; paper Table 1 style).
   bool raw = false;
@@ -147,6 +151,8 @@ class Generator {
   std::vector<Generation> diffusion_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
   std::vector<Generation> ar_batch(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step);
   diffusion::SamplerOptions sampler_options() const;  // GenerateOptions + the model's noise settings
+  // The stream of the n-th prompt answered: "generate.prompt.<n>", or "generate" with seed_per_prompt.
+  util::Rng prompt_stream(int64_t n) const;
   // Reward guidance (when loaded) and model vocabulary rows beyond the tokenizer's never chosen.
   diffusion::GuidanceHook guidance_hook(const diffusion::SampleBatch& rows) const;
   // The prompts' chat-templated ids (an empty prompt, or one that with the
@@ -171,6 +177,10 @@ class Generator {
   model::RewardModel reward_model_{nullptr};
   std::unique_ptr<diffusion::RewardGuidance> guidance_;
 };
+
+// The device of a --device setting: auto (CUDA device 0 when LibTorch sees
+// one), cpu, cuda or cuda:N; an unknown or unavailable device is an error.
+c10::Device generation_device(const std::string& setting);
 
 // Checks that the reward model in `rm_dir` reads text with the same ids as
 // `tok` (same tokenizer content hash); a tess::Error names both directories.

@@ -41,6 +41,7 @@ int run(int argc, char** argv) {
   add_convert_command(app, action);
   add_bench_command(app, action);
   add_plan_command(app, action);
+  add_serve_command(app, action);
 
   try {
     app.parse(argc, argv);

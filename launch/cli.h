@@ -28,7 +28,8 @@ void add_generate_command(CLI::App& app, Action& action);  // tess generate --mo
 void add_eval_command(CLI::App& app, Action& action);      // tess eval --model DIR --data FILE
 void add_convert_command(CLI::App& app, Action& action);   // tess convert gguf IN.gguf OUT_DIR
 void add_bench_command(CLI::App& app, Action& action);     // tess bench peak|train|sample|data|checkpoint|dist|all
-void add_plan_command(CLI::App& app, Action& action);      // tess plan CONFIG --world-size N --gpu-memory-gb G
+void add_plan_command(CLI::App& app, Action& action);
+void add_serve_command(CLI::App& app, Action& action);     // tess serve --model DIR [--port 8000]      // tess plan CONFIG --world-size N --gpu-memory-gb G
 // `tess tokenize` sub-subcommands that live in their own files.
 void add_tokenize_corpus_commands(CLI::App& tokenize, Action& action);  // corpus -> token shards
 void add_tokenize_chat_commands(CLI::App& tokenize, Action& action);    // quickstart data, chat sets

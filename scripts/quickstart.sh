@@ -99,4 +99,8 @@ cat <<MSG
 
 Models: $OUT/{ar,adaptation,instruction,instruction_scratch,ar_instruction,reward}/final (HF layout).
 Reports: $EVAL/*.json (+ .svg plots of each metric against the step count), answers: $EVAL/*_samples.jsonl.
+
+Try next: serve the instruction-tuned model over an OpenAI-compatible API with a live denoising page
+(open http://127.0.0.1:8000/ in a browser; docs/serving.md):
+  $TESS serve --model $OUT/instruction/final --reward-model $OUT/reward/final --steps 32 --max-tokens $SPAN --port 8000
 MSG

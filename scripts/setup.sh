@@ -14,12 +14,20 @@ PY_TEST_REFS=(
   "sentencepiece==0.2.3"
   "tensorboard==2.21.0"
   "gguf==0.19.0"
+  # Real clients of `tess serve` (tests/launch/serve): the official OpenAI
+  # client, lm-eval's local-chat-completions, and selenium driving Chromium.
+  # selenium 4.50: later versions need a certifi newer than PyPI serves here.
+  "openai==3.60.0"
+  "lm_eval==0.4.13"
+  "tenacity==9.2.1"   # lm-eval's API models need it and lm_eval does not pull it in
+  "selenium==4.50.0"
 )
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libsentencepiece-dev sentencepiece libyaml-cpp-dev libfmt-dev libspdlog-dev
   catch2 libcli11-dev nlohmann-json3-dev libgloo-dev zlib1g-dev libpcre2-dev libssl-dev
   wordnet-base fortunes-min fortunes
+  libcpp-httplib-dev chromium chromium-driver
 )
 
 SUDO=""

@@ -266,6 +266,10 @@ void add_sample(Schema& s) {
         "and the position before it, attending to the keys/values the last full pass recorded. 0 = off; 1 = a full "
         "pass every step, the same logits as off.")
       .min(0);
+  s.add("sample.seed_per_prompt", false,
+        "Every prompt draws from a fresh \"generate\" stream seeded by eval.seed alone, as if it were the only "
+        "prompt: its answer no longer depends on its place in the file or on its batch, and equals `tess serve`'s "
+        "answer to it with that seed (diffusion only).");
 }
 
 void add_log(Schema& s) {

@@ -99,6 +99,15 @@ void bench_dist_worker(const BenchOptions& opt, const std::filesystem::path& wor
 // run over generated inputs in a temp dir); the error text when it does not.
 std::string trainer_precision_error(const std::string& precision);
 
+// `tess bench serve`: a loopback load test of the real server (launch/bench/serve.cpp).
+struct ServeBench {
+  std::filesystem::path model;  // a diffusion model directory
+  int64_t clients = 32, requests = 8;  // concurrent clients x sequential requests each
+  int64_t max_tokens = 16, steps = 8;
+  int64_t max_batch = 8, max_queue = 64;
+};
+nlohmann::json bench_serve(const BenchOptions& opt, const ServeBench& bench);
+
 // The machine, threads and load the figures were taken with.
 nlohmann::json machine_json(const BenchOptions& opt);
 

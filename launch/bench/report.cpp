@@ -173,6 +173,25 @@ std::string dist_table(const json& r) {
   return s;
 }
 
+std::string serve_table(const json& r) {
+  const auto& v = r["serve"];
+  const auto& c = v["config"];
+  std::string s = fmt::format("\n== serve: {} clients x {} requests, {} tokens, {} steps, batch <= {}, queue <= {} ==\n",
+                              c["clients"].get<int64_t>(), c["requests_per_client"].get<int64_t>(),
+                              c["max_tokens"].get<int64_t>(), c["steps"].get<int64_t>(), c["max_batch"].get<int64_t>(),
+                              c["max_queue"].get<int64_t>());
+  s += fmt::format("answered {}/{}  failed {}  duplicate ids {}  429s {}  differ from alone {}\n",
+                   v["answered"].get<int64_t>(), v["requests"].get<int64_t>(), v["failed"].get<int64_t>(),
+                   v["duplicate_ids"].get<int64_t>(), v["rejected_429"].get<int64_t>(),
+                   v["mismatched_alone"].get<int64_t>());
+  s += fmt::format("{:.1f} s  {:.2f} req/s  {:.1f} tokens/s  latency p50 {:.3f} s  p99 {:.3f} s  mean batch {:.2f} rows  "
+                   "peak RSS {:.0f} MB\n",
+                   v["seconds"].get<double>(), v["requests_per_s"].get<double>(), v["tokens_per_s"].get<double>(),
+                   v["latency_p50_s"].get<double>(), v["latency_p99_s"].get<double>(), v.value("mean_batch_rows", 0.0),
+                   v["peak_rss_bytes"].get<double>() / 1e6);
+  return s;
+}
+
 }  // namespace
 
 std::string format_report(const json& r) {
@@ -185,6 +204,7 @@ std::string format_report(const json& r) {
   if (r.contains("data")) s += data_table(r);
   if (r.contains("checkpoint")) s += checkpoint_table(r);
   if (r.contains("dist")) s += dist_table(r);
+  if (r.contains("serve")) s += serve_table(r);
   return s;
 }
 

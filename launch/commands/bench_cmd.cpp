@@ -36,6 +36,8 @@ struct BenchArgs {
   std::string sample_preset = "small";
   bench::SampleGrid grid;
   std::string grid_config, grid_ar_model;
+  // serve
+  bench::ServeBench serve;
   // dist-worker
   int64_t global_batch = 8, steps = 3;
   std::string workspace;
@@ -145,6 +147,26 @@ void add_bench_command(CLI::App& app, Action& action) {
       a->grid.config = a->grid_config;
       a->grid.ar_model = a->grid_ar_model;
       return emit(*a, {{"machine", bench::machine_json(o)}, {"sample_grid", bench::bench_sample_grid(o, a->grid)}});
+    };
+  });
+
+  auto* serve = cmd->add_subcommand(
+      "serve", "Loopback load test of tess serve: concurrent clients, latency percentiles, tokens/s, no request lost "
+               "or answered twice, every answer equal to the request served alone");
+  add_common(serve, *a);
+  serve->add_option("--model", a->serve.model, "Diffusion model directory")->required();
+  serve->add_option("--clients", a->serve.clients, "Concurrent clients")->capture_default_str()->check(CLI::PositiveNumber);
+  serve->add_option("--requests", a->serve.requests, "Requests per client, one after another")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve->add_option("--max-tokens", a->serve.max_tokens, "Span length of each request")->capture_default_str();
+  serve->add_option("--steps", a->serve.steps, "Denoising steps of each request")->capture_default_str();
+  serve->add_option("--max-batch", a->serve.max_batch, "The server's --max-batch")->capture_default_str();
+  serve->add_option("--max-queue", a->serve.max_queue, "The server's --max-queue")->capture_default_str();
+  serve->callback([&action, a] {
+    action = [a] {
+      auto o = options_of(*a);
+      return emit(*a, {{"machine", bench::machine_json(o)}, {"serve", bench::bench_serve(o, a->serve)}});
     };
   });
 

@@ -80,6 +80,7 @@ struct EvalArgs {
   bool ar = false;
   bool adaptive = false;
   bool freeze = false;
+  bool seed_per_prompt = false;
 };
 
 config::Config eval_config(const EvalArgs& a) {
@@ -102,6 +103,7 @@ config::Config eval_config(const EvalArgs& a) {
   if (a.ar) cfg.apply_override("eval.decoding=ar", "--ar");
   if (a.adaptive) cfg.apply_override("sample.adaptive=true", "--adaptive");
   if (a.freeze) cfg.apply_override("sample.freeze=true", "--freeze");
+  if (a.seed_per_prompt) cfg.apply_override("sample.seed_per_prompt=true", "--seed-per-prompt");
   return cfg;
 }
 
@@ -184,6 +186,9 @@ void add_eval_command(CLI::App& app, Action& action) {
   cmd->add_flag("--ar", a->ar, "The model is a causal LM (decoded with a KV cache): eval.decoding ar");
   cmd->add_flag("--adaptive", a->adaptive, "Stop each row once its span has settled: sample.adaptive true");
   cmd->add_flag("--freeze", a->freeze, "Freeze single settled positions: sample.freeze true");
+  cmd->add_flag("--seed-per-prompt", a->seed_per_prompt,
+                "Each prompt draws from a fresh stream seeded by --seed (as tess serve does per request): "
+                "sample.seed_per_prompt true");
   cmd->callback([&action, a, cmd] {
     // Only the flags given count (the map was pre-filled with empty entries).
     for (const auto& f : flags())

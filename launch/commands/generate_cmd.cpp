@@ -153,6 +153,8 @@ void add_generate_command(CLI::App& app, Action& action) {
   cmd->add_option("--margin", args->opt.stop.margin,
                   "Adaptive stopping: smallest top-1 minus top-2 probability over the span's positions")
       ->capture_default_str();
+  cmd->add_flag("--seed-per-prompt", args->opt.seed_per_prompt,
+                "Each prompt draws from a fresh stream seeded by --seed, as if alone (tess serve's rule per request)");
   cmd->add_flag("--raw", args->opt.raw,
                 "Continue plain text: the prompt is <s> + the text, without the chat template (base and stage-1 models)");
   cmd->add_option("--cache-refresh", args->opt.cache_refresh,

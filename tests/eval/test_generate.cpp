@@ -385,6 +385,37 @@ TEST_CASE("tess generate --adaptive: each prompt's answer and steps do not depen
   CHECK_THAT(bad.err, Catch::Contains("does not apply to --ar"));
 }
 
+TEST_CASE("tess generate --seed-per-prompt: a prompt's answer is its answer alone, wherever it is in the file",
+          "[integration][eval]") {
+  auto& w = workspace();
+  tess::test::TempDir dir;
+  auto input = dir.write("in.jsonl",
+                         "{\"prompt\": \"a dog in the park\"}\n{\"prompt\": \"we walk home\"}\n{\"prompt\": \"the cat\"}\n");
+  auto out = dir / "all.jsonl";
+  auto r = run_tess(fmt::format("generate --model {} --input {} --output {} --steps 6 --length 6 --batch-size 2 "
+                                "--seed 9 --seed-per-prompt",
+                                q(w.diffusion), q(input), q(out)));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto all = lines_of(tess::test::read_file(out));
+  REQUIRE(all.size() == 3);
+  // The third prompt alone, with the same seed: the same answer (without the flag it is the same stream too).
+  auto alone = dir / "alone.jsonl";
+  auto single = dir.write("one.jsonl", "{\"prompt\": \"the cat\"}\n");
+  r = run_tess(fmt::format("generate --model {} --input {} --output {} --steps 6 --length 6 --seed 9", q(w.diffusion),
+                           q(single), q(alone)));
+  REQUIRE(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(all[2]).at("output") ==
+        nlohmann::json::parse(lines_of(tess::test::read_file(alone))[0]).at("output"));
+  // Without the flag the third prompt continues the file's stream: another answer.
+  auto shared = dir / "shared.jsonl";
+  r = run_tess(fmt::format("generate --model {} --input {} --output {} --steps 6 --length 6 --batch-size 2 --seed 9",
+                           q(w.diffusion), q(input), q(shared)));
+  REQUIRE(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(lines_of(tess::test::read_file(shared))[2]).at("output") !=
+        nlohmann::json::parse(all[2]).at("output"));
+}
+
 TEST_CASE("tess generate --raw continues plain text: <s> + the text, no chat template", "[integration][eval]") {
   auto& w = workspace();
   auto tok = tess::data::load_tokenizer(w.diffusion);

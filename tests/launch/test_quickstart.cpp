@@ -33,4 +33,17 @@ TEST_CASE("scripts/quickstart.sh --tiny runs the whole recipe and prints the sum
   CHECK(adaptive["metrics"]["mean_steps"].get<double>() <= 8);
   for (const char* run : {"ar", "adaptation", "instruction", "instruction_scratch", "ar_instruction", "reward"})
     CHECK(fs::exists(dir.path() / "runs/quickstart" / run / "final" / "config.json"));
+
+  // The serve command it tells the user to try next runs and answers the openai client.
+  auto at = r.out.find(" serve --model ");
+  REQUIRE(at != std::string::npos);
+  auto start = r.out.rfind('\n', at) + 1, end = r.out.find('\n', at);
+  auto command = r.out.substr(start, end - start);
+  CHECK_THAT(command, Contains("instruction/final") && Contains("--reward-model"));
+  auto smoke = tess::test::run_command(std::string(TESS_PYTHON) + " " +
+                                       tess::test::shell_quote(std::string(TESS_SOURCE_DIR) +
+                                                               "/tests/launch/serve/smoke_check.py") +
+                                       " --command " + tess::test::shell_quote(command) + " 2>&1");
+  INFO(smoke.out);
+  CHECK(smoke.exit_code == 0);
 }
