@@ -49,24 +49,20 @@ std::string Metrics::text(int64_t running, int64_t waiting) const {
                   "# TYPE tess_requests_total counter\n";
   for (const auto& [key, n] : requests_)
     s += fmt::format("tess_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", key.first, key.second, n);
-  s += fmt::format("# HELP tess_queue_length Requests waiting for room in the batch.\n# TYPE tess_queue_length gauge\n"
-                   "tess_queue_length {}\n", waiting);
-  s += fmt::format("# HELP tess_batch_rows Rows (choices) being denoised now.\n# TYPE tess_batch_rows gauge\n"
-                   "tess_batch_rows {}\n", running);
-  s += fmt::format("# HELP tess_completion_tokens_total Completion tokens returned.\n"
-                   "# TYPE tess_completion_tokens_total counter\ntess_completion_tokens_total {}\n", completion_tokens_);
-  s += fmt::format("# HELP tess_denoising_steps_total Denoising steps run, summed over choices.\n"
-                   "# TYPE tess_denoising_steps_total counter\ntess_denoising_steps_total {}\n", steps_);
-  s += fmt::format("# HELP tess_batch_steps_total Batched model passes (one per step of the running batch).\n"
-                   "# TYPE tess_batch_steps_total counter\ntess_batch_steps_total {}\n", batch_steps_);
-  s += fmt::format("# HELP tess_busy_seconds_total Seconds spent in denoising steps.\n"
-                   "# TYPE tess_busy_seconds_total counter\ntess_busy_seconds_total {}\n", busy_seconds_);
-  s += fmt::format("# HELP tess_tokens_per_second Completion tokens per busy second since start.\n"
-                   "# TYPE tess_tokens_per_second gauge\ntess_tokens_per_second {}\n",
-                   busy_seconds_ > 0 ? static_cast<double>(completion_tokens_) / busy_seconds_ : 0.0);
-  s += fmt::format("# HELP tess_mean_batch_rows Mean rows per batched pass.\n# TYPE tess_mean_batch_rows gauge\n"
-                   "tess_mean_batch_rows {}\n",
-                   batch_steps_ > 0 ? static_cast<double>(row_steps_) / static_cast<double>(batch_steps_) : 0.0);
+  auto one = [&s](const char* name, const char* type, const char* help, auto value) {
+    s += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
+  };
+  one("tess_queue_length", "gauge", "Requests waiting for room in the batch.", waiting);
+  one("tess_batch_rows", "gauge", "Rows (choices) being denoised now.", running);
+  one("tess_completion_tokens_total", "counter", "Completion tokens returned.", completion_tokens_);
+  one("tess_denoising_steps_total", "counter", "Denoising steps run, summed over choices.", steps_);
+  one("tess_batch_steps_total", "counter", "Batched model passes (one per step of the running batch).",
+      batch_steps_);
+  one("tess_busy_seconds_total", "counter", "Seconds spent in denoising steps.", busy_seconds_);
+  one("tess_tokens_per_second", "gauge", "Completion tokens per busy second since start.",
+      busy_seconds_ > 0 ? static_cast<double>(completion_tokens_) / busy_seconds_ : 0.0);
+  one("tess_mean_batch_rows", "gauge", "Mean rows per batched pass.",
+      batch_steps_ > 0 ? static_cast<double>(row_steps_) / static_cast<double>(batch_steps_) : 0.0);
   s += latency_.text("tess_request_latency_seconds", "Seconds from submission to the finished answer.");
   s += request_steps_.text("tess_request_steps", "Denoising steps per request (summed over its choices).");
   return s;

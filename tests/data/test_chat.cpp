@@ -84,22 +84,28 @@ std::unique_ptr<Tokenizer> padded_tokenizer() {
 using tess::test::error_of;
 using tess::test::shell_quote;
 
-// Ids of texts from the Python sentencepiece package: an independent
-// derivation of what the template must produce.
-std::vector<std::vector<int32_t>> python_encode(const std::vector<std::string>& texts) {
+// Ids of `texts` from a Python tokenizer library: `load` binds `encode(text)
+// -> ids` from the file in sys.argv[1]. An independent derivation of what the
+// template must produce.
+std::vector<std::vector<int32_t>> python_ids(const char* load, const fs::path& file,
+                                             const std::vector<std::string>& texts) {
   TempDir dir;
   auto input = dir.write("texts.json", json(texts).dump());
-  auto script = dir.write("enc.py",
-                          "import json, sys\n"
-                          "import sentencepiece as spm\n"
-                          "sp = spm.SentencePieceProcessor(model_file=sys.argv[1])\n"
-                          "texts = json.load(open(sys.argv[2], encoding='utf-8'))\n"
-                          "print(json.dumps([sp.encode(t) for t in texts]))\n");
+  auto script = dir.write("enc.py", std::string("import json, sys\n") + load +
+                                        "texts = json.load(open(sys.argv[2], encoding='utf-8'))\n"
+                                        "print(json.dumps([encode(t) for t in texts]))\n");
   auto r = run_command(std::string(TESS_PYTHON) + " " + shell_quote(script.string()) + " " +
-                       shell_quote(model_file().string()) + " " + shell_quote(input.string()));
+                       shell_quote(file.string()) + " " + shell_quote(input.string()));
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   return json::parse(r.out).get<std::vector<std::vector<int32_t>>>();
+}
+
+// The Python sentencepiece package on the test's model.
+std::vector<std::vector<int32_t>> python_encode(const std::vector<std::string>& texts) {
+  return python_ids("import sentencepiece as spm\n"
+                    "encode = spm.SentencePieceProcessor(model_file=sys.argv[1]).encode\n",
+                    model_file(), texts);
 }
 
 ChatOptions options(int64_t L) {
@@ -135,19 +141,10 @@ std::unique_ptr<Tokenizer> qwen_like_tokenizer(const TempDir& dir, bool pad_is_e
 // tokenizer.json has no post-processor, like Qwen2.5's): an independent
 // derivation for a BPE tokenizer.
 std::vector<std::vector<int32_t>> hf_encode(const fs::path& tokenizer_json, const std::vector<std::string>& texts) {
-  TempDir dir;
-  auto input = dir.write("texts.json", json(texts).dump());
-  auto script = dir.write("enc.py",
-                          "import json, sys\n"
-                          "from tokenizers import Tokenizer\n"
-                          "tok = Tokenizer.from_file(sys.argv[1])\n"
-                          "texts = json.load(open(sys.argv[2], encoding='utf-8'))\n"
-                          "print(json.dumps([tok.encode(t).ids for t in texts]))\n");
-  auto r = run_command(std::string(TESS_PYTHON) + " " + shell_quote(script.string()) + " " +
-                       shell_quote(tokenizer_json.string()) + " " + shell_quote(input.string()));
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  return json::parse(r.out).get<std::vector<std::vector<int32_t>>>();
+  return python_ids("from tokenizers import Tokenizer\n"
+                    "tok = Tokenizer.from_file(sys.argv[1])\n"
+                    "encode = lambda t: tok.encode(t).ids\n",
+                    tokenizer_json, texts);
 }
 
 }  // namespace

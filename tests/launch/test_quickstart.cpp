@@ -40,7 +40,9 @@ TEST_CASE("scripts/quickstart.sh --tiny runs the whole recipe and prints the sum
   auto start = r.out.rfind('\n', at) + 1, end = r.out.find('\n', at);
   auto command = r.out.substr(start, end - start);
   CHECK_THAT(command, Contains("instruction/final") && Contains("--reward-model"));
-  auto smoke = tess::test::run_command(std::string(TESS_PYTHON) + " " +
+  // Run where the quickstart ran (its paths are relative to that directory).
+  auto smoke = tess::test::run_command("cd " + tess::test::shell_quote(dir.path().string()) + " && " +
+                                       std::string(TESS_PYTHON) + " " +
                                        tess::test::shell_quote(std::string(TESS_SOURCE_DIR) +
                                                                "/tests/launch/serve/smoke_check.py") +
                                        " --command " + tess::test::shell_quote(command) + " 2>&1");

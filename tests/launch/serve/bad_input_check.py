@@ -13,7 +13,6 @@ disconnects from a long stream_steps stream must free its slot: /health
 shows running 0 again within a few seconds.
 Exit 0 when everything holds, else "FAILED: ..." and exit 1.
 """
-import argparse
 import json
 import os
 import socket
@@ -23,7 +22,7 @@ import traceback
 from urllib.parse import urlparse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_fixture import Server, check  # noqa: E402
+from serve_fixture import Server, check, check_args  # noqa: E402
 
 STEPS = 4
 MAX_TOKENS = 8
@@ -283,12 +282,7 @@ def disconnect_check(s):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tess", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = check_args(__doc__)
     t0 = time.time()
     try:
         with Server(args.tess, args.model) as s:

@@ -22,7 +22,6 @@ the same file, and checks:
 lm-eval runs offline (HF_DATASETS_OFFLINE=1, HF_HUB_OFFLINE=1).
 Exit 0 when everything holds, else "FAILED: ..." and exit 1.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -32,7 +31,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from serve_fixture import Server, check  # noqa: E402
+from serve_fixture import Server, check, check_args  # noqa: E402
 
 TASK = "tess_heldout"
 SEED = 1234  # what lm-eval sends in every request (TemplateAPI seed default)
@@ -166,15 +165,11 @@ def tess_em(output, answer):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tess", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--data", help="held-out JSONL (chat messages or prompt/answer records)")
-    ap.add_argument("--limit", type=int, default=12, help="records taken from --data (the first usable ones)")
-    args = ap.parse_args()
-    args.out = os.path.abspath(args.out)
-    os.makedirs(args.out, exist_ok=True)
+    def extra(ap):
+        ap.add_argument("--data", help="held-out JSONL (chat messages or prompt/answer records)")
+        ap.add_argument("--limit", type=int, default=12, help="records taken from --data (the first usable ones)")
+
+    args = check_args(__doc__, extra)
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(args.out, "hf_datasets_cache"))

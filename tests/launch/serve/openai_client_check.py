@@ -25,7 +25,6 @@ Starts its own servers (serve_fixture.Server, --port 0) and checks, with
     same answer as the server's chat completion with those settings.
 Exit 0 when everything holds, else "FAILED: ..." and exit 1.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -38,7 +37,7 @@ import openai
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_fixture import Server, check  # noqa: E402
+from serve_fixture import Server, check, check_args  # noqa: E402
 
 PROMPT = "Compute the sum of 8476 and 66."
 STEPS = 6
@@ -383,12 +382,7 @@ def rate_limit_checks(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tess", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = check_args(__doc__)
     t0 = time.time()
     try:
         with Server(args.tess, args.model) as s:

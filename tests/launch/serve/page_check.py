@@ -8,7 +8,6 @@ counter, at least two different renderings, the replay slider) and that its
 final answer is exactly what the same request returns from the API without
 streaming. Leaves a screenshot at OUT/serve_page.png.
 """
-import argparse
 import json
 import os
 import sys
@@ -17,7 +16,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_fixture import Server, check  # noqa: E402
+from serve_fixture import Server, check, check_args  # noqa: E402
 
 PROMPT = "the cat sat on"
 STEPS = 8
@@ -76,12 +75,7 @@ def set_field(driver, element_id, value):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tess", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = check_args(__doc__)
     shot = os.path.join(args.out, "serve_page.png")
 
     from selenium.common.exceptions import TimeoutException

@@ -6,6 +6,7 @@ the server on a free port (--port 0), waits for its "listening on" line and
 gives its base URL; leaving the block sends SIGTERM and checks that the server
 exited 0 (it finishes what it accepted first).
 """
+import argparse
 import os
 import re
 import signal
@@ -63,6 +64,21 @@ class Server:
             sys.stdout.write("".join(self.log))
             raise RuntimeError("tess serve exited %d after SIGTERM (expected 0)" % code)
         return False
+
+
+def check_args(doc, extra=None):
+    """The command line every check takes: --tess BIN --model DIR --out DIR
+    (created), plus what `extra(parser)` adds."""
+    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    ap.add_argument("--tess", required=True, help="the tess binary")
+    ap.add_argument("--model", required=True, help="a diffusion model directory")
+    ap.add_argument("--out", required=True, help="where the check writes what it keeps")
+    if extra:
+        extra(ap)
+    args = ap.parse_args()
+    args.out = os.path.abspath(args.out)
+    os.makedirs(args.out, exist_ok=True)
+    return args
 
 
 def check(condition, message):

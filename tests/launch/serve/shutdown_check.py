@@ -4,7 +4,6 @@ is still open, or the connection is refused after), and the exit code is 0.
 
 python3 shutdown_check.py --tess BIN --model DIR --out DIR
 """
-import argparse
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_fixture import Server, check  # noqa: E402
+from serve_fixture import Server, check, check_args  # noqa: E402
 
 
 def post(url, body, timeout=120):
@@ -24,11 +23,7 @@ def post(url, body, timeout=120):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tess", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", required=True)
-    a = ap.parse_args()
+    a = check_args(__doc__)
     server = Server(a.tess, a.model, name="m")
     server.__enter__()
     body = {"model": "m", "messages": [{"role": "user", "content": "the cat"}], "max_tokens": 8, "seed": 1}
