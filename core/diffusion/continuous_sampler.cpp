@@ -21,8 +21,10 @@ struct ContinuousSampler::Row {
   int64_t done = 0;          // steps run
   torch::Tensor x;           // the noisy simplex rows of its span [span, V]
   torch::Tensor prev;        // its last step's logits (self-conditioning); undefined before the first
-  torch::Tensor last_argmax; // adaptive stopping: the previous step's argmax (host)
+  torch::Tensor last_argmax; // adaptive stopping and freezing: the previous step's argmax
   int64_t stable = 0;
+  // Freezing, per span position: steps its argmax held, whether it is frozen and to what.
+  torch::Tensor held, frozen, frozen_token;
   Row(int64_t i, RowSpec s, const NoiseScheduler* n)
       : id(i), spec(std::move(s)), rng(spec.seed, spec.stream), schedule(n) {}
   int64_t length() const { return static_cast<int64_t>(spec.prompt.size()) + spec.span_length; }
@@ -44,7 +46,6 @@ int64_t ContinuousSampler::add(RowSpec spec) {
   if (spec.span_length < 1) throw Error(fmt::format("sampler row: span length {} (expected >= 1)", spec.span_length));
   if (spec.steps < 1 || spec.steps > kMaxSamplingSteps)
     throw Error(fmt::format("sampler row: {} steps (expected 1..{})", spec.steps, kMaxSamplingSteps));
-  if (spec.stop.freeze) throw Error("sampler row: freezing is not supported by continuous batching");
   if (spec.guidance_scale != 0 && !guidance_)
     throw Error("sampler row: a guidance scale without a reward model to guide with");
   const int64_t vocab = model_.decoder->config().vocab_size;
@@ -104,7 +105,7 @@ std::vector<RowUpdate> ContinuousSampler::step(const std::function<bool(int64_t 
     padded = padded || r.length() < l;
     time[static_cast<size_t>(i)] = static_cast<float>(t) / static_cast<float>(n);  // as Sampler::step_logits
     guided = guided || r.spec.guidance_scale != 0;
-    want_probs = want_probs || r.spec.stop.enabled || (confidence && confidence(r.id));
+    want_probs = want_probs || r.spec.stop.enabled || r.spec.stop.freeze || (confidence && confidence(r.id));
     xs.push_back(r.x);
     any_prev = any_prev || r.prev.defined();
   }
@@ -130,13 +131,12 @@ std::vector<RowUpdate> ContinuousSampler::step(const std::function<bool(int64_t 
     logits.narrow(1, options_.allowed_vocab, vocab - options_.allowed_vocab)
         .fill_(-std::numeric_limits<float>::infinity());
   }
-  torch::Tensor top1, gap;
-
+  torch::Tensor top1, gap_device, gap;
   if (want_probs) {
     auto top2 = std::get<0>(torch::softmax(logits, -1).topk(2, -1));
-    top1 = top2.select(1, 0).contiguous();
-    gap = (top2.select(1, 0) - top2.select(1, 1)).cpu();
-    top1 = top1.cpu();
+    top1 = top2.select(1, 0).cpu();
+    gap_device = top2.select(1, 0) - top2.select(1, 1);
+    gap = gap_device.cpu();
   }
 
   auto host = [](const torch::Tensor& t) {
@@ -150,6 +150,7 @@ std::vector<RowUpdate> ContinuousSampler::step(const std::function<bool(int64_t 
     const int64_t m = r.spec.span_length, n = r.spec.steps, t = n - 1 - r.done;
     auto row_logits = logits.narrow(0, offset, m);
     auto tokens = choose_tokens(row_logits, r.spec.top_p, r.spec.temperature, r.rng);
+    if (r.frozen.defined()) tokens = torch::where(r.frozen, r.frozen_token, tokens);
     RowUpdate u;
     u.id = r.id;
     u.step = ++r.done;
@@ -161,18 +162,42 @@ std::vector<RowUpdate> ContinuousSampler::step(const std::function<bool(int64_t 
       u.confidence.assign(c.data_ptr<float>(), c.data_ptr<float>() + m);
       u.prediction = host(row_logits.argmax(-1));
     }
-    if (t == 0) {
-      u.finished = true;
-      u.answer = host(row_logits.argmax(-1));
-    } else if (r.spec.stop.enabled) {  // as Sampler::sample_rows: after the choice, before re-noising
-      auto argmax = row_logits.argmax(-1).cpu();
-      auto check = check_answer(argmax, r.last_argmax, gap.narrow(0, offset, m), r.spec.stop);
-      r.stable = check.same ? r.stable + 1 : 0;
-      r.last_argmax = argmax;
-      if (r.stable >= r.spec.stop.stable_steps && check.margin >= r.spec.stop.margin) {
-        u.finished = true;
-        u.answer = host(argmax);
+    // As Sampler::sample_rows: frozen positions keep their token; freezing
+    // and the stop check come after the choice, before re-noising.
+    const auto& stop = r.spec.stop;
+    auto finish = [&](torch::Tensor answer) {
+      if (r.frozen.defined()) {
+        answer = torch::where(r.frozen, r.frozen_token, answer);
+        u.frozen = r.frozen.sum().item<int64_t>();
       }
+      u.finished = true;
+      u.answer = host(answer);
+    };
+    if (t == 0) {
+      finish(row_logits.argmax(-1));
+    } else if (stop.enabled || stop.freeze) {
+      auto argmax = row_logits.argmax(-1);
+      if (stop.freeze) {
+        auto row_gap = gap_device.narrow(0, offset, m);
+        if (!r.frozen.defined()) {
+          r.held = torch::zeros_like(argmax);
+          r.frozen = torch::zeros_like(argmax, torch::kBool);
+          r.frozen_token = argmax.clone();
+        } else {
+          r.held = torch::where(argmax == r.last_argmax, r.held + 1, torch::zeros_like(r.held));
+        }
+        auto settle = r.frozen.logical_not() & (r.held >= stop.stable_steps) & (row_gap >= stop.margin);
+        r.frozen_token = torch::where(settle, argmax, r.frozen_token);
+        r.frozen = r.frozen | settle;
+        tokens = torch::where(r.frozen, r.frozen_token, tokens);
+      }
+      if (stop.enabled) {
+        auto check = check_answer(argmax.cpu(), r.last_argmax.defined() ? r.last_argmax.cpu() : torch::Tensor(),
+                                  gap.narrow(0, offset, m), stop);
+        r.stable = check.same ? r.stable + 1 : 0;
+        if (r.stable >= stop.stable_steps && check.margin >= stop.margin) finish(argmax);
+      }
+      r.last_argmax = argmax;
     }
     if (u.finished) {
       finished.push_back(r.id);
@@ -180,6 +205,11 @@ std::vector<RowUpdate> ContinuousSampler::step(const std::function<bool(int64_t 
       auto z = gaussian_rows(r.rng, m, vocab, device);
       r.x = noisy_simplex_rows(tokens, torch::full({m}, r.schedule->abar_prev(t), z.options()), z,
                                options_.simplex_value);
+      if (r.frozen.defined()) {  // frozen positions enter the next step clean
+        auto clean = noisy_simplex_rows(r.frozen_token, torch::ones({m}, z.options()), torch::zeros_like(z),
+                                        options_.simplex_value);
+        r.x = torch::where(r.frozen.unsqueeze(1), clean, r.x);
+      }
       r.prev = row_logits;
     }
     offset += m;

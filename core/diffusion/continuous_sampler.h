@@ -11,7 +11,8 @@
 // a row's text is the same whether it runs alone, beside others, or joins a
 // batch mid-way -- and a row alone equals Sampler::sample on a batch of one
 // with the same stream (tests/core/diffusion/test_continuous_sampler.cpp).
-// Not here (Sampler only): the prompt cache and freezing.
+// Not here (Sampler only): the prompt cache, whose recorded keys and values
+// assume every row refreshes together.
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -31,7 +32,7 @@ struct RowSpec {
   int64_t steps = 100;          // N
   double top_p = 0.99;          // 0 = argmax
   double temperature = 1.0;
-  StopRule stop;                // enabled = adaptive stopping; end_id/pad_id cut the answer; freeze unsupported
+  StopRule stop;                // adaptive stopping and freezing; end_id/pad_id cut the answer
   double guidance_scale = 0;    // reward-guidance ascent step of this row (needs the sampler's guidance)
   uint64_t seed = 0;
   std::string stream = "generate";  // the row's util::Rng is (seed, stream)
@@ -51,6 +52,7 @@ struct RowUpdate {
   std::vector<float> confidence;
   bool finished = false;          // t reached 0, or adaptive stopping stopped it
   std::vector<int64_t> answer;    // when finished: the span's argmax tokens (not cut at EOS)
+  int64_t frozen = 0;             // when finished: positions it froze (StopRule::freeze)
 };
 
 class ContinuousSampler {
@@ -74,7 +76,7 @@ class ContinuousSampler {
   ~ContinuousSampler();
 
   // Adds a row (it runs from the next step on) and returns its id. Bad specs
-  // (span < 1, steps outside 1..kMaxSamplingSteps, freeze, guidance without a
+  // (span < 1, steps outside 1..kMaxSamplingSteps, guidance without a
   // guidance function) are tess::Error.
   int64_t add(RowSpec spec);
   void remove(int64_t id);  // unknown ids are ignored (the row may have finished)

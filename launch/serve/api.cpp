@@ -87,8 +87,8 @@ class Fields {
 const std::set<std::string>& known_keys(Endpoint endpoint) {
   static const std::set<std::string> chat = {
       "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "n",
-      "stream", "stream_options", "user", "steps", "adaptive", "stable_steps", "margin", "guidance_scale",
-      "stream_steps"};
+      "stream", "stream_options", "user", "steps", "adaptive", "freeze", "stable_steps", "margin",
+      "guidance_scale", "stream_steps"};
   static const std::set<std::string> completion = [] {
     auto s = chat;
     s.erase("messages");
@@ -200,10 +200,12 @@ Request parse_request(Endpoint endpoint, const std::string& body, const Limits& 
   if (f.has("user") && !f.at("user").is_string()) throw bad("user", "'user' must be a string");
   r.steps = f.integer("steps", limits.steps, 1, diffusion::kMaxSamplingSteps);
   r.adaptive = f.boolean("adaptive", false);
+  r.freeze = f.boolean("freeze", false);
   r.stable_steps = f.integer("stable_steps", 2, 1, diffusion::kMaxSamplingSteps);
   r.margin = f.number("margin", 0.5, 0.0, 1.0);
-  if (!r.adaptive && (f.has("stable_steps") || f.has("margin")))
-    throw bad(f.has("stable_steps") ? "stable_steps" : "margin", "'stable_steps' and 'margin' need 'adaptive': true");
+  if (!r.adaptive && !r.freeze && (f.has("stable_steps") || f.has("margin")))
+    throw bad(f.has("stable_steps") ? "stable_steps" : "margin",
+              "'stable_steps' and 'margin' need 'adaptive': true or 'freeze': true");
   r.guidance_scale = f.number("guidance_scale", 0.0, 0.0, 1e6);
   if (r.guidance_scale > 0 && !limits.guidance)
     throw bad("guidance_scale", "'guidance_scale' > 0 needs a reward model: start the server with --reward-model DIR");
@@ -250,6 +252,7 @@ json response_json(Endpoint endpoint, const ResponseHead& head, const std::vecto
   for (size_t i = 0; i < choices.size(); ++i) {
     const auto& c = choices[i];
     json choice = {{"index", i}, {"finish_reason", c.finish_reason}, {"steps", c.steps}};
+    if (c.frozen >= 0) choice["frozen"] = c.frozen;
     if (endpoint == Endpoint::Chat)
       choice["message"] = {{"role", "assistant"}, {"content", c.text}};
     else

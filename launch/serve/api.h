@@ -49,6 +49,7 @@ struct Request {
   bool stream = false, stream_steps = false, include_usage = false;
   int64_t steps = 100;
   bool adaptive = false;
+  bool freeze = false;  // freeze settled positions (sample.freeze)
   int64_t stable_steps = 2;
   double margin = 0.5;
   double guidance_scale = 0;
@@ -67,6 +68,7 @@ struct Choice {
   std::string finish_reason;  // "stop" | "length"
   int64_t steps = 0;          // denoising steps it took
   int64_t tokens = 0;         // completion tokens (up to EOS or the stop string)
+  int64_t frozen = -1;        // positions frozen (with freeze; -1: not asked)
 };
 
 // `text` cut before the first occurrence of any of `stop`; whether it was cut.

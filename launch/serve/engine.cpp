@@ -289,6 +289,7 @@ void Engine::admit() {
       spec.top_p = r.sampler_top_p();
       spec.temperature = r.sampler_temperature();
       spec.stop.enabled = r.adaptive;
+      spec.stop.freeze = r.freeze;
       spec.stop.stable_steps = r.stable_steps;
       spec.stop.margin = r.margin;
       spec.stop.end_id = m.tok->eos_id();
@@ -356,6 +357,7 @@ void Engine::run_step() {
     }
     if (u.finished) {
       job.done_[ref.choice] = m.choice(job.request, u.answer, u.step);
+      if (job.request.freeze) job.done_[ref.choice].frozen = u.frozen;
       m.rows.erase(u.id);
       if (--job.rows_left_ == 0) done.push_back(ref.job);
     }

@@ -130,6 +130,51 @@ TEST_CASE("an adaptive row stops where Sampler::sample_rows stops it, with the s
   CHECK(got[0].steps == ref.steps[0]);
 }
 
+TEST_CASE("freezing, alone and beside other rows, freezes what Sampler::sample_rows freezes", "[unit][diffusion]") {
+  auto lm = make_lm();
+  for (bool adaptive : {false, true}) {
+    INFO("adaptive " << adaptive);
+    auto s = spec({1, 4, 2, 7}, 6, 12, 0.9, 6);
+    s.top_p = 0;  // argmax: positions settle
+    s.stop.freeze = true;
+    s.stop.enabled = adaptive;
+    s.stop.stable_steps = 1;
+    s.stop.margin = 0.0;
+    SamplerOptions o;
+    o.steps = s.steps;
+    o.top_p = s.top_p;
+    o.stop = s.stop;
+    auto batch = SampleBatch::from_prompts({s.prompt}, s.span_length, 0);
+    std::vector<Rng> streams;
+    streams.emplace_back(s.seed, "generate");
+    auto ref = Sampler(*lm, o).sample_rows(batch, streams);
+    auto span = ref.ids[0].narrow(0, 4, 6);
+    std::vector<int64_t> expected(span.data_ptr<int64_t>(), span.data_ptr<int64_t>() + 6);
+    REQUIRE(ref.frozen[0] > 0);
+    // Alone, and joining a batch at step 2 beside an unfrozen row.
+    ContinuousSampler alone(*lm, {});
+    ContinuousSampler together(*lm, {});
+    std::vector<std::vector<int64_t>> answers;
+    for (auto* sampler : {&alone, &together}) {
+      auto rows = sampler == &alone ? std::vector<RowSpec>{s} : std::vector<RowSpec>{spec({1, 9, 9}, 4, 10, 0.9, 1), s};
+      auto join = sampler == &alone ? std::vector<int64_t>{0} : std::vector<int64_t>{0, 2};
+      int64_t frozen = -1, steps = 0;
+      std::map<int64_t, size_t> which;
+      std::vector<int64_t> answer;
+      for (int64_t step = 0; answer.empty(); ++step) {
+        for (size_t i = 0; i < rows.size(); ++i)
+          if (join[i] == step) which[sampler->add(rows[i])] = i;
+        for (auto& u : sampler->step())
+          if (u.finished && which.at(u.id) == rows.size() - 1) answer = u.answer, frozen = u.frozen, steps = u.step;
+        REQUIRE(step < 100);
+      }
+      CHECK(answer == expected);
+      CHECK(frozen == ref.frozen[0]);
+      CHECK(steps == ref.steps[0]);
+    }
+  }
+}
+
 TEST_CASE("each row is guided by its own scale: a guided row beside an unguided one gets its alone answers",
           "[unit][diffusion][guidance]") {
   auto lm = make_lm();

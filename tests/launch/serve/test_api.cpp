@@ -68,6 +68,8 @@ TEST_CASE("a chat request takes the server's defaults and its own settings", "[u
   CHECK((r.stream && r.stream_steps && r.include_usage && r.adaptive));
   CHECK(r.stable_steps == 3);
   CHECK(r.margin == 0.25);
+  r = parse_request(Endpoint::Chat, "{" + chat_head + R"(, "freeze": true, "margin": 0})", limits());
+  CHECK((r.freeze && !r.adaptive && r.margin == 0));
 }
 
 TEST_CASE("temperature 0 is greedy decoding: the sampler's argmax", "[unit][serve]") {
@@ -100,7 +102,7 @@ TEST_CASE("every bad request is a 400 that names its field", "[unit][serve]") {
       {"{" + chat_head + R"(, "stop": [1]})", "stop", "at most 4 strings"},
       {"{" + chat_head + R"(, "stream": "yes"})", "stream", "true or false"},
       {"{" + chat_head + R"(, "stream_steps": true})", "stream_steps", "needs 'stream': true"},
-      {"{" + chat_head + R"(, "margin": 0.3})", "margin", "need 'adaptive': true"},
+      {"{" + chat_head + R"(, "margin": 0.3})", "margin", "need 'adaptive': true or 'freeze': true"},
       {"{" + chat_head + R"(, "adaptive": true, "margin": 2})", "margin", "between 0 and 1"},
       {"{" + chat_head + R"(, "guidance_scale": 1})", "guidance_scale", "--reward-model"},
       {"{" + chat_head + R"(, "frequency_penalty": 0.5})", "frequency_penalty", "Unrecognized request argument"},
@@ -153,7 +155,7 @@ TEST_CASE("stop strings cut the text before their first occurrence", "[unit][ser
 
 TEST_CASE("responses, stream chunks and step events have OpenAI's shape", "[unit][serve]") {
   ResponseHead head{"chatcmpl-1", "m", 1700000000, 42, 9};
-  std::vector<Choice> choices = {{"hello", "stop", 8, 2}, {"hi there", "length", 8, 3}};
+  std::vector<Choice> choices = {{"hello", "stop", 8, 2, 5}, {"hi there", "length", 8, 3}};
   auto r = response_json(Endpoint::Chat, head, choices);
   CHECK(r["object"] == "chat.completion");
   CHECK(r["choices"][1]["message"]["content"] == "hi there");
@@ -161,6 +163,8 @@ TEST_CASE("responses, stream chunks and step events have OpenAI's shape", "[unit
   CHECK(r["choices"][0]["finish_reason"] == "stop");
   CHECK(r["usage"] == json({{"prompt_tokens", 9}, {"completion_tokens", 5}, {"total_tokens", 14}, {"steps", 16}}));
   CHECK(r["seed"] == 42);
+  CHECK(r["choices"][0]["frozen"] == 5);  // asked for: reported
+  CHECK_FALSE(r["choices"][1].contains("frozen"));
   auto c = response_json(Endpoint::Completion, head, choices);
   CHECK(c["object"] == "text_completion");
   CHECK(c["choices"][0]["text"] == "hello");
