@@ -314,36 +314,18 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
     decoder_->eval();
     config = &decoder_->config();
   } else {
-    lm_ = diffusion::load_diffusion_lm(model_dir);
-    if (!lm_->timestep_embed_loaded())
-      throw Error(fmt::format("{} is an autoregressive model, not a diffusion model (no timestep_embed.weight; "
-                              "config.json is_causal: {}): the diffusion sampler would run it with a random time "
-                              "embedding; decode it with --ar, or adapt it first (tess train, run.stage: adaptation)",
-                              model_dir.string(),
-                              lm_->decoder->config().attention == model::Attention::Causal ? "true" : "false"));
-    lm_->to(device_);
-    lm_->eval();
+    lm_ = load_sampling_lm(model_dir, device_);
     config = &lm_->decoder->config();
   }
   max_positions_ = config->max_position_embeddings;
-  if (tok_->vocab_size() > config->vocab_size)
-    throw Error(fmt::format("model/tokenizer mismatch in {}: the tokenizer has {} tokens but the model's vocabulary "
-                            "is {} (was the model trained with another tokenizer?)",
-                            model_dir.string(), tok_->vocab_size(), config->vocab_size));
-  if (tok_->eos_id() < 0) throw Error(fmt::format("the tokenizer of {} has no EOS token", model_dir.string()));
+  check_tokenizer_fits(*tok_, *config, model_dir);
   rng_ = std::make_unique<util::Rng>(opt_.seed, "generate");
   if (!(opt_.guidance_scale >= 0 && std::isfinite(opt_.guidance_scale)))
     throw Error(fmt::format("--guidance-scale must be a finite number >= 0, got {}", opt_.guidance_scale));
   if (opt_.guidance_scale > 0) {
     if (opt_.ar) throw Error("reward guidance steers the diffusion sampler; it does not apply to --ar decoding");
     if (opt_.reward_model.empty()) throw Error("--guidance-scale > 0 needs --reward-model DIR");
-    check_same_tokenizer(*tok_, model_dir, opt_.reward_model);
-    reward_model_ = model::load_reward_model(opt_.reward_model, std::string("float32"));  // guidance runs in fp32
-    reward_model_->to(device_);
-    if (reward_model_->config().vocab_size != config->vocab_size)
-      throw Error(fmt::format("reward model {} has a vocabulary of {} but the model {} has {}",
-                              opt_.reward_model.string(), reward_model_->config().vocab_size, model_dir.string(),
-                              config->vocab_size));
+    reward_model_ = load_guidance_model(*tok_, model_dir, config->vocab_size, opt_.reward_model, device_);
     guidance_ = std::make_unique<diffusion::RewardGuidance>(*reward_model_, opt_.guidance_scale, tok_->eos_id(),
                                                             opt_.guidance_read);
   }
@@ -351,6 +333,37 @@ Generator::Generator(const fs::path& model_dir, GenerateOptions options) : opt_(
     throw Error(fmt::format("--length {} leaves no room for a prompt within the model's {} positions "
                             "(max_position_embeddings of {})",
                             opt_.length, max_positions_, model_dir.string()));
+}
+
+diffusion::DiffusionLM load_sampling_lm(const fs::path& dir, c10::Device device) {
+  auto lm = diffusion::load_diffusion_lm(dir);
+  if (!lm->timestep_embed_loaded())
+    throw Error(fmt::format("{} is an autoregressive model, not a diffusion model (no timestep_embed.weight; "
+                            "config.json is_causal: {}): the diffusion sampler would run it with a random time "
+                            "embedding; decode it with --ar, or adapt it first (tess train, run.stage: adaptation)",
+                            dir.string(), lm->decoder->config().attention == model::Attention::Causal ? "true" : "false"));
+  lm->to(device);
+  lm->eval();
+  return lm;
+}
+
+void check_tokenizer_fits(const data::Tokenizer& tok, const model::ModelConfig& config, const fs::path& dir) {
+  if (tok.vocab_size() > config.vocab_size)
+    throw Error(fmt::format("model/tokenizer mismatch in {}: the tokenizer has {} tokens but the model's vocabulary "
+                            "is {} (was the model trained with another tokenizer?)",
+                            dir.string(), tok.vocab_size(), config.vocab_size));
+  if (tok.eos_id() < 0) throw Error(fmt::format("the tokenizer of {} has no EOS token", dir.string()));
+}
+
+model::RewardModel load_guidance_model(const data::Tokenizer& tok, const fs::path& model_dir, int64_t vocab,
+                                       const fs::path& rm_dir, c10::Device device) {
+  check_same_tokenizer(tok, model_dir, rm_dir);
+  auto rm = model::load_reward_model(rm_dir, std::string("float32"));  // guidance runs in fp32
+  rm->to(device);
+  if (rm->config().vocab_size != vocab)
+    throw Error(fmt::format("reward model {} has a vocabulary of {} but the model {} has {}", rm_dir.string(),
+                            rm->config().vocab_size, model_dir.string(), vocab));
+  return rm;
 }
 
 void check_same_tokenizer(const data::Tokenizer& tok, const fs::path& model_dir, const fs::path& rm_dir) {

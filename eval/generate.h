@@ -178,6 +178,18 @@ class Generator {
   std::unique_ptr<diffusion::RewardGuidance> guidance_;
 };
 
+// A diffusion model directory loaded for sampling (on `device`, eval mode);
+// an AR directory is a tess::Error saying why it would print garbage.
+diffusion::DiffusionLM load_sampling_lm(const std::filesystem::path& dir, c10::Device device);
+// The tokenizer of `dir` fits its model (no more tokens than vocabulary rows)
+// and has an EOS token (answers end there); tess::Error otherwise.
+void check_tokenizer_fits(const data::Tokenizer& tok, const model::ModelConfig& config,
+                          const std::filesystem::path& dir);
+// The reward model in `rm_dir` for guiding samples of `model_dir` (fp32, on
+// `device`): the same tokenizer and vocabulary, else tess::Error.
+model::RewardModel load_guidance_model(const data::Tokenizer& tok, const std::filesystem::path& model_dir,
+                                       int64_t vocab, const std::filesystem::path& rm_dir, c10::Device device);
+
 // The device of a --device setting: auto (CUDA device 0 when LibTorch sees
 // one), cpu, cuda or cuda:N; an unknown or unavailable device is an error.
 c10::Device generation_device(const std::string& setting);

@@ -122,31 +122,15 @@ Engine::Engine(EngineOptions options) : options_(std::move(options)), impl_(std:
   auto& m = *impl_;
   m.device = eval::generation_device(options_.device);
   m.tok = data::load_tokenizer(options_.model);
-  m.lm = diffusion::load_diffusion_lm(options_.model);
-  if (!m.lm->timestep_embed_loaded())
-    throw Error(fmt::format("{} is an autoregressive model, not a diffusion model (no timestep_embed.weight): "
-                            "tess serve runs the diffusion sampler; adapt it first (tess train, run.stage: adaptation)",
-                            options_.model.string()));
-  m.lm->to(m.device);
-  m.lm->eval();
+  m.lm = eval::load_sampling_lm(options_.model, m.device);
   const auto& config = m.lm->decoder->config();
   max_positions_ = config.max_position_embeddings;
-  if (m.tok->vocab_size() > config.vocab_size)
-    throw Error(fmt::format("model/tokenizer mismatch in {}: the tokenizer has {} tokens but the model's vocabulary "
-                            "is {} (was the model trained with another tokenizer?)",
-                            options_.model.string(), m.tok->vocab_size(), config.vocab_size));
-  if (m.tok->eos_id() < 0) throw Error(fmt::format("the tokenizer of {} has no EOS token", options_.model.string()));
+  eval::check_tokenizer_fits(*m.tok, config, options_.model);
   if (options_.max_batch < 1) throw Error(fmt::format("--max-batch must be >= 1, got {}", options_.max_batch));
   if (options_.max_queue < 0) throw Error(fmt::format("--max-queue must be >= 0, got {}", options_.max_queue));
   diffusion::ContinuousSampler::Guidance guidance;
   if (!options_.reward_model.empty()) {
-    eval::check_same_tokenizer(*m.tok, options_.model, options_.reward_model);
-    m.rm = model::load_reward_model(options_.reward_model, std::string("float32"));
-    m.rm->to(m.device);
-    if (m.rm->config().vocab_size != config.vocab_size)
-      throw Error(fmt::format("reward model {} has a vocabulary of {} but the model {} has {}",
-                              options_.reward_model.string(), m.rm->config().vocab_size, options_.model.string(),
-                              config.vocab_size));
+    m.rm = eval::load_guidance_model(*m.tok, options_.model, config.vocab_size, options_.reward_model, m.device);
     int64_t eos = m.tok->eos_id();
     guidance = [this, eos](const torch::Tensor& logits, const diffusion::SampleBatch& row,
                            const diffusion::SpanIndex& span, double scale) {
