@@ -73,6 +73,21 @@ std::vector<int64_t> batch_sampler_answer(DiffusionLMImpl& lm, const RowSpec& s,
   return std::vector<int64_t>(span.data_ptr<int64_t>(), span.data_ptr<int64_t>() + span.numel());
 }
 
+// Sampler::sample_rows on the row alone (stream (seed, "generate")): its span
+// answer, and the result (steps, frozen).
+std::pair<std::vector<int64_t>, SampleResult> sample_rows_answer(DiffusionLMImpl& lm, const RowSpec& s) {
+  SamplerOptions o;
+  o.steps = s.steps;
+  o.top_p = s.top_p;
+  o.stop = s.stop;
+  auto batch = SampleBatch::from_prompts({s.prompt}, s.span_length, 0);
+  std::vector<Rng> streams;
+  streams.emplace_back(s.seed, "generate");
+  auto ref = Sampler(lm, o).sample_rows(batch, streams);
+  auto span = ref.ids[0].narrow(0, static_cast<int64_t>(s.prompt.size()), s.span_length).contiguous();
+  return {std::vector<int64_t>(span.data_ptr<int64_t>(), span.data_ptr<int64_t>() + span.numel()), ref};
+}
+
 }  // namespace
 
 TEST_CASE("a row alone is the batch sampler's answer for it (same stream), for every step count and nucleus",
@@ -117,16 +132,8 @@ TEST_CASE("an adaptive row stops where Sampler::sample_rows stops it, with the s
   s.stop.margin = 0.0;
   ContinuousSampler sampler(*lm, {});
   auto got = run(sampler, {s}, {0});
-  SamplerOptions o;
-  o.steps = s.steps;
-  o.top_p = s.top_p;
-  o.stop = s.stop;
-  auto batch = SampleBatch::from_prompts({s.prompt}, s.span_length, 0);
-  std::vector<Rng> streams;
-  streams.emplace_back(s.seed, "generate");
-  auto ref = Sampler(*lm, o).sample_rows(batch, streams);
-  auto span = ref.ids[0].narrow(0, 4, 5);
-  CHECK(got[0].answer == std::vector<int64_t>(span.data_ptr<int64_t>(), span.data_ptr<int64_t>() + 5));
+  auto [expected, ref] = sample_rows_answer(*lm, s);
+  CHECK(got[0].answer == expected);
   CHECK(got[0].steps == ref.steps[0]);
 }
 
@@ -140,21 +147,11 @@ TEST_CASE("freezing, alone and beside other rows, freezes what Sampler::sample_r
     s.stop.enabled = adaptive;
     s.stop.stable_steps = 1;
     s.stop.margin = 0.0;
-    SamplerOptions o;
-    o.steps = s.steps;
-    o.top_p = s.top_p;
-    o.stop = s.stop;
-    auto batch = SampleBatch::from_prompts({s.prompt}, s.span_length, 0);
-    std::vector<Rng> streams;
-    streams.emplace_back(s.seed, "generate");
-    auto ref = Sampler(*lm, o).sample_rows(batch, streams);
-    auto span = ref.ids[0].narrow(0, 4, 6);
-    std::vector<int64_t> expected(span.data_ptr<int64_t>(), span.data_ptr<int64_t>() + 6);
+    auto [expected, ref] = sample_rows_answer(*lm, s);
     REQUIRE(ref.frozen[0] > 0);
     // Alone, and joining a batch at step 2 beside an unfrozen row.
     ContinuousSampler alone(*lm, {});
     ContinuousSampler together(*lm, {});
-    std::vector<std::vector<int64_t>> answers;
     for (auto* sampler : {&alone, &together}) {
       auto rows = sampler == &alone ? std::vector<RowSpec>{s} : std::vector<RowSpec>{spec({1, 9, 9}, 4, 10, 0.9, 1), s};
       auto join = sampler == &alone ? std::vector<int64_t>{0} : std::vector<int64_t>{0, 2};
