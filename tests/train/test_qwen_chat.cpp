@@ -1,6 +1,6 @@
 // A Qwen2-shaped model with a Qwen2.5-like tokenizer (no BOS, <|endoftext|>
 // both EOS and PAD) through tess end to end: stage 2 trains from YAML, the
-// final model loads, and `tess generate` (chat template and --raw) and
+// final model loads, and `tess generate` (chat template and --raw),
 // `tess eval` answer with it.
 #include <catch2/catch.hpp>
 
@@ -149,5 +149,15 @@ TEST_CASE("a Qwen2 model with a tokenizer without BOS (PAD == EOS) is instructio
     CHECK(r.at("metrics").at("exact_match").is_number());
     CHECK(r.at("metrics").at("exact_match_n") == 8);
     CHECK(r.at("settings").at("steps") == 4);
+  }
+
+  // tess serve answers the official openai client (chat template and raw completion).
+  {
+    auto smoke = tess::test::run_command(
+        std::string(TESS_PYTHON) + " " + shell_quote(std::string(TESS_SOURCE_DIR) + "/tests/launch/serve/smoke_check.py") +
+        " --command " + shell_quote(std::string(TESS_BINARY) + " serve" + model + " --steps 4 --max-tokens 8 --port 8000") +
+        " 2>&1");
+    INFO(smoke.out);
+    CHECK(smoke.exit_code == 0);
   }
 }

@@ -1,6 +1,7 @@
-"""The serve command a user is told to try (the quickstart's last lines) works:
+"""A serve command a user is told to try (the quickstart's last lines) works:
 run it (on a free port instead of 8000), get the page, ask the official openai
-client for a guided chat completion, stop it with SIGTERM (exit 0).
+client for a chat completion (guided when the command loads a reward model)
+and a raw completion, stop it with SIGTERM (exit 0).
 
 python3 smoke_check.py --command "TESS serve --model DIR ... --port 8000"
 """
@@ -29,11 +30,18 @@ def main():
         check("<html" in page and "tess" in page, "GET / is not the page")
         import openai
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        extra = {"steps": 4}
+        if "--reward-model" in argv:
+            extra["guidance_scale"] = 1.0
         r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "What is 2 + 3?"}],
-                                           max_tokens=8, seed=1, extra_body={"steps": 4, "guidance_scale": 1.0})
+                                           max_tokens=8, seed=1, extra_body=extra)
         check(r.choices[0].finish_reason in ("stop", "length"), "no finish reason")
         check(r.usage.prompt_tokens > 0, "no usage")
-        print("serve smoke: page served, guided chat completion %r" % r.choices[0].message.content)
+        c = client.completions.create(model=model, prompt="The answer is", max_tokens=8, seed=1,
+                                      extra_body={"steps": 4})
+        check(c.choices[0].finish_reason in ("stop", "length") and c.usage.prompt_tokens > 0, "raw completion")
+        print("serve smoke: page served, chat completion %r (%s), completion %r"
+              % (r.choices[0].message.content, "guided" if "guidance_scale" in extra else "unguided", c.choices[0].text))
 
 
 if __name__ == "__main__":
