@@ -103,10 +103,10 @@ std::string sample_grid_table(const json& r) {
                               g["model"].get<std::string>(), g["prompts"].get<int64_t>(), g["data"].get<std::string>(),
                               g["span"].get<int64_t>(), g["top_p"].get<double>(), g["threads"].get<int>(),
                               g["ar_model"].get<std::string>());
-  s += fmt::format("{:>5} {:<22} {:>8} {:>10} {:>9} {:>12} {:>8}\n", "batch", "setting", "exact", "mean steps",
+  s += fmt::format("{:>5} {:<40} {:>8} {:>10} {:>9} {:>12} {:>8}\n", "batch", "setting", "exact", "mean steps",
                    "seconds", "answer tok/s", "vs AR");
   for (const auto& row : g["rows"]) {
-    s += fmt::format("{:>5} {:<22} {:>8.3f} {:>10} {:>9.2f} {:>12.1f} {:>8}\n", row["batch"].get<int64_t>(),
+    s += fmt::format("{:>5} {:<40} {:>8.3f} {:>10} {:>9.2f} {:>12.1f} {:>8}\n", row["batch"].get<int64_t>(),
                      row["setting"].get<std::string>(), row["exact_match"].get<double>(),
                      row.contains("mean_steps") ? fmt::format("{:.1f}", row["mean_steps"].get<double>()) : "-",
                      row["seconds"].get<double>(), row["answer_tokens_per_s"].get<double>(),

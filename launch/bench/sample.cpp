@@ -177,13 +177,17 @@ struct GridSetting {
   int64_t steps;
   bool adaptive;
   int64_t cache_refresh;
+  int64_t stable_steps = 0;  // adaptive stopping's rule; 0 / < 0: the config's (sample.*)
+  double margin = -1;
 };
 
 const std::vector<GridSetting>& grid_settings() {
   static const std::vector<GridSetting> s = {
       {"fixed 8", 8, false, 0},   {"fixed 16", 16, false, 0},          {"fixed 32", 32, false, 0},
       {"fixed 64", 64, false, 0}, {"adaptive (32 budget)", 32, true, 0}, {"adaptive + cache r=4", 32, true, 4},
-      {"adaptive + cache r=8", 32, true, 8}};
+      {"adaptive + cache r=8", 32, true, 8},
+      // The rule that stops early on the quickstart model (docs/performance.md).
+      {"adaptive stable 1 margin 0", 32, true, 0, 1, 0.0}, {"adaptive stable 1 margin 0 + cache r=4", 32, true, 4, 1, 0.0}};
   return s;
 }
 
@@ -231,10 +235,13 @@ json bench_sample_grid(const BenchOptions& opt, const SampleGrid& grid) {
       o.generate.batch_size = b;
       o.generate.steps = opt.smoke ? std::min<int64_t>(s.steps, 4) : s.steps;
       o.generate.stop.enabled = s.adaptive;
+      if (s.stable_steps > 0) o.generate.stop.stable_steps = s.stable_steps;
+      if (s.margin >= 0) o.generate.stop.margin = s.margin;
       o.generate.cache_refresh = s.cache_refresh;
       auto row = grid_row(eval::evaluate(o));
       row["batch"] = b;
       row["setting"] = s.name;
+      if (s.adaptive) row["stable_steps"] = o.generate.stop.stable_steps, row["margin"] = o.generate.stop.margin;
       // Same prompts, same batch size: the time ratio is the throughput ratio.
       row["speedup_vs_ar"] = ar_row["seconds"].get<double>() / std::max(row["seconds"].get<double>(), 1e-9);
       rows.push_back(row);

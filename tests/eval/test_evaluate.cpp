@@ -461,11 +461,14 @@ TEST_CASE("tess bench sample --config runs each sampler setting through tess eva
     CHECK(row["speedup_vs_ar"].get<double>() ==
           Approx(ar_seconds[row["batch"].get<int64_t>()] / row["seconds"].get<double>()));
     CHECK(row["mean_steps"].get<double>() <= 4);
+    if (row["setting"].get<std::string>().find("margin 0") != std::string::npos)
+      CHECK((row["margin"] == 0.0 && row["stable_steps"] == 1));
     CHECK(row["answer_tokens_per_s"].get<double>() ==
           Approx(row["answer_tokens"].get<double>() / row["seconds"].get<double>()));
   }
   CHECK(ar_seconds.size() == 2);  // batch 1 and 2 in smoke mode
-  CHECK(diffusion_rows == 2 * 4);  // fixed 8 (at 4 steps), adaptive, adaptive + cache r=4 and r=8
+  // fixed 8 (at 4 steps), adaptive, adaptive + cache r=4 and r=8, adaptive stable 1 margin 0 (+ cache r=4)
+  CHECK(diffusion_rows == 2 * 6);
   auto no_ar = run_tess(fmt::format("bench sample --smoke --config {}", q(cfg)));
   CHECK(no_ar.exit_code != 0);
   CHECK_THAT(no_ar.err, Contains("--ar-model"));
