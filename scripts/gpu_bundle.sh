@@ -35,7 +35,10 @@ fi
 #    16/32-bit and POSIX runtime packages are left out;
 #  - zlib1g: the runtime zlib that zlib1g-dev's libz.so points at;
 #  - pkgconf (+ pkgconf-bin, libpkgconf3): CMake's pkg_check_modules needs a
-#    pkg-config; gpu_check.sh uses this one only where the machine has none.
+#    pkg-config; gpu_check.sh uses this one only where the machine has none;
+#  - libcpp-httplib-dev (+ libcpp-httplib0.11): `tess serve`; its pkg-config
+#    file requires brotli's (libbrotli-dev) and its .so links libbrotli1
+#    (openssl and zlib are listed already).
 # libc6 / libstdc++6 / libgcc-s1 are never bundled: the machine's own are used.
 PACKAGES=(
   libsentencepiece-dev libsentencepiece0
@@ -50,6 +53,7 @@ PACKAGES=(
   libpcre2-dev libpcre2-8-0
   libssl-dev libssl3
   pkgconf pkgconf-bin libpkgconf3
+  libcpp-httplib-dev libcpp-httplib0.11 libbrotli-dev libbrotli1
 )
 
 if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
