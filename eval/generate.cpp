@@ -59,14 +59,6 @@ int64_t terminal_width(std::FILE* out) {
   return 100;
 }
 
-std::vector<int64_t> cut_at(const std::vector<int64_t>& ids, int64_t eos, int64_t pad) {
-  std::vector<int64_t> out;
-  for (auto id : ids) {
-    if (id == eos || id == pad) break;
-    out.push_back(id);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -378,13 +370,24 @@ void check_same_tokenizer(const data::Tokenizer& tok, const fs::path& model_dir,
 
 Generator::~Generator() = default;
 
-std::string Generator::decode(const std::vector<int64_t>& ids) const {
+std::vector<int64_t> cut_at(const std::vector<int64_t>& ids, int64_t eos, int64_t pad) {
+  std::vector<int64_t> out;
+  for (auto id : ids) {
+    if (id == eos || id == pad) break;
+    out.push_back(id);
+  }
+  return out;
+}
+
+std::string decode_generated(const data::Tokenizer& tok, const std::vector<int64_t>& ids) {
   std::vector<int32_t> v;
   v.reserve(ids.size());
   for (auto id : ids)
-    if (id >= 0 && id < tok_->vocab_size()) v.push_back(static_cast<int32_t>(id));
-  return tok_->decode(v);
+    if (id >= 0 && id < tok.vocab_size()) v.push_back(static_cast<int32_t>(id));
+  return tok.decode(v);
 }
+
+std::string Generator::decode(const std::vector<int64_t>& ids) const { return decode_generated(*tok_, ids); }
 
 std::vector<Generation> Generator::generate(const std::vector<GenerationPrompt>& prompts, const StepObserver& on_step,
                                             const std::function<void(const std::vector<Generation>&)>& on_batch) {

@@ -178,6 +178,12 @@ class Generator {
   std::unique_ptr<diffusion::RewardGuidance> guidance_;
 };
 
+// Generated ids up to (not including) the first `eos` or `pad` (-1: none).
+std::vector<int64_t> cut_at(const std::vector<int64_t>& ids, int64_t eos, int64_t pad);
+// The text of generated ids; ids beyond the tokenizer (the untrained tail of
+// a padded vocabulary, never chosen by the samplers) are dropped.
+std::string decode_generated(const data::Tokenizer& tok, const std::vector<int64_t>& ids);
+
 // A diffusion model directory loaded for sampling (on `device`, eval mode);
 // an AR directory is a tess::Error saying why it would print garbage.
 diffusion::DiffusionLM load_sampling_lm(const std::filesystem::path& dir, c10::Device device);

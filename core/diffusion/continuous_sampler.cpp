@@ -23,8 +23,7 @@ struct ContinuousSampler::Row {
   torch::Tensor prev;        // its last step's logits (self-conditioning); undefined before the first
   torch::Tensor last_argmax; // adaptive stopping and freezing: the previous step's argmax
   int64_t stable = 0;
-  // Freezing, per span position: steps its argmax held, whether it is frozen and to what.
-  torch::Tensor held, frozen, frozen_token;
+  FrozenPositions frozen;  // over its span positions
   Row(int64_t i, RowSpec s, const NoiseScheduler* n)
       : id(i), spec(std::move(s)), rng(spec.seed, spec.stream), schedule(n) {}
   int64_t length() const { return static_cast<int64_t>(spec.prompt.size()) + spec.span_length; }
@@ -150,7 +149,7 @@ std::vector<RowUpdate> ContinuousSampler::step(const std::function<bool(int64_t 
     const int64_t m = r.spec.span_length, n = r.spec.steps, t = n - 1 - r.done;
     auto row_logits = logits.narrow(0, offset, m);
     auto tokens = choose_tokens(row_logits, r.spec.top_p, r.spec.temperature, r.rng);
-    if (r.frozen.defined()) tokens = torch::where(r.frozen, r.frozen_token, tokens);
+    tokens = r.frozen.apply(tokens);
     RowUpdate u;
     u.id = r.id;
     u.step = ++r.done;
@@ -166,10 +165,8 @@ std::vector<RowUpdate> ContinuousSampler::step(const std::function<bool(int64_t 
     // and the stop check come after the choice, before re-noising.
     const auto& stop = r.spec.stop;
     auto finish = [&](torch::Tensor answer) {
-      if (r.frozen.defined()) {
-        answer = torch::where(r.frozen, r.frozen_token, answer);
-        u.frozen = r.frozen.sum().item<int64_t>();
-      }
+      if (r.frozen.active()) u.frozen = r.frozen.frozen.sum().item<int64_t>();
+      answer = r.frozen.apply(answer);
       u.finished = true;
       u.answer = host(answer);
     };
@@ -178,18 +175,8 @@ std::vector<RowUpdate> ContinuousSampler::step(const std::function<bool(int64_t 
     } else if (stop.enabled || stop.freeze) {
       auto argmax = row_logits.argmax(-1);
       if (stop.freeze) {
-        auto row_gap = gap_device.narrow(0, offset, m);
-        if (!r.frozen.defined()) {
-          r.held = torch::zeros_like(argmax);
-          r.frozen = torch::zeros_like(argmax, torch::kBool);
-          r.frozen_token = argmax.clone();
-        } else {
-          r.held = torch::where(argmax == r.last_argmax, r.held + 1, torch::zeros_like(r.held));
-        }
-        auto settle = r.frozen.logical_not() & (r.held >= stop.stable_steps) & (row_gap >= stop.margin);
-        r.frozen_token = torch::where(settle, argmax, r.frozen_token);
-        r.frozen = r.frozen | settle;
-        tokens = torch::where(r.frozen, r.frozen_token, tokens);
+        r.frozen.update(argmax, r.last_argmax, gap_device.narrow(0, offset, m), stop);
+        tokens = r.frozen.apply(tokens);
       }
       if (stop.enabled) {
         auto check = check_answer(argmax.cpu(), r.last_argmax.defined() ? r.last_argmax.cpu() : torch::Tensor(),
@@ -205,11 +192,7 @@ std::vector<RowUpdate> ContinuousSampler::step(const std::function<bool(int64_t 
       auto z = gaussian_rows(r.rng, m, vocab, device);
       r.x = noisy_simplex_rows(tokens, torch::full({m}, r.schedule->abar_prev(t), z.options()), z,
                                options_.simplex_value);
-      if (r.frozen.defined()) {  // frozen positions enter the next step clean
-        auto clean = noisy_simplex_rows(r.frozen_token, torch::ones({m}, z.options()), torch::zeros_like(z),
-                                        options_.simplex_value);
-        r.x = torch::where(r.frozen.unsqueeze(1), clean, r.x);
-      }
+      r.x = r.frozen.enter_clean(r.x, options_.simplex_value);
       r.prev = row_logits;
     }
     offset += m;

@@ -207,11 +207,28 @@ torch::Tensor Sampler::step_logits(const SampleBatch& batch, const SpanIndex& sp
   return guidance ? guidance(t, logits, span) : logits;
 }
 
-torch::Tensor Sampler::renoise_clean(const torch::Tensor& tokens) const {
-  auto vocab = model_.decoder->config().vocab_size;
-  auto on = torch::TensorOptions().dtype(torch::kFloat32).device(tokens.device());
-  return noisy_simplex_rows(tokens, torch::ones({tokens.size(0)}, on), torch::zeros({tokens.size(0), vocab}, on),
-                            options_.simplex_value);
+void FrozenPositions::update(const torch::Tensor& argmax, const torch::Tensor& last, const torch::Tensor& gap,
+                             const StopRule& rule) {
+  if (!active()) {
+    held = torch::zeros_like(argmax);
+    frozen = torch::zeros_like(argmax, torch::kBool);
+    token = argmax.clone();
+  } else {
+    held = torch::where(argmax == last, held + 1, torch::zeros_like(held));
+  }
+  auto settle = frozen.logical_not() & (held >= rule.stable_steps) & (gap >= rule.margin);
+  token = torch::where(settle, argmax, token);
+  frozen = frozen | settle;
+}
+
+torch::Tensor FrozenPositions::apply(const torch::Tensor& tokens) const {
+  return active() ? torch::where(frozen, token, tokens) : tokens;
+}
+
+torch::Tensor FrozenPositions::enter_clean(const torch::Tensor& x, double simplex_value) const {
+  if (!active()) return x;
+  auto clean = noisy_simplex_rows(token, torch::ones({token.size(0)}, x.options()), torch::zeros_like(x), simplex_value);
+  return torch::where(frozen.unsqueeze(1), clean, x);
 }
 
 torch::Tensor Sampler::renoise(const torch::Tensor& tokens, int64_t t, const torch::Tensor& z) const {
@@ -333,13 +350,12 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
   auto noise = [&](size_t i) {
     return gaussian_rows(streams[static_cast<size_t>(active.input_row[i])], active.span_rows[i], vocab, on.device());
   };
-  // Freezing: per span row, the steps its argmax held, whether it is frozen and to what.
-  torch::Tensor held, frozen, frozen_token;
+  FrozenPositions frozen;  // over the span rows of the rows still sampled
   auto finish = [&](size_t i, torch::Tensor answer, int64_t steps) {
     auto r = active.input_row[i];
-    if (frozen.defined()) {
-      auto f = active.of(frozen, i);
-      answer = torch::where(f, active.of(frozen_token, i), answer);
+    if (frozen.active()) {
+      auto f = active.of(frozen.frozen, i);
+      answer = torch::where(f, active.of(frozen.token, i), answer);
       out.frozen[static_cast<size_t>(r)] = f.sum().item<int64_t>();
     }
     out.ids[r].index_put_({active.batch.span_mask[static_cast<int64_t>(i)]}, answer);
@@ -359,7 +375,7 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
     auto tokens = per_row([&](size_t i) {
       return choose_tokens(active.of(logits, i), streams[static_cast<size_t>(active.input_row[i])]);
     });
-    if (frozen.defined()) tokens = torch::where(frozen, frozen_token, tokens);
+    tokens = frozen.apply(tokens);
     if (on_step) on_step(StepInfo{step, t, logits, tokens, active.span, active.input_row});
     if (t == 0) break;
     torch::Tensor argmax, gap_device;
@@ -369,17 +385,8 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
       gap_device = top2.select(1, 0) - top2.select(1, 1);
     }
     if (stop.freeze) {
-      if (!frozen.defined()) {
-        held = torch::zeros_like(argmax);
-        frozen = torch::zeros_like(argmax, torch::kBool);
-        frozen_token = argmax.clone();
-      } else {
-        held = torch::where(argmax == last_argmax, held + 1, torch::zeros_like(held));
-      }
-      auto settle = frozen.logical_not() & (held >= stop.stable_steps) & (gap_device >= stop.margin);
-      frozen_token = torch::where(settle, argmax, frozen_token);
-      frozen = frozen | settle;
-      tokens = torch::where(frozen, frozen_token, tokens);
+      frozen.update(argmax, last_argmax, gap_device, stop);
+      tokens = frozen.apply(tokens);
       if (!stop.enabled) last_argmax = argmax;
     }
     if (stop.enabled) {
@@ -401,13 +408,12 @@ SampleResult Sampler::sample_rows(const SampleBatch& batch, std::vector<util::Rn
         return out;
       }
       if (keep.size() < active.input_row.size()) {
-        active.keep_only(keep, {&prev, &last_argmax, &tokens, &held, &frozen, &frozen_token}, cache ? &*cache : nullptr);
+        active.keep_only(keep, {&prev, &last_argmax, &tokens, &frozen.held, &frozen.frozen, &frozen.token}, cache ? &*cache : nullptr);
         if (guidance_for) guidance = guidance_for(active.batch);
       }
     }
     x = renoise(tokens, t, per_row(noise));
-    // Frozen positions enter the next step clean: the chosen token's simplex, no noise.
-    if (frozen.defined()) x = torch::where(frozen.unsqueeze(1), renoise_clean(frozen_token), x);
+    x = frozen.enter_clean(x, k);
   }
   auto answer = logits.argmax(-1);
   for (size_t i = 0; i < active.input_row.size(); ++i) finish(i, active.of(answer, i), n);

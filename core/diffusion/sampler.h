@@ -57,6 +57,23 @@ struct AnswerCheck {
 AnswerCheck check_answer(const torch::Tensor& now, const torch::Tensor& before, const torch::Tensor& gap,
                          const StopRule& rule);
 
+// Freezing's state over span positions (StopRule::freeze), one rule for
+// Sampler::sample_rows and ContinuousSampler: per position the steps its
+// argmax held, whether it is frozen, and its token. Undefined until the first
+// update.
+struct FrozenPositions {
+  torch::Tensor held, frozen, token;  // int64, bool, int64 [positions]
+  bool active() const { return frozen.defined(); }
+  // After a step: that step's argmax and top-1 minus top-2 probability `gap`
+  // per position, `last` the previous step's argmax (unused at the first).
+  void update(const torch::Tensor& argmax, const torch::Tensor& last, const torch::Tensor& gap, const StopRule& rule);
+  // `tokens` with every frozen position's token (as is when none is frozen yet).
+  torch::Tensor apply(const torch::Tensor& tokens) const;
+  // The noisy simplex rows `x` [positions, V] with the frozen positions' clean
+  // simplex instead: they enter the next step without noise.
+  torch::Tensor enter_clean(const torch::Tensor& x, double simplex_value) const;
+};
+
 struct SamplerOptions {
   int64_t steps = 100;
   double top_p = 0.99;       // 0 = argmax; 1 = plain sampling
@@ -153,7 +170,6 @@ class Sampler {
   void count_passes(const std::optional<PromptCache>& cache, int64_t uncached_passes);
   // The chosen tokens' simplex re-noised with z to the level of step t - 1.
   torch::Tensor renoise(const torch::Tensor& tokens, int64_t t, const torch::Tensor& z) const;
-  torch::Tensor renoise_clean(const torch::Tensor& tokens) const;  // the tokens' simplex without noise
 
   DiffusionLMImpl& model_;
   SamplerOptions options_;

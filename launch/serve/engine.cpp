@@ -68,26 +68,16 @@ struct Engine::Impl {
     size_t choice;
   };
   std::map<int64_t, RowRef> rows;
-  std::map<Job*, StepEvent> step_events;  // this step's events, per job that streams steps
 
-  std::string decode(const std::vector<int64_t>& ids) const {
-    std::vector<int32_t> v;
-    for (auto id : ids)
-      if (id >= 0 && id < tok->vocab_size()) v.push_back(static_cast<int32_t>(id));
-    return tok->decode(v);
-  }
-  // The ids up to the first EOS/PAD, and whether one was found.
-  std::pair<std::vector<int64_t>, bool> cut(const std::vector<int64_t>& ids) const {
-    int64_t eos = tok->eos_id(), pad = tok->pad_id() >= 0 ? tok->pad_id() : eos;
-    for (size_t i = 0; i < ids.size(); ++i)
-      if (ids[i] == eos || ids[i] == pad) return {std::vector<int64_t>(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(i)), true};
-    return {ids, false};
+  std::string decode(const std::vector<int64_t>& ids) const { return eval::decode_generated(*tok, ids); }
+  std::vector<int64_t> cut(const std::vector<int64_t>& ids) const {
+    return eval::cut_at(ids, tok->eos_id(), tok->pad_id());
   }
   // Each token's share of the decoded text (the pieces concatenate to it).
   ChoiceStep view(size_t index, const std::vector<int64_t>& tokens, const std::vector<float>& confidence) const {
     ChoiceStep c;
     c.index = static_cast<int64_t>(index);
-    auto ids = cut(tokens).first;
+    auto ids = cut(tokens);
     c.text = decode(ids);
     std::string before;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -102,7 +92,8 @@ struct Engine::Impl {
     return c;
   }
   Choice choice(const Request& req, const std::vector<int64_t>& answer, int64_t steps) const {
-    auto [ids, ended] = cut(answer);
+    auto ids = cut(answer);
+    bool ended = ids.size() < answer.size();  // it met EOS/PAD
     Choice c;
     c.text = decode(ids);
     c.steps = steps;
@@ -326,13 +317,13 @@ void Engine::run_step() {
     return;
   }
   metrics_.step(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), rows);
-  m.step_events.clear();
+  std::map<Job*, StepEvent> step_events;  // this step's, per job that streams steps
   std::vector<std::shared_ptr<Job>> streaming, done;
   for (const auto& u : updates) {
     auto ref = m.rows.at(u.id);
     auto& job = *ref.job;
     if (job.request.stream_steps) {
-      auto& e = m.step_events[&job];
+      auto& e = step_events[&job];
       if (e.choices.empty()) streaming.push_back(ref.job);
       e.step = u.step;
       e.steps = u.steps;
@@ -346,7 +337,7 @@ void Engine::run_step() {
       if (--job.rows_left_ == 0) done.push_back(ref.job);
     }
   }
-  for (auto& job : streaming) job->push(std::move(m.step_events[job.get()]));
+  for (auto& job : streaming) job->push(std::move(step_events[job.get()]));
   for (auto& job : done) {
     int64_t steps = 0, tokens = 0;
     for (const auto& c : job->done_) steps += c.steps, tokens += c.tokens;
