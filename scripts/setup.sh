@@ -14,6 +14,7 @@ PY_TEST_REFS=(
   "sentencepiece==0.2.3"
   "tensorboard==2.21.0"
   "gguf==0.19.0"
+  "langdetect==1.0.9"   # IFEval's language identifier: the reference for eval/tasks/language_id.h
   # Real clients of `tess serve` (tests/launch/serve): the official OpenAI
   # client, lm-eval's local-chat-completions, and selenium driving Chromium.
   # selenium 4.50: later versions need a certifi newer than PyPI serves here.

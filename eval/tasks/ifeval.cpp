@@ -4,7 +4,6 @@
 #include <map>
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "data/jsonl.h"
 #include "eval/tasks/ifeval_checks.h"
@@ -67,12 +66,8 @@ IfevalVerdict ifeval_judge(const nlohmann::json& record, const std::string& resp
   auto variants = ifeval_loose_variants(response);
   for (size_t i = 0; i < ids.size(); ++i) {
     auto check = make_ifeval_checker(ids[i].get<std::string>(), kwargs_at(record, i), prompt);
-    v.scored.push_back(static_cast<bool>(check));
-    bool strict = false, loose = false;
-    if (check) {
-      strict = !strip(response).empty() && check(response);
-      for (const auto& r : variants) loose = loose || (!strip(r).empty() && check(r));
-    }
+    bool strict = !strip(response).empty() && check(response), loose = false;
+    for (const auto& r : variants) loose = loose || (!strip(r).empty() && check(r));
     v.strict.push_back(strict);
     v.loose.push_back(loose);
   }
@@ -99,19 +94,14 @@ nlohmann::json IfevalTask::score(const std::vector<TaskItem>& items, const std::
   };
   Counts prompts, instructions;
   std::map<std::string, Counts> per_id;
-  std::map<std::string, int64_t> unsupported, approximated;
+  std::map<std::string, int64_t> approximated;
   for (size_t i = 0; i < items.size(); ++i) {
     // The reference judges the stripped prediction.
     auto v = ifeval_judge(items[i].gold, strip(outputs[i]));
     const auto& ids = items[i].gold["instruction_id_list"];
-    bool all_scored = true, all_strict = true, all_loose = true;
+    bool all_strict = true, all_loose = true;
     for (size_t k = 0; k < ids.size(); ++k) {
       auto id = ids[k].get<std::string>();
-      if (!v.scored[k]) {
-        ++unsupported[id];
-        all_scored = false;
-        continue;
-      }
       if (ifeval_support(id) == CheckSupport::Approximate) ++approximated[id];
       auto& c = per_id[id];
       c.strict += v.strict[k];
@@ -123,7 +113,6 @@ nlohmann::json IfevalTask::score(const std::vector<TaskItem>& items, const std::
       all_strict = all_strict && v.strict[k];
       all_loose = all_loose && v.loose[k];
     }
-    if (!all_scored) continue;
     prompts.strict += all_strict;
     prompts.loose += all_loose;
     prompts.total += 1;
@@ -131,20 +120,12 @@ nlohmann::json IfevalTask::score(const std::vector<TaskItem>& items, const std::
   nlohmann::json by_id = nlohmann::json::object();
   for (const auto& [id, c] : per_id)
     by_id[id] = {{"strict", fraction(c.strict, c.total)}, {"loose", fraction(c.loose, c.total)}, {"n", c.total}};
-  if (!unsupported.empty()) {
-    std::string names;
-    for (const auto& [id, n] : unsupported) names += fmt::format("{}{} ({}x)", names.empty() ? "" : ", ", id, n);
-    spdlog::warn("ifeval: not scored (no offline checker): {}; their prompts are left out of prompt-level accuracy",
-                 names);
-  }
   return {{"prompt_strict", fraction(prompts.strict, prompts.total)},
           {"prompt_loose", fraction(prompts.loose, prompts.total)},
           {"instruction_strict", fraction(instructions.strict, instructions.total)},
           {"instruction_loose", fraction(instructions.loose, instructions.total)},
           {"n", items.size()},
-          {"prompts_scored", prompts.total},
-          {"instructions_scored", instructions.total},
-          {"unsupported", unsupported},
+          {"instructions", instructions.total},
           {"approximated", approximated},
           {"by_instruction", by_id}};
 }

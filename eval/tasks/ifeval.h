@@ -5,9 +5,8 @@
 // upper bound): an instruction counts as followed when any of eight variants
 // passes: the response, without its first line, without its last line,
 // without both, and each of those four with every '*' removed. Accuracy is
-// reported per prompt (all its instructions followed) and per instruction.
-// Instructions whose checker is unsupported are left out of both counts (a
-// prompt holding one is left out of prompt-level accuracy) and reported.
+// reported per prompt (all its instructions followed) and per instruction,
+// with the number of instructions whose checker is an approximation.
 #include <string>
 #include <vector>
 
@@ -20,7 +19,6 @@ std::vector<std::string> ifeval_loose_variants(const std::string& response);
 
 struct IfevalVerdict {
   std::vector<bool> strict, loose;  // per instruction of the record
-  std::vector<bool> scored;         // false: the checker is unsupported
 };
 // `record` is the public JSONL record {"key", "prompt", "instruction_id_list", "kwargs"}.
 IfevalVerdict ifeval_judge(const nlohmann::json& record, const std::string& response);

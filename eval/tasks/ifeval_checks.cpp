@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "data/jsonl.h"
+#include "eval/tasks/language_id.h"
 #include "eval/tasks/unicode.h"
 
 namespace tess::eval::tasks {
@@ -69,6 +70,13 @@ std::vector<std::string> split_on(const std::string& text, const std::string& ne
 }
 
 bool blank(const std::string& s) { return strip(s).empty(); }
+
+// The "and it is English" half of the change_case checkers; no letters to
+// identify (langdetect raises) counts as followed, as in the official code.
+bool english_or_unknown(const std::string& v) {
+  auto lang = identify_language(v);
+  return lang.empty() || lang == "en";
+}
 
 int64_t count_occurrences(const std::string& text, const std::string& needle) {
   if (needle.empty()) return static_cast<int64_t>(utf8_decode(text).size()) + 1;  // re.findall("") matches everywhere
@@ -333,9 +341,12 @@ const std::map<std::string, Entry>& registry() {
            return ok(std::count(lv.begin(), lv.end(), c));
          };
        }}},
-      {"language:response_language", {S::Unsupported, [](const Args& a, const std::string&) -> Checker {
-         a.str("language");
-         return {};
+      {"language:response_language", {S::Approximate, [](const Args& a, const std::string&) -> Checker {
+         // langdetect raising (no letters) counts as followed, as in the official code.
+         return [want = a.str("language")](const std::string& v) {
+           auto lang = identify_language(v);
+           return lang.empty() || lang == want;
+         };
        }}},
       {"length_constraints:number_sentences", {S::Approximate, [](const Args& a, const std::string&) -> Checker {
          auto ok = a.relation("relation", a.count("num_sentences"));
@@ -403,10 +414,10 @@ const std::map<std::string, Entry>& registry() {
          };
        }}},
       {"change_case:english_capital", {S::Approximate, [](const Args&, const std::string&) -> Checker {
-         return is_upper_text;
+         return [](const std::string& v) { return is_upper_text(v) && english_or_unknown(v); };
        }}},
       {"change_case:english_lowercase", {S::Approximate, [](const Args&, const std::string&) -> Checker {
-         return is_lower_text;
+         return [](const std::string& v) { return is_lower_text(v) && english_or_unknown(v); };
        }}},
       {"punctuation:no_comma", {S::Exact, [](const Args&, const std::string&) -> Checker {
          return [](const std::string& v) { return v.find(',') == std::string::npos; };

@@ -70,8 +70,10 @@ TEST_CASE("ifeval checkers: one following and one breaking response for every in
        "Any other questions? Yes."},
       {"change_case:capital_word_frequency", R"({"capital_frequency": 3, "capital_relation": "at least"})",
        "I DON'T KNOW", "I do not KNOW"},
-      {"change_case:english_capital", "{}", "HELLO, WORLD!", "HELLO, World!"},
+      {"change_case:english_capital", "{}", "THE WEATHER IS NICE AND THE PARK IS OPEN", "HELLO, World!"},
       {"change_case:english_lowercase", "{}", "hello, world!", "hello, World!"},
+      {"language:response_language", R"({"language": "de"})", "Die Vögel singen, und der Morgen ist schön.",
+       "The birds sing and the morning is fine."},
       {"punctuation:no_comma", "{}", "No commas here.", "One, two."},
       {"startend:quotation", "{}", " \"quoted\"\n", "\"not quoted"},
   };
@@ -82,12 +84,15 @@ TEST_CASE("ifeval checkers: one following and one breaking response for every in
     CHECK_FALSE(check(c.id, c.kwargs, c.fail));
     covered.insert(c.id);
   }
-  // Every supported instruction of the registry has its case above.
-  for (const auto& id : ifeval_instruction_ids())
-    if (ifeval_support(id) != CheckSupport::Unsupported) CHECK(covered.count(id) == 1);
+  // Every instruction of the registry has its case above.
+  for (const auto& id : ifeval_instruction_ids()) CHECK(covered.count(id) == 1);
   CHECK(ifeval_instruction_ids().size() == 25);
-  CHECK(ifeval_support("language:response_language") == CheckSupport::Unsupported);
-  CHECK_FALSE(make_ifeval_checker("language:response_language", json::parse(R"({"language": "de"})"), ""));
+  CHECK(ifeval_support("language:response_language") == CheckSupport::Approximate);
+  // The "and it is English" half of the change_case checkers; no letters to
+  // identify passes, as langdetect's exception does in the official code.
+  CHECK_FALSE(check("change_case:english_lowercase", "{}", "die vögel singen und der morgen ist schön"));
+  CHECK_FALSE(check("change_case:english_capital", "{}", "ПТИЦЫ ПОЮТ"));
+  CHECK(check("language:response_language", R"({"language": "ko"})", "123 !?"));
 }
 
 TEST_CASE("ifeval checker arguments: null entries ignored, bad ones named", "[unit][eval]") {
@@ -135,25 +140,24 @@ TEST_CASE("ifeval loose variants: first/last lines dropped, asterisks removed", 
   CHECK(empty.loose == std::vector<bool>{false});
 }
 
-TEST_CASE("ifeval task: prompt- and instruction-level accuracy, unsupported checkers counted apart", "[unit][eval]") {
+TEST_CASE("ifeval task: prompt- and instruction-level accuracy, approximated checkers counted", "[unit][eval]") {
   const auto& task = find_task("ifeval");
   auto items = task.load(std::string(TESS_TEST_DATA) + "/benchmarks/ifeval.jsonl", TaskOptions{});
   REQUIRE(items.size() == 4);
   CHECK(items[0].prompt == "Write about the sun. Use fewer than 1000 words.");
   // 1 (words < 1000): followed.
   // 2 (>= 500 words; no comma): "cats, cats" breaks both.
-  // 3 (German: unsupported; no comma): followed, but the prompt is left out.
+  // 3 (German, approximated; no comma): followed.
   // 4 (ends with "Bye."; fewer than 1 'z'): "Hi!\nBye.*" fails strict (ends
   //   "*"), passes loose ('*' removed); no 'z': followed.
-  auto s = task.score(items, {"the sun is warm", "cats, cats", "Vogel singen", "Hi!\nBye.*"}, {});
+  auto s = task.score(items, {"the sun is warm", "cats, cats", "Die Vögel singen am Morgen", "Hi!\nBye.*"}, {});
   CHECK(s["n"] == 4);
-  CHECK(s["prompts_scored"] == 3);
-  CHECK(s["instructions_scored"] == 6);
-  CHECK(s["prompt_strict"].get<double>() == Approx(1.0 / 3.0));
-  CHECK(s["prompt_loose"].get<double>() == Approx(2.0 / 3.0));
-  CHECK(s["instruction_strict"].get<double>() == Approx(3.0 / 6.0));
-  CHECK(s["instruction_loose"].get<double>() == Approx(4.0 / 6.0));
-  CHECK(s["unsupported"]["language:response_language"] == 1);
+  CHECK(s["instructions"] == 7);
+  CHECK(s["prompt_strict"].get<double>() == Approx(2.0 / 4.0));
+  CHECK(s["prompt_loose"].get<double>() == Approx(3.0 / 4.0));
+  CHECK(s["instruction_strict"].get<double>() == Approx(4.0 / 7.0));
+  CHECK(s["instruction_loose"].get<double>() == Approx(5.0 / 7.0));
+  CHECK(s["approximated"]["language:response_language"] == 1);
   CHECK(s["by_instruction"]["punctuation:no_comma"]["strict"].get<double>() == Approx(0.5));
   CHECK(s["by_instruction"]["startend:end_checker"]["loose"].get<double>() == 1.0);
 
