@@ -2,8 +2,10 @@
 """Prints an example's summary table from the `tess eval` reports in
 RUN_DIR/eval: exact match overall and per task for (a) the adapted +
 instruction-tuned diffusion model at each step count (and with reward
-guidance), (b) the diffusion model instruction-tuned from scratch, (c) the AR
-model, plus the mean reward-model score, speed and the training losses.
+guidance or the fast sampler), (b) the diffusion model instruction-tuned from
+scratch, (c) the AR model (and (d) for SmolLM2: the AR model tuned on the same
+data), plus the mean reward-model score, speed and the training losses with
+their validation curves.
 
     eval_summary.py RUN_DIR [--example quickstart|smollm2] [--markdown]
 """
@@ -18,9 +20,13 @@ EXAMPLES = {
                     ("(a) adaptive stop + prompt cache", "adapted_adaptive.json"),
                     ("(b) tuned from scratch", "scratch.json"), ("(c) AR tuned", "ar.json")],
                    ["ar", "adaptation", "instruction", "instruction_scratch", "ar_instruction", "reward"]),
-    "smollm2": ([("(a) SmolLM2 adapted + tuned", "adapted.json"), ("(b) same shape, tuned from scratch", "scratch.json"),
-                 ("(c) SmolLM2-Instruct (AR)", "ar.json")],
-                ["adaptation", "instruction", "instruction_scratch"]),
+    "smollm2": ([("(a) SmolLM2 adapted + tuned", "adapted.json"),
+                 ("(a) adaptive stop", "adapted_adaptive.json"),
+                 ("(a) adaptive stop + prompt cache", "adapted_adaptive_cache.json"),
+                 ("(b) same shape, tuned from scratch", "scratch.json"),
+                 ("(c) SmolLM2-Instruct (AR)", "ar.json"),
+                 ("(d) SmolLM2 kept AR, tuned", "ar_tuned.json")],
+                ["adaptation", "instruction", "instruction_scratch", "ar_instruction"]),
 }
 
 
@@ -46,11 +52,12 @@ def contains_rate(samples, steps):
     return hits / n if n else None
 
 
-def final_loss(run):
+def losses(run):
+    """(last training loss, [(step, validation loss), ...]) from a run's metrics.jsonl."""
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
     train = [r["loss"] for r in rows if "loss" in r]
-    val = [r["validation_loss"] for r in rows if "validation_loss" in r]
-    return (train[-1] if train else None, val[-1] if val else None)
+    val = [(r.get("step"), r["validation_loss"]) for r in rows if "validation_loss" in r]
+    return (train[-1] if train else None, val)
 
 
 def main(out, example, markdown):
@@ -93,12 +100,14 @@ def main(out, example, markdown):
     n = rows[0][2].get("exact_match_n", "?")
     print(f"\n{n} held-out prompts; exact = the whole answer string must match; contains = the answer appears "
           "in the output as whole words (from the samples).")
-    print("\nfinal training / validation loss")
+    print("\nfinal training / validation loss, then the validation curve (step: loss)")
     for run in runs:
         if not (out / run / "metrics.jsonl").exists():
             continue
-        t, v = final_loss(out / run)
-        print(f"  {run:<20} {t:.4f}" + (f" / {v:.4f}" if v is not None else ""))
+        t, val = losses(out / run)
+        print(f"  {run:<20} {t:.4f}" + (f" / {val[-1][1]:.4f}" if val else ""))
+        if len(val) > 1:
+            print("    " + "  ".join(f"{step}: {v:.3f}" for step, v in val))
 
 
 if __name__ == "__main__":

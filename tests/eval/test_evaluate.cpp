@@ -382,6 +382,18 @@ TEST_CASE("scripts/eval_summary.py tables an example's reports, with whole-word 
   write("ar_samples.jsonl", R"({"answer":"79","output":"The value of bamboo is 79.","steps":7,"task":"counting"}
 {"answer":"2","output":"I think 3","steps":3,"task":"counting"}
 )");
+  auto adaptive = report("diffusion", 32, 1.0);
+  adaptive["settings"]["adaptive"] = true;
+  adaptive["metrics"]["mean_steps"] = 9.25;
+  write("adapted_adaptive.json", adaptive.dump());
+  write("ar_tuned.json", report("ar", 0, 1.0).dump());
+  // The stage-1 validation curve is listed step by step.
+  fs::create_directories(dir / "adaptation");
+  std::ofstream(dir / "adaptation" / "metrics.jsonl") << R"({"step":10,"loss":7.5}
+{"step":20,"validation_loss":7.25,"validation_tokens":512}
+{"step":40,"loss":7.0}
+{"step":40,"validation_loss":7.125,"validation_tokens":512}
+)";
   auto t = tess::test::run_command(tess::test::shell_quote(TESS_PYTHON) + " " +
                                    tess::test::shell_quote(std::string(TESS_SOURCE_DIR) + "/scripts/eval_summary.py") +
                                    " " + tess::test::shell_quote(dir.path().string()) + " --example smollm2 --markdown");
@@ -389,8 +401,12 @@ TEST_CASE("scripts/eval_summary.py tables an example's reports, with whole-word 
   REQUIRE(t.exit_code == 0);
   CHECK_THAT(t.out, Contains("| (a) SmolLM2 adapted + tuned | 8 | 0.500 | 0.50 | 0.500 |"));
   CHECK_THAT(t.out, Contains("| (a) SmolLM2 adapted + tuned | 32 | 1.000 | 1.00 | 1.000 |"));
+  CHECK_THAT(t.out, Contains("| (a) adaptive stop | <=32 (mean 9.2) | 1.000 |"));
   CHECK_THAT(t.out, Contains("| (c) SmolLM2-Instruct (AR) | AR | 0.000 | 0.00 | 0.500 |"));
+  CHECK_THAT(t.out, Contains("| (d) SmolLM2 kept AR, tuned | AR | 1.000 |"));
   CHECK_THAT(t.out, Contains("row '(b) same shape, tuned from scratch' left out"));
+  CHECK_THAT(t.out, Contains("adaptation           7.0000 / 7.1250"));
+  CHECK_THAT(t.out, Contains("20: 7.250  40: 7.125"));
 }
 
 TEST_CASE("tess eval --cache-refresh: 1 writes the uncached answers, larger intervals are reported and still answer",
