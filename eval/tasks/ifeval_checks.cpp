@@ -71,11 +71,11 @@ std::vector<std::string> split_on(const std::string& text, const std::string& ne
 
 bool blank(const std::string& s) { return strip(s).empty(); }
 
-// The "and it is English" half of the change_case checkers; no letters to
-// identify (langdetect raises) counts as followed, as in the official code.
-bool english_or_unknown(const std::string& v) {
+// langdetect's verdict as the official checkers use it: a text without
+// letters (langdetect raises) counts as written in any language.
+bool written_in(const std::string& v, const std::string& code) {
   auto lang = identify_language(v);
-  return lang.empty() || lang == "en";
+  return lang.empty() || lang == code;
 }
 
 int64_t count_occurrences(const std::string& text, const std::string& needle) {
@@ -342,11 +342,7 @@ const std::map<std::string, Entry>& registry() {
          };
        }}},
       {"language:response_language", {S::Approximate, [](const Args& a, const std::string&) -> Checker {
-         // langdetect raising (no letters) counts as followed, as in the official code.
-         return [want = a.str("language")](const std::string& v) {
-           auto lang = identify_language(v);
-           return lang.empty() || lang == want;
-         };
+         return [want = a.str("language")](const std::string& v) { return written_in(v, want); };
        }}},
       {"length_constraints:number_sentences", {S::Approximate, [](const Args& a, const std::string&) -> Checker {
          auto ok = a.relation("relation", a.count("num_sentences"));
@@ -414,10 +410,10 @@ const std::map<std::string, Entry>& registry() {
          };
        }}},
       {"change_case:english_capital", {S::Approximate, [](const Args&, const std::string&) -> Checker {
-         return [](const std::string& v) { return is_upper_text(v) && english_or_unknown(v); };
+         return [](const std::string& v) { return is_upper_text(v) && written_in(v, "en"); };
        }}},
       {"change_case:english_lowercase", {S::Approximate, [](const Args&, const std::string&) -> Checker {
-         return [](const std::string& v) { return is_lower_text(v) && english_or_unknown(v); };
+         return [](const std::string& v) { return is_lower_text(v) && written_in(v, "en"); };
        }}},
       {"punctuation:no_comma", {S::Exact, [](const Args&, const std::string&) -> Checker {
          return [](const std::string& v) { return v.find(',') == std::string::npos; };
