@@ -70,6 +70,9 @@ evaluate adapted "$OUT/instruction/final" --sweep steps=8,32
 #   step (no margin) within the 32-step budget, without and with the prompt cache
 evaluate adapted_adaptive "$OUT/instruction/final" --steps 32 --adaptive --stable-steps 1 --margin 0
 evaluate adapted_adaptive_cache "$OUT/instruction/final" --steps 32 --adaptive --stable-steps 1 --margin 0 --cache-refresh 4
+${PYTHON:-python3} "$ROOT/scripts/speed_quality_plot.py" "$OUT/eval/speed_quality.svg" \
+  "$OUT/eval/"{ar_tuned,adapted,adapted_adaptive,adapted_adaptive_cache}.json \
+  --title "SmolLM2-135M, $LIMIT held-out prompts, batch 30: speed vs exact match"
 
 echo "== 7/7 the from-scratch comparison: same shape and tokenizer, fresh weights, same stage-2 budget"
 [ -f "$OUT/hf_random/config.json" ] || "$TESS" model init --like "$OUT/hf" --seed 1 --output "$OUT/hf_random"

@@ -409,6 +409,57 @@ TEST_CASE("scripts/eval_summary.py tables an example's reports, with whole-word 
   CHECK_THAT(t.out, Contains("20: 7.250  40: 7.125"));
 }
 
+TEST_CASE("scripts/speed_quality_plot.py puts one point per setting of eval reports and bench grids",
+          "[integration][eval]") {
+  tess::test::TempDir dir;
+  auto report = [](nlohmann::json settings, double exact, double tps) {
+    return nlohmann::json{{"settings", settings},
+                          {"metrics", {{"exact_match", exact}, {"answer_tokens_per_s", tps}, {"mean_steps", 6.25}}}};
+  };
+  auto ar = dir.write("ar.json", report({{"kind", "ar"}}, 0.5, 70.0).dump());
+  auto sweep = dir.write(
+      "sweep.json", nlohmann::json{{"reports",
+                                    {report({{"kind", "diffusion"}, {"steps", 8}}, 0.25, 5.0),
+                                     report({{"kind", "diffusion"},
+                                             {"steps", 32},
+                                             {"adaptive", {{"margin", 0.0}, {"stable_steps", 1}}},
+                                             {"cache_refresh", 4}},
+                                            0.125, 8.0)}}}
+                        .dump());
+  auto grid = dir.write("grid.json", nlohmann::json{{"rows",
+                                                     {{{"batch", 1},
+                                                       {"setting", "fixed 8"},
+                                                       {"exact_match", 0.1},
+                                                       {"answer_tokens_per_s", 300.0}}}}}
+                                         .dump());
+  auto plot = [&](const std::string& files) {
+    return tess::test::run_command(tess::test::shell_quote(TESS_PYTHON) + " " +
+                                   tess::test::shell_quote(std::string(TESS_SOURCE_DIR) +
+                                                           "/scripts/speed_quality_plot.py") +
+                                   " " + tess::test::shell_quote((dir / "plot.svg").string()) + " " + files);
+  };
+  auto r = plot(tess::test::shell_quote(ar.string()) + " " + tess::test::shell_quote(sweep.string()) + " " +
+                tess::test::shell_quote(grid.string()));
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  auto svg = tess::test::read_file(dir / "plot.svg");
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (auto at = svg.find(needle); at != std::string::npos; at = svg.find(needle, at + 1)) ++n;
+    return n;
+  };
+  CHECK(count("<circle") == 4 + 3);  // the points, then one legend dot per file / batch
+  CHECK_THAT(svg, Contains("<title>AR: 70.0 tok/s, exact 0.500</title>"));
+  CHECK_THAT(svg, Contains("<title>fixed 8: 5.0 tok/s, exact 0.250</title>"));
+  CHECK_THAT(svg, Contains("<title>adaptive &lt;=32 (6.2) + cache r=4: 8.0 tok/s, exact 0.125</title>"));
+  CHECK_THAT(svg, Contains("<title>b1 fixed 8: 300.0 tok/s, exact 0.100</title>"));
+  // A report without the speed metric has no point to give: an error, not an empty plot.
+  auto bare = dir.write("bare.json", nlohmann::json{{"settings", {{"steps", 8}}}, {"metrics", {{"exact_match", 0.5}}}}.dump());
+  auto e = plot(tess::test::shell_quote(bare.string()));
+  CHECK(e.exit_code != 0);
+  CHECK_THAT(e.err, Contains("exact_match,speed"));
+}
+
 TEST_CASE("tess eval --cache-refresh: 1 writes the uncached answers, larger intervals are reported and still answer",
           "[integration][eval]") {
   auto& w = workspace();
