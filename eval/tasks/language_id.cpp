@@ -191,7 +191,8 @@ std::string identify_language(const std::string& text) {
   std::vector<int64_t> score(langs.size(), 0);
   std::u32string word;
   auto end_word = [&] {
-    for (size_t i = 0; i < langs.size() && !word.empty(); ++i) score[i] += langs[i].words.count(word);
+    if (!word.empty())
+      for (size_t i = 0; i < langs.size(); ++i) score[i] += langs[i].words.count(word);
     word.clear();
   };
   for (char32_t c : chars) {

@@ -28,6 +28,13 @@ namespace {
 
 std::string q(const fs::path& p) { return tess::test::shell_quote(p.string()); }
 
+// Runs a Python script of the source tree (`script`, relative to it) with the
+// tests' interpreter; `args` come shell-quoted.
+tess::test::CommandResult run_script(const std::string& script, const std::string& args) {
+  return tess::test::run_command(tess::test::shell_quote(TESS_PYTHON) + " " +
+                                 tess::test::shell_quote(std::string(TESS_SOURCE_DIR) + "/" + script) + " " + args);
+}
+
 // Two prompts whose reference answers are known.
 fs::path answer_file(tess::test::TempDir& dir) {
   return dir.write("answers.jsonl",
@@ -151,9 +158,7 @@ TEST_CASE("eval report: exact match per task, dist-n, speed, reward and perplexi
     for (size_t j = 0; j < row.size(); ++j) rows += (j ? "," : "") + std::to_string(row[j]);
   }
   auto scores = dir / "scores.safetensors";
-  auto hf = tess::test::run_command(tess::test::shell_quote(TESS_PYTHON) + " " + TESS_SOURCE_DIR +
-                                    "/tests/tools/hf_reference.py reward " + q(w.reward) + " '" + rows + "' " +
-                                    q(scores));
+  auto hf = run_script("tests/tools/hf_reference.py", "reward " + q(w.reward) + " '" + rows + "' " + q(scores));
   INFO(hf.err);
   REQUIRE(hf.exit_code == 0);
   auto want = tess::model::SafetensorsFile(scores).load("scores").mean().item<double>();
@@ -394,9 +399,7 @@ TEST_CASE("scripts/eval_summary.py tables an example's reports, with whole-word 
 {"step":40,"loss":7.0}
 {"step":40,"validation_loss":7.125,"validation_tokens":512}
 )";
-  auto t = tess::test::run_command(tess::test::shell_quote(TESS_PYTHON) + " " +
-                                   tess::test::shell_quote(std::string(TESS_SOURCE_DIR) + "/scripts/eval_summary.py") +
-                                   " " + tess::test::shell_quote(dir.path().string()) + " --example smollm2 --markdown");
+  auto t = run_script("scripts/eval_summary.py", q(dir.path()) + " --example smollm2 --markdown");
   INFO(t.out << t.err);
   REQUIRE(t.exit_code == 0);
   CHECK_THAT(t.out, Contains("| (a) SmolLM2 adapted + tuned | 8 | 0.500 | 0.50 | 0.500 |"));
@@ -433,13 +436,9 @@ TEST_CASE("scripts/speed_quality_plot.py puts one point per setting of eval repo
                                                        {"answer_tokens_per_s", 300.0}}}}}
                                          .dump());
   auto plot = [&](const std::string& files) {
-    return tess::test::run_command(tess::test::shell_quote(TESS_PYTHON) + " " +
-                                   tess::test::shell_quote(std::string(TESS_SOURCE_DIR) +
-                                                           "/scripts/speed_quality_plot.py") +
-                                   " " + tess::test::shell_quote((dir / "plot.svg").string()) + " " + files);
+    return run_script("scripts/speed_quality_plot.py", q(dir / "plot.svg") + " " + files);
   };
-  auto r = plot(tess::test::shell_quote(ar.string()) + " " + tess::test::shell_quote(sweep.string()) + " " +
-                tess::test::shell_quote(grid.string()));
+  auto r = plot(q(ar) + " " + q(sweep) + " " + q(grid));
   INFO(r.out << r.err);
   REQUIRE(r.exit_code == 0);
   auto svg = tess::test::read_file(dir / "plot.svg");
@@ -455,7 +454,7 @@ TEST_CASE("scripts/speed_quality_plot.py puts one point per setting of eval repo
   CHECK_THAT(svg, Contains("<title>b1 fixed 8: 300.0 tok/s, exact 0.100</title>"));
   // A report without the speed metric has no point to give: an error, not an empty plot.
   auto bare = dir.write("bare.json", nlohmann::json{{"settings", {{"steps", 8}}}, {"metrics", {{"exact_match", 0.5}}}}.dump());
-  auto e = plot(tess::test::shell_quote(bare.string()));
+  auto e = plot(q(bare));
   CHECK(e.exit_code != 0);
   CHECK_THAT(e.err, Contains("exact_match,speed"));
 }

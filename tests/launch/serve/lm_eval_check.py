@@ -27,11 +27,10 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from serve_fixture import Server, check, check_args  # noqa: E402
+from serve_fixture import Server, check, check_args, failures_of  # noqa: E402
 
 TASK = "tess_heldout"
 SEED = 1234  # what lm-eval sends in every request (TemplateAPI seed default)
@@ -180,13 +179,10 @@ def main():
     task_dir, cfg = write_task(args, data_path)
     log("held-out data: %s (%d records); task: %s" % (data_path, len(records), task_dir))
 
-    try:
+    with failures_of((RuntimeError, OSError, ValueError, KeyError), "lm-eval against tess serve"):
         with Server(args.tess, args.model) as s:
             log("server %s model %s" % (s.url, s.model_id))
             results = run_lm_eval(s, task_dir)
-    except (RuntimeError, OSError, ValueError, KeyError) as e:
-        traceback.print_exc()
-        check(False, "lm-eval against tess serve: %s: %s" % (type(e).__name__, e))
     res = results["results"][TASK]
     lm_em = res.get("exact_match,none")
     check(lm_em is not None, "lm-eval results have no exact_match,none: %s" % res)

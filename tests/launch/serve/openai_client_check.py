@@ -31,13 +31,12 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 import openai
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_fixture import Server, check, check_args  # noqa: E402
+from serve_fixture import Server, check, check_args, failures_of  # noqa: E402
 
 PROMPT = "Compute the sum of 8476 and 66."
 STEPS = 6
@@ -384,15 +383,12 @@ def rate_limit_checks(args):
 def main():
     args = check_args(__doc__)
     t0 = time.time()
-    try:
+    with failures_of((openai.OpenAIError, requests.RequestException, RuntimeError, KeyError, ValueError)):
         with Server(args.tess, args.model) as s:
             log("server %s model %s" % (s.url, s.model_id))
             main_checks(args, s)
         api_key_checks(args)
         rate_limit_checks(args)
-    except (openai.OpenAIError, requests.RequestException, RuntimeError, KeyError, ValueError) as e:
-        traceback.print_exc()
-        check(False, "%s: %s" % (type(e).__name__, e))
     log("openai client check passed (%.1f s)" % (time.time() - t0))
 
 

@@ -7,6 +7,7 @@ gives its base URL; leaving the block sends SIGTERM and checks that the server
 exited 0 (it finishes what it accepted first).
 """
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 
 class Server:
@@ -86,3 +88,14 @@ def check(condition, message):
     if not condition:
         print("FAILED: " + message, flush=True)
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def failures_of(errors, what=""):
+    """One of `errors` raised inside the block (a client or server error the
+    checks did not expect) fails the check with its traceback, `what: Type: message`."""
+    try:
+        yield
+    except errors as e:
+        traceback.print_exc()
+        check(False, "%s%s: %s" % (what + ": " if what else "", type(e).__name__, e))
